@@ -1,0 +1,1 @@
+"""The ``seispick`` command line."""

@@ -1,0 +1,1 @@
+"""Offline PyTorch package: PhaseNet and ConvNetQuake, datasets, training, evaluation and ONNX export."""
