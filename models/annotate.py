@@ -197,11 +197,11 @@ def annotate(
     batch_size: int = 64,
     overlap: int | None = None,
     stacking: str | None = None,
-    progress: Callable[[int], None] | None = None,
+    progress: Callable[[AnnotationJob, int], None] | None = None,
 ) -> AnnotationResult:
     """Annotate a stream with a picker: probability traces, picks and detections.
 
-    ``progress(n)`` is called with the number of windows done after each batch.
+    ``progress(job, windows_done)`` is called after each batch.
     """
     if model.card.task != "picker":
         raise ValueError(
@@ -213,6 +213,6 @@ def annotate(
         batch = job.windows(start, start + batch_size)
         outputs.append(model.predict(batch))
         if progress:
-            progress(len(batch))
+            progress(job, start + len(batch))
     merged = np.concatenate(outputs) if outputs else np.zeros((0, len(model.card.labels), 0), np.float32)
     return finish(job, merged, model.name, model.sha256, thresholds=thresholds, stacking=stacking)

@@ -71,9 +71,14 @@ def _model_folders(base: Path) -> list[Path]:
     return sorted(p for p in base.iterdir() if (p / CARD_FILE).is_file())
 
 
+def user_model_dir() -> Path:
+    """Where ``seispick models import-seisbench`` and training put models by default."""
+    return Path(os.environ.get("SEISPICK_USER_MODEL_DIR", Path.home() / ".seispick" / "models"))
+
+
 def _env_dirs() -> list[Path]:
     value = os.environ.get("SEISPICK_MODEL_DIRS", "")
-    return [Path(p) for p in value.split(os.pathsep) if p]
+    return [user_model_dir()] + [Path(p) for p in value.split(os.pathsep) if p]
 
 
 __all__ = ["DEFAULT_MODEL", "ModelEntry", "ModelLoadError", "ModelRegistry", "UnknownModelError"]

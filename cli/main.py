@@ -1,0 +1,24 @@
+"""The ``seispick`` command: one entry point for everything a person does."""
+
+from __future__ import annotations
+
+import click
+
+from seispick import __version__
+
+from .models_cmd import models
+from .pick import pick
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="seispick")
+def cli() -> None:
+    """Seismic P/S phase picking with PhaseNet in ONNX: files, HTTP service and real-time streams."""
+
+
+cli.add_command(pick)
+cli.add_command(models)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    cli()

@@ -1,0 +1,103 @@
+"""``seispick models``: list, show, import and convert models."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+
+from seispick.models.registry import DEFAULT_MODEL, ModelRegistry, UnknownModelError, user_model_dir
+
+
+@click.group()
+def models() -> None:
+    """List, inspect and import models."""
+
+
+@models.command("list")
+def list_models() -> None:
+    """Shipped and user models."""
+    rows = [("name", "version", "task", "rate", "window", "channels", "sha256", "where")]
+    for entry in ModelRegistry().entries():
+        card = entry.card
+        mark = " (default)" if card.name == DEFAULT_MODEL else ""
+        rows.append(
+            (
+                card.name + mark,
+                card.version,
+                card.task,
+                f"{card.sampling_rate:g} Hz",
+                str(card.window_samples),
+                card.channel_order,
+                card.onnx_sha256[:12],
+                "shipped" if entry.shipped else str(entry.folder),
+            )
+        )
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    for row in rows:
+        click.echo("  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip())
+
+
+@models.command("show")
+@click.argument("name", required=False)
+def show_model(name: str | None) -> None:
+    """Print a model's card (JSON)."""
+    try:
+        entry = ModelRegistry().get(name)
+    except UnknownModelError as exc:
+        raise click.ClickException(str(exc)) from exc
+    click.echo(json.dumps(entry.card.model_dump(mode="json"), indent=2))
+
+
+@models.command("import-seisbench")
+@click.argument("weights", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.argument("metadata", required=False, type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--name", default=None, help="Model name (default: from the weights file name).")
+@click.option("--out", type=click.Path(path_type=Path), default=None, help="Model folder to write.")
+def import_seisbench_cmd(weights: Path, metadata: Path | None, name: str | None, out: Path | None) -> None:
+    """Turn a SeisBench PhaseNet checkpoint (WEIGHTS .pt.vN, METADATA .json.vN) into an ONNX model folder."""
+    builders = _training("builders")
+    name = name or "phasenet-" + weights.name.split(".pt")[0].replace("_", "-")
+    out = out or user_model_dir() / name
+    try:
+        card = builders.import_seisbench(weights, metadata, out, name)
+    except (ValueError, RuntimeError) as exc:
+        raise click.ClickException(str(exc)) from exc
+    click.echo(f"wrote {out} (model {card.name}, sha256 {card.onnx_sha256[:12]}, ONNX parity ok)")
+
+
+@models.command("convert-original")
+@click.argument("weights_npz", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--out", type=click.Path(path_type=Path), default=None, help="Model folder to write.")
+@click.option(
+    "--check-data",
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    default=None,
+    help="Folder of PhaseNet npz waveforms to check the conversion on (real windows).",
+)
+def convert_original(weights_npz: Path, out: Path | None, check_data: Path | None) -> None:
+    """Convert the original PhaseNet weights (weights.npz of the TF checkpoint) to ONNX with a model card."""
+    import numpy as np
+
+    builders = _training("builders")
+    windows = None
+    if check_data:
+        files = sorted(check_data.glob("*.npz"))[:16]
+        windows = np.array([np.load(f)["data"][1200:4200].T for f in files]) if files else None
+    out = out or user_model_dir() / "phasenet-original"
+    card = builders.build_phasenet_original(weights_npz, out, windows)
+    diffs = {k: f"{v:.1e}" for k, v in card.metrics.items()}
+    click.echo(f"wrote {out} (sha256 {card.onnx_sha256[:12]}; {diffs})")
+
+
+def _training(module: str):
+    """Import a training module, with a clear message when the train extra is not installed."""
+    import importlib
+
+    try:
+        return importlib.import_module(f"seispick.training.{module}")
+    except ImportError as exc:
+        raise click.ClickException(
+            f"this command needs the training extra (torch): pip install 'seispick[train]' ({exc})"
+        ) from exc

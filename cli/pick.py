@@ -1,0 +1,143 @@
+"""``seispick pick``: miniSEED files in, P/S picks out as CSV, JSON or QuakeML."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+import numpy as np
+from tqdm import tqdm
+
+from seispick.models.annotate import AnnotationJob, NoUsableDataError, annotate
+from seispick.models.formats import FORMATS, render
+from seispick.models.io import WaveformReadError, read_waveforms
+from seispick.models.registry import ModelRegistry, UnknownModelError
+from seispick.models.runtime import ModelLoadError
+
+
+@click.command()
+@click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option(
+    "--model", "-m", default=None, help="Model name or model folder (default: the shipped default)."
+)
+@click.option("--p-threshold", type=click.FloatRange(0, 1), default=None, help="P probability threshold.")
+@click.option("--s-threshold", type=click.FloatRange(0, 1), default=None, help="S probability threshold.")
+@click.option("--format", "fmt", type=click.Choice(FORMATS), default="csv", show_default=True)
+@click.option(
+    "--output", "-o", type=click.Path(path_type=Path), default=None, help="Output file (default stdout)."
+)
+@click.option(
+    "--plot", type=click.Path(path_type=Path), default=None, help="PNG of waveforms, probabilities, picks."
+)
+@click.option(
+    "--overlap", type=int, default=None, help="Window overlap in samples (default: the model card's)."
+)
+@click.option(
+    "--stacking", type=click.Choice(["avg", "max"]), default=None, help="Stacking of overlapping windows."
+)
+@click.option("--batch-size", type=click.IntRange(1, 4096), default=64, show_default=True)
+@click.option("--threads", type=click.IntRange(1, 256), default=None, help="onnxruntime intra-op threads.")
+@click.option("--quiet", "-q", is_flag=True, help="No progress bar or summary.")
+def pick(
+    paths: tuple[Path, ...],
+    model: str | None,
+    p_threshold: float | None,
+    s_threshold: float | None,
+    fmt: str,
+    output: Path | None,
+    plot: Path | None,
+    overlap: int | None,
+    stacking: str | None,
+    batch_size: int,
+    threads: int | None,
+    quiet: bool,
+) -> None:
+    """Pick P and S arrivals in miniSEED FILES or folders (searched recursively)."""
+    try:
+        loaded = ModelRegistry().load(model, threads=threads)
+    except (UnknownModelError, ModelLoadError) as exc:
+        raise click.ClickException(str(exc)) from exc
+    if loaded.card.task != "picker":
+        raise click.ClickException(f"model {loaded.name} is a {loaded.card.task}, not a phase picker")
+    try:
+        read = read_waveforms(list(paths))
+    except WaveformReadError as exc:
+        raise click.ClickException(str(exc)) from exc
+    for problem in read.problems:
+        click.echo(f"warning: {problem}", err=True)
+
+    thresholds = {k: v for k, v in {"P": p_threshold, "S": s_threshold}.items() if v is not None}
+    bar = _StationProgress(disable=quiet)
+    try:
+        result = annotate(
+            read.stream,
+            loaded,
+            thresholds=thresholds,
+            batch_size=batch_size,
+            overlap=overlap,
+            stacking=stacking,
+            progress=bar.update,
+        )
+    except (NoUsableDataError, ValueError) as exc:
+        raise click.ClickException(str(exc)) from exc
+    finally:
+        bar.close()
+    for note in result.notes:
+        click.echo(f"note: {note}", err=True)
+
+    text = render(
+        fmt,
+        result.picks,
+        result.detections,
+        segments=[a.segment for a in result.annotations],
+        model=loaded.name,
+        model_sha256=loaded.sha256,
+        notes=result.notes,
+    )
+    if output:
+        output.write_text(text)
+    else:
+        sys.stdout.write(text)
+    if plot:
+        from .plot import plot_annotations
+
+        plot_annotations(read.stream, result, loaded.card.labels, plot)
+    if not quiet:
+        counts = {phase: sum(p.phase == phase for p in result.picks) for phase in loaded.card.phases}
+        summary = ", ".join(f"{phase}: {n}" for phase, n in counts.items())
+        stations = len({a.segment.instrument for a in result.annotations})
+        click.echo(
+            f"{len(result.picks)} picks ({summary}) on {stations} instrument(s) from {len(read.files)} file(s)"
+            f" with {loaded.name}" + (f"; wrote {output}" if output else ""),
+            err=True,
+        )
+        if not result.picks:
+            click.echo("no probability reached the thresholds: no picks", err=True)
+
+
+class _StationProgress:
+    """A tqdm bar over instruments, advanced as their windows finish."""
+
+    def __init__(self, disable: bool) -> None:
+        self.disable = disable
+        self.bar: tqdm | None = None
+        self.ends: np.ndarray | None = None
+
+    def update(self, job: AnnotationJob, windows_done: int) -> None:
+        if self.bar is None:
+            instruments = [s.instrument for s in job.segments]
+            # last window index of each instrument (segments of one instrument are consecutive)
+            last = {}
+            for idx, (name, end) in enumerate(zip(instruments, np.cumsum(job.segment_window_counts()))):
+                last[name] = (idx, int(end))
+            self.ends = np.sort(np.array([end for _, end in last.values()]))
+            self.bar = tqdm(
+                total=len(last), unit="station", desc="picking", disable=self.disable, file=sys.stderr
+            )
+        done = int(np.searchsorted(self.ends, windows_done, side="right"))
+        self.bar.update(done - self.bar.n)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
