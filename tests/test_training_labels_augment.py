@@ -15,6 +15,7 @@ from seispick.training.augment import (
     crop,
     gain,
     polarity_flip,
+    pre_event_noise,
     random_window,
     superpose_event,
     vertical_only,
@@ -136,6 +137,18 @@ def test_add_noise_coloured_and_from_a_pool(event):
     assert abs(corr) > 0.5  # a shifted piece of the same sinusoid
     with pytest.raises(ValueError, match="cannot cover"):
         add_noise(event, rng, pool=[np.zeros((3, 100))])
+
+
+def test_pre_event_noise_stops_before_the_first_pick(event):
+    noise = synthetic_noise(np.random.default_rng(0))
+    early = event.replace(p_index=100, s_index=400)
+    pool = pre_event_noise([event, noise, early], min_length=1000, margin=50)
+    assert [p.shape[1] for p in pool] == [event.p_index - 50, 6000]  # `early` has only 50 samples before P
+    np.testing.assert_array_equal(pool[0], event.waveform[:, : event.p_index - 50])
+    window = add_noise(
+        random_window(event, np.random.default_rng(1), length=1000), np.random.default_rng(2), pool=pool
+    )
+    assert window.waveform.shape == (3, 1000)
 
 
 def test_superposed_event_adds_energy_and_labels(event):

@@ -24,6 +24,7 @@ __all__ = [
     "crop",
     "gain",
     "polarity_flip",
+    "pre_event_noise",
     "random_window",
     "superpose_event",
     "vertical_only",
@@ -102,6 +103,18 @@ def add_noise(
         noise = coloured_noise(rng, (c, n), float(rng.uniform(*exponent)), sample.sampling_rate)
     scale = rng.uniform(*level) * wave.std(axis=1, keepdims=True)
     return sample.replace(waveform=(wave + scale * noise).astype(np.float32))
+
+
+def pre_event_noise(samples: Sequence[WaveformSample], min_length: int, margin: int = 50) -> list[np.ndarray]:
+    """Real noise records for :func:`add_noise`: each sample's data before its first pick (less ``margin``
+    samples), or all of a noise-only sample; records shorter than ``min_length`` are left out."""
+    pool = []
+    for s in samples:
+        picks = [i for _, i in s.picks()]
+        end = min(picks) - margin if picks else s.n_samples
+        if end >= min_length:
+            pool.append(s.waveform[:, :end])
+    return pool
 
 
 def gain(

@@ -19,8 +19,9 @@ class WaveformSample:
     ``waveform`` is (channels, n) float32 in the order named by ``channel_order`` (e.g. "ENZ").
     ``p_index``/``s_index`` are sample indices of the P and S onsets (None when not picked).
     ``other_picks`` holds further onsets in the window as (phase, index), e.g. of a superposed second event.
-    ``source`` holds event metadata (source_latitude, source_longitude, source_depth_km, source_magnitude,
-    origin_time, event_id, ...). ``path`` names the file (and the entry within it) the sample came from,
+    ``source`` holds event metadata; the readers use the keys source_latitude, source_longitude (degrees),
+    source_depth_km, source_magnitude, origin_time (UTCDateTime) and event_id where the data have them, and
+    keep other format-specific fields. ``path`` names the file (and the entry within it) the sample came from,
     so that problems can be reported against it.
     """
 
