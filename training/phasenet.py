@@ -106,9 +106,9 @@ class PhaseNet(nn.Module):
                 x = F.relu(bn2(conv_down(x)))
         for (conv_up, bn1, conv_same, bn2), skip in zip(self.up_branch, skips[::-1]):
             x = F.relu(bn1(conv_up(x)))
-            x = x[:, :, 1:-2]
+            x = x[..., 1:-2]
             offset = (int(x.shape[-1]) - int(skip.shape[-1])) // 2  # static at export
-            x = torch.cat([skip, x[:, :, offset : offset + skip.shape[-1]]], dim=1)
+            x = torch.cat([skip, x[..., offset : offset + skip.shape[-1]]], dim=1)
             x = F.relu(bn2(conv_same(x)))
         x = self.out(x)
         return x if logits else torch.softmax(x, dim=1)
