@@ -1,0 +1,99 @@
+"""Service configuration: one pydantic-settings class read from ``SEISPICK_*`` environment variables.
+
+Lists (model dirs, API keys, CORS origins, models) accept a JSON list or a comma-separated string; model dirs
+also accept the ``os.pathsep``-separated form the model registry reads from the same variable. Nested groups
+use ``__``: ``SEISPICK_BATCHING__MAX_BATCH=128``. Later issues add their groups as further nested models.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Annotated, Any
+
+from pydantic import BaseModel, Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from seispick.models.registry import DEFAULT_MODEL
+
+Threshold = Annotated[float, Field(gt=0, le=1)]
+
+
+class BatchingSettings(BaseModel):
+    """The cross-request micro-batcher."""
+
+    enabled: bool = Field(default=True, description="Merge windows of concurrent requests into one call")
+    max_batch: int = Field(default=64, ge=1, le=4096, description="Most windows in one onnxruntime call")
+    max_wait_ms: float = Field(default=5.0, ge=0, le=1000, description="Longest wait for a batch to fill")
+    max_queue_windows: int = Field(
+        default=20_000, ge=1, description="Windows waiting beyond which requests get 503 (backpressure)"
+    )
+
+
+class Settings(BaseSettings):
+    """Everything ``seispick serve`` can be told, from arguments or ``SEISPICK_*`` variables."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="SEISPICK_", env_nested_delimiter="__", extra="ignore", validate_default=True
+    )
+
+    host: str = "127.0.0.1"
+    port: int = Field(default=8000, ge=0, le=65535)
+    log_level: str = "info"
+
+    model_dirs: Annotated[list[Path], NoDecode] = Field(
+        default_factory=list, description="Extra model folders (besides the shipped ones)"
+    )
+    models: Annotated[list[str], NoDecode] = Field(
+        default_factory=list, description="Models to load at start-up; empty loads every model found"
+    )
+    default_model: str = DEFAULT_MODEL
+    p_threshold: Threshold | None = Field(default=None, description="Overrides the card's P threshold")
+    s_threshold: Threshold | None = Field(default=None, description="Overrides the card's S threshold")
+    inference_threads: int | None = Field(default=None, ge=1, description="onnxruntime intra-op threads")
+
+    max_body_bytes: int = Field(default=32 * 1024 * 1024, ge=1)
+    max_duration_s: float = Field(
+        default=3600.0, gt=0, description="Most seconds of waveform per request, summed over instruments"
+    )
+    request_timeout_s: float = Field(default=60.0, gt=0)
+
+    api_keys: Annotated[list[SecretStr], NoDecode] = Field(
+        default_factory=list, description="Accepted X-API-Key values; empty turns authentication off"
+    )
+    cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
+
+    redis_url: str | None = Field(default=None, description="Checked by /readyz when set")
+    redis_timeout_s: float = Field(default=0.5, gt=0)
+
+    batching: BatchingSettings = Field(default_factory=BatchingSettings)
+
+    @field_validator("models", "api_keys", "cors_origins", mode="before")
+    @classmethod
+    def _split_list(cls, value: Any) -> Any:
+        return _split(value, ",")
+
+    @field_validator("model_dirs", mode="before")
+    @classmethod
+    def _split_dirs(cls, value: Any) -> Any:
+        return _split(value, os.pathsep)
+
+    def thresholds(self) -> dict[str, float]:
+        """Threshold overrides set by the operator (the card's defaults fill the rest)."""
+        out = {}
+        if self.p_threshold is not None:
+            out["P"] = self.p_threshold
+        if self.s_threshold is not None:
+            out["S"] = self.s_threshold
+        return out
+
+
+def _split(value: Any, separator: str) -> Any:
+    """A JSON list or a ``separator``-separated string as a list; anything else unchanged."""
+    if not isinstance(value, str):
+        return value
+    text = value.strip()
+    if text.startswith("["):
+        return json.loads(text)
+    return [part.strip() for part in text.split(separator) if part.strip()]
