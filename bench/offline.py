@@ -67,9 +67,9 @@ def main() -> None:
     rows = []
     t_sb, out_sb = best_of(args.repeats, lambda: sb_model.classify(stream, overlap=1500, stacking="avg"))
     rows.append(("SeisBench classify (torch, 3001)", t_sb, len(out_sb.picks)))
-    t_same, res = best_of(args.repeats, lambda: annotate(stream, ours_same, batch_size=64))
+    t_same, res = best_of(args.repeats, lambda: annotate(stream, ours_same, batch_size=32))
     rows.append(("seispick, same weights (ONNX, 3001)", t_same, len(res.picks)))
-    t_orig, res_orig = best_of(args.repeats, lambda: annotate(stream, shipped, batch_size=64))
+    t_orig, res_orig = best_of(args.repeats, lambda: annotate(stream, shipped, batch_size=32))
     rows.append(("seispick, phasenet-original (3000)", t_orig, len(res_orig.picks)))
 
     print(

@@ -36,7 +36,7 @@ from seispick.models.runtime import ModelLoadError
 @click.option(
     "--stacking", type=click.Choice(["avg", "max"]), default=None, help="Stacking of overlapping windows."
 )
-@click.option("--batch-size", type=click.IntRange(1, 4096), default=64, show_default=True)
+@click.option("--batch-size", type=click.IntRange(1, 4096), default=32, show_default=True)
 @click.option("--threads", type=click.IntRange(1, 256), default=None, help="onnxruntime intra-op threads.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar or summary.")
 def pick(

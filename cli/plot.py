@@ -40,10 +40,14 @@ def plot_annotations(stream: obspy.Stream, result: AnnotationResult, labels: lis
             )
             for row, label in enumerate(labels):
                 if label != "N":
-                    ax_prob.plot(times, ann.probabilities[row], color=PHASE_COLOURS.get(label), lw=0.8, label=label)
+                    ax_prob.plot(
+                        times, ann.probabilities[row], color=PHASE_COLOURS.get(label), lw=0.8, label=label
+                    )
         for pick in picks:
             for ax in (ax_wave, ax_prob):
-                ax.axvline(pick.peak_time.matplotlib_date, color=PHASE_COLOURS.get(pick.phase, "g"), lw=1, ls="--")
+                ax.axvline(
+                    pick.peak_time.matplotlib_date, color=PHASE_COLOURS.get(pick.phase, "g"), lw=1, ls="--"
+                )
         ax_wave.set_title(f"{instrument}: {len(picks)} picks", fontsize=9, loc="left")
         ax_wave.set_yticks([])
         ax_prob.set_ylim(0, 1.02)

@@ -194,7 +194,7 @@ def annotate(
     stream: obspy.Stream,
     model: OnnxModel,
     thresholds: dict[str, float] | None = None,
-    batch_size: int = 64,
+    batch_size: int = 32,
     overlap: int | None = None,
     stacking: str | None = None,
     progress: Callable[[AnnotationJob, int], None] | None = None,

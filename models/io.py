@@ -74,7 +74,9 @@ def read_waveforms(paths: list[str | Path]) -> ReadResult:
                 skipped.append(path)
     if skipped:
         examples = ", ".join(p.name for p in skipped[:3]) + (", ..." if len(skipped) > 3 else "")
-        result.problems.append(f"skipped {len(skipped)} file(s) in folders that are not waveforms ({examples})")
+        result.problems.append(
+            f"skipped {len(skipped)} file(s) in folders that are not waveforms ({examples})"
+        )
     if not result.files:
         reasons = "\n  ".join(result.problems) or "no paths given"
         raise WaveformReadError(f"no readable waveform files:\n  {reasons}")

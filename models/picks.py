@@ -79,7 +79,9 @@ def trigger_intervals(values: np.ndarray, threshold: float) -> np.ndarray:
 
     ObsPy's ``trigger_onset`` with off-threshold threshold/2, as SeisBench's ``picks_from_annotations``.
     """
-    values = np.nan_to_num(np.asarray(values, dtype=np.float64), nan=0.0)
+    values = np.asarray(values)
+    if np.isnan(values).any():
+        values = np.nan_to_num(values, nan=0.0)
     if values.size == 0 or values.max() < threshold:
         return np.zeros((0, 2), dtype=np.int64)
     return np.asarray(trigger_onset(values, threshold, threshold / 2), dtype=np.int64).reshape(-1, 2)

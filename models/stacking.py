@@ -16,12 +16,12 @@ def stack_windows(
     n_windows, n_classes, window = predictions.shape
     length = max(n_samples, int(offsets.max()) + window)
     if method == "avg":
-        total = np.zeros((n_classes, length), dtype=np.float64)
-        count = np.zeros(length, dtype=np.int32)
+        stacked = np.zeros((n_classes, length), dtype=np.float32)  # float32 sums, as SeisBench's C stacker
+        count = np.zeros(length, dtype=np.float32)
         for pred, offset in zip(predictions, offsets):
-            total[:, offset : offset + window] += pred
+            stacked[:, offset : offset + window] += pred
             count[offset : offset + window] += 1
-        stacked = (total / np.maximum(count, 1)).astype(np.float32)
+        stacked /= np.maximum(count, 1)
     elif method == "max":
         stacked = np.full((n_classes, length), -np.inf, dtype=np.float32)
         for pred, offset in zip(predictions, offsets):

@@ -39,5 +39,8 @@ def cut_windows(data: np.ndarray, offsets: np.ndarray, window: int) -> np.ndarra
         padded = np.zeros(data.shape[:-1] + (window,), dtype=data.dtype)
         padded[..., : data.shape[-1]] = data
         data = padded
-    index = offsets[:, None] + np.arange(window)[None, :]
-    return np.ascontiguousarray(np.moveaxis(data[:, index], 1, 0))
+    views = np.lib.stride_tricks.sliding_window_view(data, window, axis=-1)  # (channels, positions, window)
+    out = np.empty((len(offsets), data.shape[0], window), dtype=np.float32)
+    for channel in range(data.shape[0]):
+        out[:, channel] = views[channel, offsets]
+    return out
