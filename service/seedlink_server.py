@@ -69,7 +69,7 @@ _DRAIN_EVERY = 64  # packets written between flow-control waits
 _EOL = re.compile(rb"[\r\n]")
 _CODE_CHARS = re.compile(r"^[A-Za-z0-9?*_]{1,10}$")
 _SELECT_CHARS = re.compile(r"^[A-Za-z0-9?*\-]+$")
-_HEX_SEQ = re.compile(r"^[0-9A-Fa-f]{1,6}$")
+_HEX_SEQ = re.compile(r"^(0[xX])?[0-9A-Fa-f]{1,6}$")  # ObsPy sends hex() output: "0x1b"
 _TIME = re.compile(
     r"^(\d{4})[,/-](\d{1,2})[,/-](\d{1,2})"
     r"(?:[,T: ](\d{1,2})(?:[,:](\d{1,2})(?:[,:](\d{1,2})(?:\.(\d{1,9}))?)?)?)?$"
@@ -867,7 +867,11 @@ class ThreadedReplayServer:
         self._loop.close()
 
     def __enter__(self) -> ThreadedReplayServer:
-        self.start()
+        try:
+            self.start()
+        except BaseException:
+            self.close()
+            raise
         return self
 
     def __exit__(self, *exc: object) -> None:
