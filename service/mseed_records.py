@@ -172,24 +172,12 @@ def shift_record(record: bytes, shift_ns: int) -> bytes:
     return bytes(out)
 
 
-def text_records(text: str, channel: str = "INF", when_ns: int | None = None) -> list[bytes]:
+def text_records(text: str, channel: str = "INF") -> list[bytes]:
     """Pack ASCII ``text`` into 512-byte miniSEED records (station INFO, network XX), as INFO packets use."""
     payload = text.encode("ascii", "replace")
     chunks = [payload[i : i + _TEXT_PER_RECORD] for i in range(0, len(payload), _TEXT_PER_RECORD)] or [b""]
-    when = (
-        datetime.now(timezone.utc)
-        if when_ns is None
-        else datetime.fromtimestamp(when_ns / NS_PER_S, timezone.utc)
-    )
-    btime = (
-        when.year,
-        when.timetuple().tm_yday,
-        when.hour,
-        when.minute,
-        when.second,
-        0,
-        when.microsecond // 100,
-    )
+    now = datetime.now(timezone.utc)
+    btime = (now.year, now.timetuple().tm_yday, now.hour, now.minute, now.second, 0, now.microsecond // 100)
     records = []
     for number, chunk in enumerate(chunks, start=1):
         header = bytearray(_TEXT_DATA_OFFSET)

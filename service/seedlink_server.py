@@ -240,9 +240,9 @@ class Replay:
         if self.restamp:
             self.shift0_ns = round_to_tick(time.time_ns() - self.t0_ns)
 
-    def shift_ns(self, pass_no: int | None = None) -> int:
-        """Offset from archive time to output time for a replay pass."""
-        return self.shift0_ns + (self.pass_no if pass_no is None else pass_no) * self.period_ns
+    def shift_ns(self) -> int:
+        """Offset from archive time to output time in the current replay pass."""
+        return self.shift0_ns + self.pass_no * self.period_ns
 
     def due(self, record: MseedRecord) -> float:
         """Monotonic wall time at which ``record`` of the current pass is released."""
@@ -387,7 +387,6 @@ class Session:
         self.uni: StationRequest | None = None
         self.batch = False
         self.extreply = False
-        self.streaming = False
         self._buffer = bytearray()
         self._handlers = self._command_table()
 
@@ -587,7 +586,6 @@ class Session:
         subscriptions = self._subscriptions()
         dialup = any(r.dialup for r in self.requests) or bool(self.uni and self.uni.dialup)
         logger.info("client %s streams %d station(s)%s", self.peer, len(subscriptions), " (dial-up)" * dialup)
-        self.streaming = True
         tasks = {
             asyncio.create_task(self._send_packets(subscriptions, dialup)),
             asyncio.create_task(self._listen()),

@@ -21,6 +21,7 @@ from seispick.service import mseed_records
 from seispick.service.seedlink_server import (
     SeedLinkReplayServer,
     Selector,
+    StationBuffer,
     ThreadedReplayServer,
     parse_seedlink_time,
     selection_matches,
@@ -171,6 +172,20 @@ def test_records_are_lossless_and_shift_exactly() -> None:
     shift = 86_400 * 10**9 * 366 + 123_400_000
     moved = obspy.read(io.BytesIO(mseed_records.shift_record(records[1].data, shift)))[0]
     assert moved.stats.starttime.ns == records[1].start_ns + shift
+
+
+def test_sequence_numbers_wrap_at_24_bits() -> None:
+    record = mseed_records.MseedRecord("XX", "STA1", "", "HHZ", 0, 10, bytes(512))
+    buffer = StationBuffer("XX", "STA1", capacity=3)
+    buffer.next_seq = 0xFFFFFE
+    for _ in range(4):
+        buffer.append(record, 0)
+    assert [p.seq for p in buffer.packets] == [0xFFFFFF, 0x000000, 0x000001]
+    assert buffer.packets[1].wire.startswith(b"SL000000")
+    assert buffer.index_of_seq(0) == buffer.base + 1
+    assert buffer.index_of_seq(0xFFFFFE) is None  # fell out of the ring
+    assert buffer.index_for_resume(0xFFFFFE) == buffer.base  # older: resume from the oldest
+    assert buffer.index_for_resume(2) == buffer.end  # not issued yet: wait for it
 
 
 def test_constructor_rejects_impossible_settings(tmp_path: Path) -> None:
