@@ -8,6 +8,7 @@ from seispick import __version__
 
 from .models_cmd import models
 from .pick import pick
+from .replay_cmd import replay
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -18,6 +19,7 @@ def cli() -> None:
 
 cli.add_command(pick)
 cli.add_command(models)
+cli.add_command(replay)
 
 
 if __name__ == "__main__":  # pragma: no cover
