@@ -139,7 +139,8 @@ def _resample(trace: obspy.Trace, sampling_rate: float) -> obspy.Trace:
     return trace
 
 
-def _component_index(component: str, channel_order: str) -> int | None:
+def component_index(component: str, channel_order: str) -> int | None:
+    """Index of a component letter in a model's channel order (1 and 2 stand for N and E), or None."""
     if component in channel_order:
         return channel_order.index(component)
     other = _EQUIVALENT_COMPONENTS.get(component)
@@ -155,7 +156,7 @@ def _segment_instrument(
     offsets = []
     for trace in traces:
         comp = trace.stats.channel[-1].upper()
-        index = _component_index(comp, channel_order)
+        index = component_index(comp, channel_order)
         if index is None:
             notes.add(f"{trace.id}: component {comp} is not one of {channel_order} (or 1/2), ignored")
             continue
