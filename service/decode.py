@@ -23,8 +23,8 @@ JSON_TYPES = frozenset({"application/json"})
 MULTIPART_TYPE = "multipart/form-data"
 ACCEPTED = sorted(MSEED_TYPES | JSON_TYPES | {MULTIPART_TYPE})
 FILES_FIELD = "files"
-# Larger magnitudes overflow the float32 normalisation (x - mean, std) into inf/NaN; real counts are far below.
-MAX_ABS_SAMPLE = 1e30
+# Beyond this the float32 normalisation overflows (squares in the std) into inf/NaN; real counts stay far below.
+MAX_ABS_SAMPLE = 1e15
 # Codes are joined with "." into ids downstream, so a "." (or a space / control byte) cannot be accepted.
 _CODE = re.compile(r"[!-\-/-~]*")
 
