@@ -120,9 +120,9 @@ def parse_metrics(text: str) -> dict[tuple[str, tuple], float]:
     }
 
 
-def metric(samples: dict, name: str, **labels: str) -> float:
+def metric(samples: dict, metric_name: str, /, **labels: str) -> float:
     """One sample's value (0 when absent)."""
-    return samples.get((name, tuple(sorted(labels.items()))), 0.0)
+    return samples.get((metric_name, tuple(sorted(labels.items()))), 0.0)
 
 
 def event_stream(index: int = 0) -> obspy.Stream:
