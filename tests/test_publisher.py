@@ -170,6 +170,20 @@ def test_stream_pubsub_exactly_once(server: RedisServer):
                 messages.append(json.loads(message["data"]))
             assert [m["id"] for m in messages] == ids and messages[0] == dict(entries[0][1])
             await pubsub.aclose()
+
+            s1 = [pick_id(p) for p in picks if p.trace_id == "XX.S1..HH"]
+            newest = await publisher.recent_from_redis(station="S1", limit=3, page=2)
+            assert [r.id for r in newest] == s1[-3:] and newest[0].fields == dict(
+                entries[ids.index(s1[-3])][1]
+            )
+            oldest = await publisher.recent_from_redis(
+                station="S1", phase="S", since=T0 - 86400, limit=2, page=3
+            )
+            assert [r.id for r in oldest] == [
+                pick_id(p) for p in picks if p.trace_id == "XX.S1..HH" and p.phase == "S"
+            ][:2]
+            assert await publisher.recent_from_redis(since=UTCDateTime() + 60) == []
+            assert [r.id for r in await publisher.recent_from_redis(kind="detection")] == [det_id]
             await publisher.stop()
 
             # A restarted publisher (no memory of what it sent) publishing the same picks adds nothing.
