@@ -5,6 +5,9 @@ up to ``max_wait_ms`` for more (or until ``max_batch`` windows are waiting), con
 ``model.predict`` on an executor thread and hands each submitter its own slice of the output. While a call
 runs, new groups queue up, so under load batches fill without waiting. Groups larger than ``max_batch`` are
 split on submission. With batching disabled every request runs its own calls, still off the event loop.
+
+Requests announce themselves while they decode and prepare (``with batcher.incoming(name):``); the worker
+only waits for more windows while some request is on its way, so a lone request pays no batching delay.
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ import logging
 import os
 import time
 from collections import deque
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
@@ -50,6 +53,7 @@ class _Lane:
     groups: deque[_Group] = field(default_factory=deque)
     arrived: asyncio.Event = field(default_factory=asyncio.Event)
     waiting: int = 0  # windows queued, cancelled groups included until the worker drops them
+    incoming: int = 0  # requests decoding or preparing windows for this model
     worker: asyncio.Task | None = None
 
 
@@ -79,12 +83,12 @@ class MicroBatcher:
         if self.running:
             return
         self._executor = ThreadPoolExecutor(self._threads, thread_name_prefix="seispick-inference")
-        if self.settings.enabled:
-            for name, model in self._models.items():
+        for name, model in self._models.items():
+            self.metrics.queue_depth.labels(name).set(0)
+            if self.settings.enabled:
                 lane = _Lane(model=model)
                 lane.worker = asyncio.create_task(self._work(lane), name=f"batcher-{name}")
                 self._lanes[name] = lane
-                self.metrics.queue_depth.labels(name).set(0)
 
     async def stop(self) -> None:
         """Stop the workers; requests still queued get a 503."""
@@ -107,6 +111,20 @@ class MicroBatcher:
     def queued_windows(self, model_name: str) -> int:
         lane = self._lanes.get(model_name)
         return lane.waiting if lane else 0
+
+    @contextlib.contextmanager
+    def incoming(self, model_name: str) -> Iterator[None]:
+        """Mark a request that will submit windows for ``model_name`` soon (while it decodes, prepares)."""
+        lane = self._lanes.get(model_name)
+        if lane is None:  # batching off, or not running
+            yield
+            return
+        lane.incoming += 1
+        try:
+            yield
+        finally:
+            lane.incoming -= 1
+            lane.arrived.set()  # the worker re-checks whether anyone is still on the way
 
     async def predict(self, model_name: str, windows: np.ndarray) -> np.ndarray:
         """Model output for ``windows`` (n, channels, samples), batched with other callers' windows."""
@@ -151,7 +169,11 @@ class MicroBatcher:
                 lane.arrived.clear()
                 await lane.arrived.wait()
             deadline = loop.time() + wait_s
-            while lane.waiting < self.settings.max_batch and (remaining := deadline - loop.time()) > 0:
+            while (
+                lane.incoming > 0
+                and lane.waiting < self.settings.max_batch
+                and (remaining := deadline - loop.time()) > 0
+            ):
                 lane.arrived.clear()
                 try:
                     await asyncio.wait_for(lane.arrived.wait(), remaining)

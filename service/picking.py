@@ -28,7 +28,8 @@ async def pick_stream(
     """
     if model.card.task != "picker":
         raise InvalidInput(f"model {model.name} is a {model.card.task}, not a picker", kind="model_task")
-    job, windows = await asyncio.to_thread(_prepare, stream, model)
+    with batcher.incoming(model.name):
+        job, windows = await asyncio.to_thread(_prepare, stream, model)
     outputs = await batcher.predict(model.name, windows)
     if not np.isfinite(outputs).all():
         raise InvalidInput(

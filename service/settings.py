@@ -41,6 +41,7 @@ class Settings(BaseSettings):
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=0, le=65535)
     log_level: str = "info"
+    access_log: bool = Field(default=True, description="uvicorn's per-request log lines")
 
     model_dirs: Annotated[list[Path], NoDecode] = Field(
         default_factory=list, description="Extra model folders (besides the shipped ones)"

@@ -200,3 +200,33 @@ def test_empty_input_needs_no_call():
 
     asyncio.run(with_batcher(model, body))
     assert model.calls == []
+
+
+def test_a_lone_request_does_not_wait_for_company():
+    model = FakeModel()
+
+    async def body(batcher):
+        started = time.perf_counter()
+        await batcher.predict("fake", windows(2, 1))
+        return time.perf_counter() - started
+
+    elapsed = asyncio.run(with_batcher(model, body, max_wait_ms=1000))
+    assert elapsed < 0.5
+
+
+def test_the_worker_waits_for_announced_requests():
+    model = FakeModel()
+
+    async def body(batcher):
+        async def late_request():
+            with batcher.incoming("fake"):
+                await asyncio.sleep(0.1)  # decoding
+            return await batcher.predict("fake", windows(3, 2))
+
+        late = asyncio.create_task(late_request())
+        await asyncio.sleep(0.01)
+        early = await batcher.predict("fake", windows(2, 1))
+        assert np.all(early == 2) and np.all(await late == 4)
+
+    asyncio.run(with_batcher(model, body, max_wait_ms=1000))
+    assert model.calls == [5]  # one call for both requests

@@ -229,3 +229,13 @@ def test_run_server_serves_over_http():
     assert server.returncode in (0, -signal.SIGTERM), output  # uvicorn re-raises SIGTERM after shutting down
     assert "Application shutdown complete" in output, output
     assert "Traceback" not in output, output
+
+
+def test_the_service_never_imports_torch_or_training():
+    code = (
+        "import sys; import seispick.service.app; "
+        "bad = [m for m in sys.modules if m == 'torch' or m.startswith(('torch.', 'seispick.training'))]; "
+        "assert not bad, bad"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr

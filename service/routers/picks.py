@@ -97,8 +97,9 @@ async def _annotate(
     settings: Settings,
     query: PicksQuery,
 ) -> AnnotationResult:
-    body = await read_body(request, settings.max_body_bytes)
-    stream = await asyncio.to_thread(decode_body, body, content_type, settings.max_duration_s)
+    with batcher.incoming(model.name):  # the batcher waits for this request's windows
+        body = await read_body(request, settings.max_body_bytes)
+        stream = await asyncio.to_thread(decode_body, body, content_type, settings.max_duration_s)
     thresholds = settings.thresholds()
     if query.p_threshold is not None:
         thresholds["P"] = query.p_threshold
