@@ -190,12 +190,13 @@ class SeedLinkConnection:
         return ident.split("::", 1)[0].strip(), {c.upper() for c in caps}
 
     async def packet(self, timeout: float | None = None) -> tuple[str, int | None, bytes]:
-        """Next packet: ``("data", seq, record)``, ``("info" | "info_last", None, record)``, ``("end", None, b"")``."""
+        """Next packet: ``("data", seq, record)``, ``("info" | "info_last", None, record)``, ``("end", None,
+        b"")`` or ``("error", None, reply)`` for an ``ERROR`` line."""
         head = await self._read(3, timeout)
         if head == b"END":
             return "end", None, b""
         if head == b"ERR":
-            raise SeedLinkError(f"server error: ERR{(await self.line())[:80]}")
+            return "error", None, ("ERR" + await self.line()).encode()
         if head[:2] != b"SL":
             raise SeedLinkError(f"lost packet framing at {head!r}")
         tag = head + await self._read(5)
@@ -230,6 +231,8 @@ class SeedLinkConnection:
         text, channel, kind = b"", "", "info"
         while kind == "info":
             kind, _, record = await self.packet()
+            if kind == "error":
+                return None
             if not kind.startswith("info"):
                 raise SeedLinkError(f"expected INFO packets, got {kind}")
             try:
@@ -337,6 +340,8 @@ class SeedLinkSource(Source):
                 continue
             if kind == "end":
                 return
+            if kind == "error":
+                raise SeedLinkError(f"server error while streaming: {record[:80].decode('ascii', 'replace')}")
             if kind == "data":
                 assert seq is not None
                 self._session_packets += 1
@@ -373,8 +378,11 @@ class SeedLinkSource(Source):
             listed = await conn.catalogue()
             if listed is None:
                 listed = await conn.info_stations()
-            if listed is None:
-                raise SeedLinkError("cannot expand station wildcards: no NSWILDCARD, CAT or INFO STATIONS")
+            if listed is None:  # carry on with the stations known so far
+                logger.warning(
+                    "%s: cannot expand station wildcards: no NSWILDCARD, CAT or INFO STATIONS", self.name
+                )
+                listed = list(self.stations)
             found = [k for k in listed if any(p.matches(*k) for p in patterns) and k not in keys]
             if not found:
                 logger.warning(
