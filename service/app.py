@@ -66,7 +66,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.seispick = ServiceState(settings=settings, metrics=service_metrics)
     install_handlers(app, service_metrics)
-    secured = [Depends(require_api_key)]
+    # Only with keys configured does the API (and its OpenAPI document) ask for X-API-Key.
+    secured = [Depends(require_api_key)] if settings.api_keys else []
     app.include_router(picks.router, dependencies=secured)
     app.include_router(models.router, dependencies=secured)
     app.include_router(health.router)

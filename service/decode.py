@@ -149,7 +149,10 @@ def read_json(body: bytes) -> obspy.Stream:
         raise InvalidInput("the JSON body is an empty list; send at least one station object")
     stream = obspy.Stream()
     for station in stations:
-        stream += station.to_stream()
+        try:
+            stream += station.to_stream()
+        except (ValueError, OverflowError) as error:  # ObsPy's own checks on times and rates
+            raise InvalidInput(f"station {station.network}.{station.station}: {error}") from None
     return stream
 
 
