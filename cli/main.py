@@ -9,6 +9,8 @@ from seispick import __version__
 from .models_cmd import models
 from .pick import pick
 from .replay_cmd import replay
+from .serve_cmd import serve
+from .training_cmd import evaluate, export, finetune, train
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -19,7 +21,12 @@ def cli() -> None:
 
 cli.add_command(pick)
 cli.add_command(models)
+cli.add_command(train)
+cli.add_command(finetune)
+cli.add_command(evaluate)
+cli.add_command(export)
 cli.add_command(replay)
+cli.add_command(serve)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -20,10 +20,12 @@ from .batcher import MicroBatcher
 from .dependencies import require_api_key
 from .handlers import install_handlers
 from .metrics import HttpMetricsMiddleware, ServiceMetrics
-from .routers import health, metrics, models, picks
+from .routers import health, metrics, models, picks, stream
 from .schemas import WaveformJsonBody
 from .settings import Settings
 from .state import ServiceState, load_models
+from .stream_metrics import StreamMetrics
+from .streaming import StreamingRuntime
 
 log = logging.getLogger(__name__)
 
@@ -43,10 +45,17 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         state.redis = Redis.from_url(
             settings.redis_url, socket_connect_timeout=timeout, socket_timeout=timeout
         )
+    if StreamingRuntime.wanted(settings):
+        model = state.model(settings.streaming.model)
+        state.streaming = StreamingRuntime(settings, model, state.batcher.predict, app.state.stream_metrics)
+        await state.streaming.start()
     log.info("serving models %s (default %s)", ", ".join(state.models), settings.default_model)
     try:
         yield
     finally:
+        if state.streaming is not None:
+            await state.streaming.stop()
+            state.streaming = None
         await state.batcher.stop()
         if state.redis is not None:
             await state.redis.aclose()
@@ -65,11 +74,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     app.state.seispick = ServiceState(settings=settings, metrics=service_metrics)
+    app.state.stream_metrics = StreamMetrics(service_metrics.registry)
     install_handlers(app, service_metrics)
     # Only with keys configured does the API (and its OpenAPI document) ask for X-API-Key.
     secured = [Depends(require_api_key)] if settings.api_keys else []
     app.include_router(picks.router, dependencies=secured)
     app.include_router(models.router, dependencies=secured)
+    app.include_router(stream.router, dependencies=secured)
+    app.include_router(stream.ws_router)  # checks the key itself (header or ?api_key=)
     app.include_router(health.router)
     app.include_router(metrics.router)
     if settings.cors_origins:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import zlib
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -29,6 +30,43 @@ class BatchingSettings(BaseModel):
     max_queue_windows: int = Field(
         default=20_000, ge=1, description="Windows waiting beyond which requests get 503 (backpressure)"
     )
+
+
+class StreamingSettings(BaseModel):
+    """Real-time picking: where records come from, how picks are published, how the network is sharded."""
+
+    model: str | None = Field(default=None, description="Model for the stream (default: the default model)")
+    seedlink: Annotated[list[str], NoDecode] = Field(
+        default_factory=list, description="SeedLink servers as host:port, comma-separated"
+    )
+    selectors: Annotated[list[str], NoDecode] = Field(
+        default_factory=list, description="Streams as NET_STA:CHA patterns (wildcards allowed), comma-separated"
+    )
+    station_file: Path | None = Field(default=None, description="One NET_STA[:CHA] per line")
+    watch_dirs: Annotated[list[Path], NoDecode] = Field(
+        default_factory=list, description="Folders watched for new or growing miniSEED files"
+    )
+    silence_timeout_s: float = Field(default=30.0, gt=0, description="Close an instrument's data after this silence")
+    lag_tolerance_s: float = Field(
+        default=60.0, ge=0, description="How far a component may lag before windows use zeros for it"
+    )
+    reconnect_max_s: float = Field(default=30.0, gt=0)
+    shard_index: int = Field(default=0, ge=0, description="This replica's shard of the station network")
+    shard_count: int = Field(default=1, ge=1, description="Number of replicas sharing the network")
+    stream_key: str = "seispick:picks"
+    detections_key: str = "seispick:detections"
+    channel: str = "seispick:picks:live"
+    maxlen: int = Field(default=100_000, ge=1, description="Approximate length cap of the Redis streams")
+    spill_dir: Path | None = Field(default=None, description="Outbox spill folder while Redis is down")
+
+    @field_validator("seedlink", "selectors", "watch_dirs", mode="before")
+    @classmethod
+    def _split_list(cls, value: Any) -> Any:
+        return _split(value, ",")
+
+    def owns(self, network: str, station: str) -> bool:
+        """Whether this replica's shard holds NET.STA (a stable hash, the same in every replica)."""
+        return zlib.crc32(f"{network}.{station}".encode()) % self.shard_count == self.shard_index
 
 
 class Settings(BaseSettings):
@@ -69,6 +107,8 @@ class Settings(BaseSettings):
     redis_timeout_s: float = Field(default=0.5, gt=0)
 
     batching: BatchingSettings = Field(default_factory=BatchingSettings)
+    streaming: StreamingSettings = Field(default_factory=StreamingSettings)
+    demo: bool = Field(default=False, description="Replay the bundled demo archive and pick it live")
 
     @field_validator("models", "api_keys", "cors_origins", mode="before")
     @classmethod

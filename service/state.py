@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
+from typing import Any
 
 from redis.asyncio import Redis
 
@@ -28,6 +29,7 @@ class ServiceState:
     models: dict[str, OnnxModel] = field(default_factory=dict)
     batcher: MicroBatcher | None = None
     redis: Redis | None = None
+    streaming: Any = None  # StreamingRuntime when a real-time source is configured
 
     @property
     def ready(self) -> bool:
