@@ -23,6 +23,9 @@ class TrainConfig:
     are aligned with a record's start or end, as the runtime aligns its first and last windows.
     ``freeze_encoder`` fixes the PhaseNet encoder; ``freeze_batchnorm`` keeps every batch-norm layer's running
     statistics (useful when fine-tuning on one station, whose small batches would shift them).
+    ``anchor_weight`` adds ``anchor_weight * sum((w - w_start)**2)`` over the trained weights to the loss (L2-SP,
+    Li et al. 2018: fine-tuning pulled towards the base instead of towards zero). ``replay_fraction`` adds that
+    many windows (as a fraction of the own training windows) from replayed data, e.g. other stations, per epoch.
     """
 
     epochs: int = 30
@@ -39,6 +42,8 @@ class TrainConfig:
     freeze_encoder: bool = False
     freeze_batchnorm: bool = False
     edge_probability: float = 0.1
+    anchor_weight: float = 0.0
+    replay_fraction: float = 0.0
     label_sigma: float = 10.0
     augment: bool = True
     threads: int | None = None
@@ -50,6 +55,8 @@ class TrainConfig:
             raise ValueError(
                 f"lr must be positive and weight_decay non-negative, got {self.lr}, {self.weight_decay}"
             )
+        if self.anchor_weight < 0 or self.replay_fraction < 0:
+            raise ValueError("anchor_weight and replay_fraction must be non-negative")
         if self.schedule not in ("cosine", "plateau", "constant"):
             raise ValueError(f"unknown schedule {self.schedule!r}; use cosine, plateau or constant")
 

@@ -110,6 +110,7 @@ def fit(
         raise ValueError("nothing to train: every parameter is frozen")
     optimizer = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
     scheduler = _scheduler(optimizer, config)
+    anchor = [p.detach().clone() for p in params] if config.anchor_weight else []
     order = torch.Generator().manual_seed(config.seed)
     train_loader = DataLoader(
         train_data, batch_size=config.batch_size, shuffle=True, generator=order, num_workers=0
@@ -143,7 +144,11 @@ def fit(
         for batch in bar:
             loss = loss_fn(model, batch)
             optimizer.zero_grad(set_to_none=True)
-            loss.backward()
+            if anchor:
+                drift = sum(((p - p0) ** 2).sum() for p, p0 in zip(params, anchor))
+                (loss + config.anchor_weight * drift).backward()
+            else:
+                loss.backward()
             optimizer.step()
             n = int(batch[0].shape[0])
             running, seen = running + float(loss.detach()) * n, seen + n

@@ -93,7 +93,9 @@ def training_augmentation(samples: Sequence[WaveformSample], length: int, streng
 class PickingWindows(Dataset):
     """(normalised window, soft N/P/S labels) pairs drawn from labelled samples.
 
-    ``len`` is ``len(samples) * windows_per_sample``; item i uses sample ``i % len(samples)``.
+    ``len`` is ``len(samples) * windows_per_sample``; item i uses sample ``i % len(samples)``. ``extra`` samples
+    (e.g. other stations replayed while fine-tuning) add ``extra_windows`` windows per epoch, spread evenly over
+    them.
     """
 
     def __init__(
@@ -108,10 +110,14 @@ class PickingWindows(Dataset):
         augment: bool = False,
         superpose_probability: float = 0.1,
         edge_probability: float = 0.1,
+        extra: Sequence[WaveformSample] = (),
+        extra_windows: int = 0,
     ) -> None:
         if not samples:
             raise ValueError("no samples to draw windows from")
         self.samples = [reorder(s, channel_order) for s in samples]
+        self.extra = [reorder(s, channel_order) for s in extra]
+        self.extra_windows = extra_windows if self.extra else 0
         self.window = window
         self.normalisation = normalisation
         self.labels = LabelConfig(sigma=label_sigma)
@@ -127,12 +133,16 @@ class PickingWindows(Dataset):
         self.epoch = epoch
 
     def __len__(self) -> int:
-        return len(self.samples) * self.windows_per_sample
+        return len(self.samples) * self.windows_per_sample + self.extra_windows
 
     def sample_window(self, index: int) -> WaveformSample:
         """The (augmented) window of item ``index`` as a sample, before normalisation."""
         rng = np.random.default_rng([self.seed, self.epoch, index])
-        sample = self.samples[index % len(self.samples)]
+        own = len(self.samples) * self.windows_per_sample
+        if index < own:
+            sample = self.samples[index % len(self.samples)]
+        else:  # a fresh choice of extra samples every epoch
+            sample = self.extra[int(rng.integers(len(self.extra)))]
         if self.superpose_probability and rng.random() < self.superpose_probability:
             sample = superpose_event(sample, rng, self.samples)
         sample = place_window(sample, rng, self.window, edge_probability=self.edge_probability)

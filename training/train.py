@@ -117,8 +117,12 @@ def train_phasenet(
     datasets: list[str] | None = None,
     command: str = "",
     progress: bool = True,
+    replay: DataSplit | None = None,
 ) -> RunResult:
     """Train ``model`` (a fresh PhaseNet when None) on ``split``; export, evaluate and card it.
+
+    ``replay``: further data (e.g. other stations) whose train part adds ``config.replay_fraction`` times the
+    own training windows per epoch; its validation and test parts are not used.
 
     ``card`` gives the runtime settings the model is trained for (window, channel order, normalisation) and
     the card texts; its split and metrics are filled in here. ``base_model`` (a model name or folder) is
@@ -126,6 +130,9 @@ def train_phasenet(
     """
     out = Path(out_dir)
     _check_split(split, card)
+    extra = replay.train if replay and config.replay_fraction > 0 else []
+    if extra:
+        check_for_model(extra, card.sampling_rate)
     variant = "tf" if card.window_samples == 3000 else "seisbench"
     model = model if model is not None else PhaseNet(variant=variant)
     if model.window_samples != card.window_samples:
@@ -141,6 +148,8 @@ def train_phasenet(
         seed=config.seed,
         augment=config.augment,
         edge_probability=config.edge_probability,
+        extra=extra,
+        extra_windows=round(config.replay_fraction * len(split.train) * config.windows_per_sample),
     )
     val_data = PickingWindows(
         split.val,
@@ -158,7 +167,10 @@ def train_phasenet(
         model, picking_loss, train_data, val_data, config, out, frozen, progress, card.name, batchnorms
     )
 
-    card = card.model_copy(update={"split": split.description})
+    description = dict(split.description)
+    if extra:
+        description["replay (train part only)"] = {name: d["train"] for name, d in replay.description.items()}
+    card = card.model_copy(update={"split": description})
     meta = CheckpointMeta(
         architecture="phasenet",
         model_args={"variant": model.variant},
