@@ -14,6 +14,7 @@ The code is synchronous and does no I/O; ``service.stream_picker`` feeds it reco
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -127,8 +128,13 @@ class SegmentPicker:
         )
 
     # -- data in -----------------------------------------------------------------------------------------------
-    def add(self, component: int, start: int, values: np.ndarray) -> list[WindowRequest] | None:
-        """Store samples; returns windows now covered, or None when the record was late or a duplicate."""
+    def add(
+        self, component: int, start: int, values: np.ndarray, active: list[int]
+    ) -> list[WindowRequest] | None:
+        """Store samples; returns windows now covered, or None when the record was late or a duplicate.
+
+        ``active`` are the components that still deliver data: windows wait until all of them cover it.
+        """
         end = start + len(values)
         if end <= self.base:
             self.owner.stats.late_records += 1
@@ -144,8 +150,7 @@ class SegmentPicker:
         self.covered[component, a:b] |= True
         self.owner.stats.samples += int(fresh.sum())
         self.any_end = self._run_end(self.covered.any(axis=0), self.any_end)
-        known = sorted(self.owner.known_components)
-        self.all_end = self._run_end(self.covered[known].all(axis=0), self.all_end)
+        self.all_end = max(self.all_end, self._run_end(self.covered[active].all(axis=0), self.all_end))
         return self._form_windows()
 
     def _run_end(self, mask: np.ndarray, end: int) -> int:
@@ -160,13 +165,9 @@ class SegmentPicker:
             self.data = np.concatenate([self.data, np.zeros((self.n_channels, need), np.float32)], axis=1)
             self.covered = np.concatenate([self.covered, np.zeros((self.n_channels, need), bool)], axis=1)
 
-    def ready_end(self) -> int:
-        """Data usable for windows: all known components, or the union once laggards are too far behind."""
-        return max(self.all_end, self.any_end - self.owner.lag_tolerance)
-
     def _form_windows(self) -> list[WindowRequest]:
         requests = []
-        ready = self.ready_end()
+        ready = self.all_end
         if not self.head_done and ready >= self.start + self.window:
             requests.append(self._request(self.start))
             self.head_done = True
@@ -290,8 +291,9 @@ class InstrumentPicker:
     """Continuous picking for one instrument (NET.STA.LOC.BI): routes records and results to segments.
 
     ``max_gap`` (samples) is how far past the covered end new data may start and still continue the segment
-    (0: any missing sample is a gap, as in batch mode); ``lag_tolerance`` (samples) is how far one component may
-    lag the others before windows are formed with zeros for it.
+    (0: any missing sample is a gap, as in batch mode). Windows wait for every component that delivered data
+    in the last ``lag_tolerance_s`` seconds (wall clock); one silent for longer is taken as missing (zeros,
+    as batch mode fills a missing component), so a dead channel cannot stall its station.
     """
 
     instrument: str
@@ -303,7 +305,7 @@ class InstrumentPicker:
     overlap: int | None = None
     time_offset: float = 0.0
     max_gap: int = 0
-    lag_tolerance: int = 6000
+    lag_tolerance_s: float = 30.0
     stats: InstrumentStats = field(default_factory=InstrumentStats)
 
     def __post_init__(self) -> None:
@@ -312,7 +314,7 @@ class InstrumentPicker:
         self.window = self.card.window_samples
         self.stride = self.window - (self.card.overlap_samples if self.overlap is None else self.overlap)
         self.rate = self.card.sampling_rate
-        self.known_components: set[int] = set()
+        self.last_seen: dict[int, float] = {}  # component -> wall clock of its last record
         self.current: SegmentPicker | None = None
         self.closing: list[SegmentPicker] = []
 
@@ -320,10 +322,14 @@ class InstrumentPicker:
     def last_sample_index(self) -> int | None:
         return None if self.current is None else self.current.any_end - 1
 
-    def add(self, component: int, start: int, values: np.ndarray) -> tuple[list[WindowRequest], list]:
+    def add(
+        self, component: int, start: int, values: np.ndarray, now: float | None = None
+    ) -> tuple[list[WindowRequest], list]:
         """Add a record's samples (absolute start index); returns windows to run and records already final."""
         self.stats.records += 1
-        self.known_components.add(component)
+        now = time.monotonic() if now is None else now
+        self.last_seen[component] = now
+        active = sorted(c for c, seen in self.last_seen.items() if now - seen <= self.lag_tolerance_s)
         requests: list[WindowRequest] = []
         emitted: list = []
         seg = self.current
@@ -340,7 +346,7 @@ class InstrumentPicker:
             return [], []
         if seg is None:
             seg = self.current = SegmentPicker(self, start)
-        formed = seg.add(component, start, values)
+        formed = seg.add(component, start, values, active)
         return requests + (formed or []), emitted
 
     def close(self) -> tuple[list[WindowRequest], list]:

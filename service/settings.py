@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import zlib
+from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -40,17 +41,25 @@ class StreamingSettings(BaseModel):
         default_factory=list, description="SeedLink servers as host:port, comma-separated"
     )
     selectors: Annotated[list[str], NoDecode] = Field(
-        default_factory=list, description="Streams as NET_STA:CHA patterns (wildcards allowed), comma-separated"
+        default_factory=list,
+        description="Streams as NET_STA:CHA patterns (wildcards allowed), comma-separated",
     )
     station_file: Path | None = Field(default=None, description="One NET_STA[:CHA] per line")
     watch_dirs: Annotated[list[Path], NoDecode] = Field(
         default_factory=list, description="Folders watched for new or growing miniSEED files"
     )
-    silence_timeout_s: float = Field(default=30.0, gt=0, description="Close an instrument's data after this silence")
+    silence_timeout_s: float = Field(
+        default=30.0, gt=0, description="Close an instrument's data after this silence"
+    )
     lag_tolerance_s: float = Field(
-        default=60.0, ge=0, description="How far a component may lag before windows use zeros for it"
+        default=30.0,
+        ge=0,
+        description="Seconds a silent component is waited for before windows use zeros for it",
     )
     reconnect_max_s: float = Field(default=30.0, gt=0)
+    begin_time: datetime | None = Field(
+        default=None, description="Ask SeedLink servers for data from this time on first connect (else live)"
+    )
     shard_index: int = Field(default=0, ge=0, description="This replica's shard of the station network")
     shard_count: int = Field(default=1, ge=1, description="Number of replicas sharing the network")
     stream_key: str = "seispick:picks"

@@ -68,12 +68,22 @@ class _RuntimeCollector:
         if runtime is None:
             return
         states = runtime.picker.station_states()
-        streaming = GaugeMetricFamily("seispick_stations", "Instruments by state", labels=["network", "state"])
+        streaming = GaugeMetricFamily(
+            "seispick_stations", "Instruments by state", labels=["network", "state"]
+        )
         counts: dict[tuple[str, str], int] = defaultdict(int)
         sums: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
         for s in states:
             counts[(s["network"], s["state"])] += 1
-            for key in ("records", "samples", "gaps", "late_records", "duplicate_records", "windows", "picks"):
+            for key in (
+                "records",
+                "samples",
+                "gaps",
+                "late_records",
+                "duplicate_records",
+                "windows",
+                "picks",
+            ):
                 sums[key][s["network"]] += s[key]
         for (network, state), n in counts.items():
             streaming.add_metric([network, state], n)
@@ -104,7 +114,9 @@ class _RuntimeCollector:
         connected = GaugeMetricFamily("seispick_sources_running", "Ingest sources running")
         connected.add_metric([], runtime.sources.state()["running"])
         yield connected
-        buffer = GaugeMetricFamily("seispick_buffer_bytes", "Bytes in per-instrument sample and stack buffers")
+        buffer = GaugeMetricFamily(
+            "seispick_buffer_bytes", "Bytes in per-instrument sample and stack buffers"
+        )
         buffer.add_metric([], runtime.picker.buffer_bytes())
         yield buffer
         stats = runtime.publisher.stats()

@@ -71,7 +71,7 @@ class StreamPicker:
         self.emit = emit
         self.thresholds = thresholds or {}
         self.silence_timeout_s = silence_timeout_s
-        self.lag_tolerance = int(lag_tolerance_s * self.card.sampling_rate)
+        self.lag_tolerance_s = lag_tolerance_s
         self.on_record = on_record
         self.instruments: dict[str, _Instrument] = {}
         self.problems = RecordProblems()
@@ -134,7 +134,7 @@ class StreamPicker:
                 self.model.sha256,
                 thresholds=self.thresholds,
                 time_offset=start_time - index / model_rate,
-                lag_tolerance=self.lag_tolerance,
+                lag_tolerance_s=self.lag_tolerance_s,
             )
             state = self.instruments[instrument] = _Instrument(picker=picker, rate=rate)
         elif rate != state.rate:

@@ -69,7 +69,9 @@ class StreamingRuntime:
             self.replay = SeedLinkReplayServer([DEMO_DIR], port=0, speed=1.0, restamp=True, loop=True)
             await self.replay.start()
             configs.append(
-                SeedLinkSourceConfig(name="demo", host="127.0.0.1", port=self.replay.port, selectors=["SP_*:HH?"])
+                SeedLinkSourceConfig(
+                    name="demo", host="127.0.0.1", port=self.replay.port, selectors=["SP_*:HH?"]
+                )
             )
             log.info("demo: replaying %s on SeedLink port %d", DEMO_DIR, self.replay.port)
         for server in self.config.seedlink:
@@ -82,6 +84,7 @@ class StreamingRuntime:
                     selectors=self.config.selectors,
                     station_file=self.config.station_file,
                     reconnect_max_s=self.config.reconnect_max_s,
+                    begin_time=self.config.begin_time,
                 )
             )
         configs += [DirectorySourceConfig(name=str(d), path=d) for d in self.config.watch_dirs]

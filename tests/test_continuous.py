@@ -98,3 +98,23 @@ def test_gap_splits_segments_like_batch(shipped_model):
     emitted, picker = run_stream(gapped, shipped_model, np.random.default_rng(2))
     assert_same([e for e in emitted if hasattr(e, "phase")], batch.picks)
     assert picker.stats.gaps == 1
+
+
+def test_dead_component_does_not_stall_its_station(shipped_model):
+    """A component that stops delivering is waited for lag_tolerance_s, then windows go on with zeros."""
+    card = shipped_model.card
+    picker = InstrumentPicker("XX.DEAD..HH", card, "m", lag_tolerance_s=30.0)
+    rng = np.random.default_rng(0)
+    windows = 0
+    start = 1_000_000 * 1500  # on the grid
+    for k in range(60):  # 60 records of 10 s; N dies after 10 records
+        t = start + k * 1000
+        for comp in "ZNE":
+            if comp == "N" and k >= 10:
+                continue
+            requests, _ = picker.add(
+                card.channel_order.index(comp), t, rng.standard_normal(1000), now=k * 10.0
+            )
+            windows += len(requests)
+    # 600 s of data: with the stride of 15 s, about 38 windows; they must keep coming after N died at 100 s
+    assert windows >= 30

@@ -45,8 +45,12 @@ def _since(value: str | None) -> UTCDateTime | None:
 @router.get("/picks", summary="Recent picks from the real-time job, oldest first")
 async def recent_picks(
     runtime: RuntimeDep,
-    network: Annotated[str | None, Query(max_length=64, description="Network code(s), comma-separated")] = None,
-    station: Annotated[str | None, Query(max_length=256, description="Station code(s), comma-separated")] = None,
+    network: Annotated[
+        str | None, Query(max_length=64, description="Network code(s), comma-separated")
+    ] = None,
+    station: Annotated[
+        str | None, Query(max_length=256, description="Station code(s), comma-separated")
+    ] = None,
     phase: Annotated[str | None, Query(max_length=16, description="P, S or both comma-separated")] = None,
     since: Annotated[str | None, Query(description="Only picks published at or after this UTC time")] = None,
     limit: Annotated[int, Query(ge=1, le=10_000)] = 100,
@@ -111,7 +115,9 @@ async def websocket_picks(
         await websocket.close(code=status.WS_1008_POLICY_VIOLATION, reason="missing or invalid API key")
         return
     if state.streaming is None:
-        await websocket.close(code=status.WS_1011_INTERNAL_ERROR, reason="real-time picking is not configured")
+        await websocket.close(
+            code=status.WS_1011_INTERNAL_ERROR, reason="real-time picking is not configured"
+        )
         return
     await websocket.accept()
     subscription = state.streaming.publisher.subscribe(network=network, station=station, phase=phase)
