@@ -4,8 +4,8 @@ Starts the service under uvicorn in a subprocess (so the load generator does not
 POSTs 60 s of 3-component 100 Hz miniSEED (a real event from tests/data/service) at several concurrency
 levels for a fixed time each, and prints a Markdown table. The client runs on the same machine.
 
-    python bench/http.py                      # concurrency 1, 8, 32; batching on and off; ~1.5 min
-    python bench/http.py --seconds 5 --concurrency 1 4
+    python bench/http_api.py                      # concurrency 1, 8, 32; batching on and off; ~1.5 min
+    python bench/http_api.py --seconds 5 --concurrency 1 4
 """
 
 from __future__ import annotations
