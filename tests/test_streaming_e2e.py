@@ -134,6 +134,7 @@ def test_replay_to_redis_exactly_once_through_a_seedlink_restart(shipped_model):
                 time.sleep(1.0)
             stations = httpx.get(f"{base}/stations", timeout=10).json()
             recent = httpx.get(f"{base}/picks", params={"station": "DEMO1", "limit": 1000}, timeout=10).json()
+            metrics = httpx.get(f"http://127.0.0.1:{server.port}/metrics", timeout=10).text
             stop.set()
 
     entries = r.xrange(key)
@@ -159,3 +160,15 @@ def test_replay_to_redis_exactly_once_through_a_seedlink_restart(shipped_model):
     assert {s["trace_id"] for s in stations["stations"]} == {"SP.DEMO1..HH", "SP.DEMO2..HH", "SP.DEMO3..HH"}
     assert stations["sources"]["totals"]["reconnects"] >= 1
     assert all(s["gaps"] == 0 for s in stations["stations"])
+    for line in (
+        'seispick_data_latency_seconds_count{network="SP"}',
+        'seispick_pick_latency_seconds_count{network="SP",phase="P"}',
+        'seispick_stations{network="SP",state=',
+        'seispick_records_ingested_total{network="SP"}',
+        'seispick_gaps_total{network="SP"} 0.0',
+        "seispick_source_reconnects_total",
+        "seispick_outbox_depth 0.0",
+        "seispick_buffer_bytes",
+    ):
+        assert line in metrics, line
+    assert "DEMO1" not in metrics, "metrics are labelled by network, not by station"
