@@ -101,7 +101,7 @@ def test_replay_to_redis_exactly_once_through_a_seedlink_restart(shipped_model):
                 seedlink=[f"127.0.0.1:{replay.port}"],
                 selectors=["SP_*:HH?"],
                 begin_time=datetime.fromtimestamp(start.timestamp, tz=timezone.utc),
-                silence_timeout_s=3.0,
+                silence_timeout_s=10.0,  # longer than the outage: a longer silence ends the data like a gap
                 reconnect_max_s=1.0,
                 stream_key=key,
                 detections_key=key + ":det",
