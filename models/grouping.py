@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import obspy
 
+# Larger magnitudes overflow the float32 normalisation (squares beyond 3.4e38): treated like NaN.
+MAX_ABS_SAMPLE = 1e15
 # Horizontal components that stand for each other (SeisBench's flexible_horizontal_components).
 _EQUIVALENT_COMPONENTS = {"1": "N", "2": "E", "N": "1", "E": "2"}
 
@@ -112,10 +114,12 @@ def _clean_trace(trace: obspy.Trace, notes: Notes) -> obspy.Trace | None:
         notes.add(f"{trace.id}: non-numeric samples, trace ignored")
         return None
     finite = np.isfinite(data)
-    if finite.all():
+    if finite.all() and (data.size == 0 or np.abs(data).max() < MAX_ABS_SAMPLE):
         return trace
+    huge = finite & (np.abs(np.where(finite, data, 0)) >= MAX_ABS_SAMPLE)
+    finite &= ~huge
     bad = int((~finite).sum())
-    notes.add(f"{trace.id}: {bad} NaN/Inf samples treated as gaps")
+    notes.add(f"{trace.id}: {bad} NaN/Inf samples (or beyond +-1e15) treated as gaps")
     if not finite.any():
         return None
     clean = trace.copy()

@@ -34,7 +34,7 @@ class ModelRegistry:
     """Lists models found in the shipped folder and in ``extra_dirs`` (later folders win on name clashes)."""
 
     def __init__(self, extra_dirs: list[str | Path] | None = None) -> None:
-        dirs = [SHIPPED_DIR] + [Path(d) for d in (extra_dirs or _env_dirs())]
+        dirs = [SHIPPED_DIR] + [Path(d) for d in (_env_dirs() if extra_dirs is None else extra_dirs)]
         self._entries: dict[str, ModelEntry] = {}
         for base in dirs:
             for folder in _model_folders(base):
