@@ -34,7 +34,13 @@ def ncedc(rows: list[dict], picks: list[tuple[str, str, str]]) -> None:
         traces = [
             obspy.Trace(
                 data[1000:7000, columns[ch[-1]]].astype(np.float32),
-                header={"network": net, "station": sta, "channel": ch, "sampling_rate": 100.0, "starttime": start},
+                header={
+                    "network": net,
+                    "station": sta,
+                    "channel": ch,
+                    "sampling_rate": 100.0,
+                    "starttime": start,
+                },
             )
             for ch in channels
         ]
@@ -53,8 +59,13 @@ def stead(picks: list[tuple[str, str, str]]) -> None:
             traces = [
                 obspy.Trace(
                     ds[:, i].astype(np.float32),
-                    header={"network": "TA", "station": "109C", "channel": f"BH{c}", "sampling_rate": 100.0,
-                            "starttime": start},
+                    header={
+                        "network": "TA",
+                        "station": "109C",
+                        "channel": f"BH{c}",
+                        "sampling_rate": 100.0,
+                        "starttime": start,
+                    },
                 )
                 for i, c in enumerate("ENZ")
             ]
