@@ -84,7 +84,8 @@ def run_detector(
 def detections_from_windows(
     windows: SegmentWindows, threshold: float, model: str, model_sha256: str = ""
 ) -> list[Detection]:
-    """Merge runs of overlapping or touching windows with event probability >= ``threshold`` into detections.
+    """Merge runs of consecutive windows (overlapping or touching) with event probability >= ``threshold``
+    into detections; a window below the threshold ends a run.
 
     A detection spans its first window's start to its last window's end; its probability is the highest event
     probability of the run, and its cell the most likely cell of that window with the cell's class
@@ -94,7 +95,8 @@ def detections_from_windows(
     above = np.flatnonzero(event >= threshold)
     runs: list[list[int]] = []
     for i in above:
-        if runs and windows.offsets[i] <= windows.offsets[runs[-1][-1]] + windows.window_samples:
+        previous = runs[-1][-1] if runs else -2
+        if i == previous + 1 and windows.offsets[i] <= windows.offsets[previous] + windows.window_samples:
             runs[-1].append(int(i))
         else:
             runs.append([int(i)])

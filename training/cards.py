@@ -46,7 +46,11 @@ def phasenet_card(name: str, template: ModelCard | None = None, **changes: Any) 
 
 
 def convnetquake_card(
-    name: str, centroids: list[tuple[float, float]], threshold: float = 0.5, **changes: Any
+    name: str,
+    centroids: list[tuple[float, float]],
+    threshold: float = 0.5,
+    overlap: int = CNQ_WINDOW // 2,
+    **changes: Any,
 ) -> ModelCard:
     """Card of a trained ConvNetQuake with K location cells (labels noise, cell_0..cell_K-1)."""
     card = ModelCard(
@@ -60,7 +64,7 @@ def convnetquake_card(
         normalisation=Normalisation(demean=True, scale="std", ddof=0, eps=1e-10),
         labels=["noise"] + [f"cell_{k}" for k in range(len(centroids))],
         default_thresholds={"detection": threshold},
-        overlap_samples=CNQ_WINDOW // 2,
+        overlap_samples=overlap,
         stacking="max",
         licence=MIT_SEISPICK,
         citation=CNQ_CITATION,

@@ -218,11 +218,16 @@ def _cell_scores(true_cells, predicted_cells, scores, threshold, model: OnnxMode
     for t, p, _ in pairs:
         confusion[t, p] += 1
     correct = [t == p for t, p, _ in pairs]
+    present = [i for i in range(k) if confusion[i].sum()]
+    balanced = (
+        float(np.mean([confusion[i, i] / confusion[i].sum() for i in present])) if present else math.nan
+    )
     detected = [t == p for t, p, s in pairs if s >= threshold]
     return {
         "n_cells": k,
         "n_located": len(pairs),
         "accuracy": float(np.mean(correct)) if correct else math.nan,
+        "balanced_accuracy": balanced,
         "n_located_detected": len(detected),
         "accuracy_detected": float(np.mean(detected)) if detected else math.nan,
         "confusion": confusion.tolist(),
