@@ -210,6 +210,14 @@ def _run_training(action, **kwargs):
     show_default=True,
     help="Synthetic events (and as many noise records for ConvNetQuake) added to training.",
 )
+@click.option(
+    "--overlap",
+    type=click.IntRange(0, 999),
+    default=500,
+    show_default=True,
+    help="ConvNetQuake: overlap of consecutive windows (samples) in the card; event windows put P 0.5 s to "
+    "one stride + 0.5 s into the window.",
+)
 @click.pass_context
 def train(ctx: click.Context, data: tuple[Path, ...], **kw: Any) -> None:
     """Train a model from scratch on dataset folders DATA (PhaseNet npz, STEAD, SeisBench or miniSEED + picks).
@@ -239,7 +247,7 @@ def train(ctx: click.Context, data: tuple[Path, ...], **kw: Any) -> None:
     if kw["architecture"] == "convnetquake":
         detector = _training("train_detector")
         centroids = _run_training(detector.cells_for, train=split.train, k=kw["cells"], seed=kw["seed"])
-        card = cards.convnetquake_card(name, [tuple(c) for c in centroids], **changes)
+        card = cards.convnetquake_card(name, [tuple(c) for c in centroids], overlap=kw["overlap"], **changes)
         samples = list(synthetic.synthetic_samples(2 * kw["synthetic"], seed=kw["seed"], noise_fraction=0.5))
         run = _run_training(
             detector.train_convnetquake,
@@ -441,10 +449,7 @@ def evaluate(model: str | None, data: tuple[Path, ...], part: str, **kw: Any) ->
         if v is not None
     }
     if loaded.card.task == "detector" and kw["pre_p_noise"]:
-        detection_data = _training("detection_data")
-        samples = [s for s in samples if not s.is_noise] + detection_data.pre_p_noise_samples(
-            samples, loaded.card.window_samples
-        )
+        samples = _training("detector_samples").detector_test_samples(samples, loaded.card.window_samples)
     try:
         report = evaluation.evaluate(loaded, samples, thresholds=thresholds)
     except ValueError as exc:
