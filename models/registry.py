@@ -11,7 +11,7 @@ from .runtime import ModelLoadError, OnnxModel, load_model_dir
 
 SHIPPED_DIR = Path(__file__).resolve().parent
 # The shipped model with the best held-out F1 (see its card's "description" for the comparison).
-DEFAULT_MODEL = "phasenet-original"
+DEFAULT_MODEL = "phasenet-ta109c"
 
 
 class UnknownModelError(KeyError):

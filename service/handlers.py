@@ -18,6 +18,16 @@ from .metrics import ServiceMetrics
 log = logging.getLogger(__name__)
 
 
+def _allowed_methods(app: FastAPI, request: Request) -> list[str]:
+    """Every method any route of the app serves on the request's path."""
+    methods: set[str] = set()
+    for route in app.router.routes:
+        regex, route_methods = getattr(route, "path_regex", None), getattr(route, "methods", None)
+        if regex is not None and route_methods and regex.match(request.url.path):
+            methods |= set(route_methods)
+    return sorted(methods)
+
+
 def install_handlers(app: FastAPI, metrics: ServiceMetrics) -> None:
     """Register the service's exception handlers on ``app``."""
 
@@ -37,6 +47,10 @@ def install_handlers(app: FastAPI, metrics: ServiceMetrics) -> None:
     async def http_error(request: Request, error: HTTPException) -> Response:
         if error.status_code in (401, 403):
             metrics.input_errors.labels("auth").inc()
+        if error.status_code == 405:
+            # Starlette lists only the first matching route's methods; one path may have several routes
+            # (GET and POST /v1/picks live in different routers).
+            error.headers = {**(error.headers or {}), "Allow": ", ".join(_allowed_methods(app, request))}
         return await http_exception_handler(request, error)
 
     async def unexpected(request: Request, error: Exception) -> Response:

@@ -10,6 +10,7 @@ import obspy
 from click.testing import CliRunner
 
 from seispick.cli.main import cli
+from seispick.models.registry import DEFAULT_MODEL
 from tests.streams import REAL
 
 
@@ -53,7 +54,7 @@ def test_formats_parse_and_agree(tmp_path):
     code, out_json, _ = run_pick(*files, "--quiet", "--format", "json")
     body = json.loads(out_json)
     assert [p["peak_time"] for p in body["picks"]] == [r["peak_time"] for r in rows]
-    assert body["model"] == "phasenet-original" and len(body["model_sha256"]) == 64
+    assert body["model"] == DEFAULT_MODEL and len(body["model_sha256"]) == 64
 
     qml = tmp_path / "picks.xml"
     code, _, _ = run_pick(*files, "--quiet", "--format", "quakeml", "--output", str(qml))

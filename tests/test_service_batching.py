@@ -13,7 +13,7 @@ import pytest
 from service_harness import MSEED, ServiceHarness, metric, to_mseed, variant
 
 from seispick.models.annotate import annotate
-from seispick.models.registry import ModelRegistry
+from seispick.models.registry import DEFAULT_MODEL, ModelRegistry
 from seispick.service.batcher import MicroBatcher
 from seispick.service.errors import ServiceBusy
 from seispick.service.settings import BatchingSettings, Settings
@@ -52,7 +52,7 @@ def test_concurrent_requests_share_inference_calls(requests_and_truth):
     for response, expected in zip(responses, truth):
         assert response.status_code == 200, response.text
         assert response.json()["picks"] == expected  # its own picks, none of another request's
-    model = "phasenet-original"
+    model = DEFAULT_MODEL
     calls = metric(samples, "seispick_inference_calls_total", model=model)
     windows = metric(samples, "seispick_windows_processed_total", model=model)
     per_request = windows / N_REQUESTS
@@ -74,7 +74,7 @@ def test_without_batching_every_request_runs_alone(requests_and_truth):
     requests, truth = requests_and_truth
     responses, samples = run_concurrently(Settings(batching=BatchingSettings(enabled=False)), requests[:8])
     assert [r.json()["picks"] for r in responses] == truth[:8]
-    assert metric(samples, "seispick_inference_calls_total", model="phasenet-original") == 8
+    assert metric(samples, "seispick_inference_calls_total", model=DEFAULT_MODEL) == 8
 
 
 # --- the batcher on its own, with a fake model ------------------------------------------------------------

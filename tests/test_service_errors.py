@@ -195,6 +195,13 @@ def test_unknown_model(service, name):
     assert service.get(f"/v1/models/{name}").status_code == 404
 
 
+def test_detector_model_is_refused_for_picking(service):
+    detectors = [m["name"] for m in service.get("/v1/models").json()["models"] if m.get("task") == "detector"]
+    if not detectors:
+        pytest.skip("no detector model shipped")
+    expect(service.post_mseed(event_bytes(0), params={"model": detectors[0]}), 422, "not a phase picker")
+
+
 @pytest.mark.parametrize(
     "params",
     [

@@ -14,10 +14,11 @@ import httpx
 import pytest
 from service_harness import ServiceHarness, event_bytes, metric
 
+from seispick.models.registry import DEFAULT_MODEL
 from seispick.service.app import create_app
 from seispick.service.settings import Settings
 
-MODEL = "phasenet-original"
+MODEL = DEFAULT_MODEL
 REDIS_URL = "redis://127.0.0.1:6379/0"
 
 

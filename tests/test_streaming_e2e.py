@@ -98,6 +98,7 @@ def test_replay_to_redis_exactly_once_through_a_seedlink_restart(shipped_model):
         settings = Settings(
             redis_url=REDIS_URL,
             streaming=StreamingSettings(
+                model=shipped_model.name,
                 seedlink=[f"127.0.0.1:{replay.port}"],
                 selectors=["SP_*:HH?"],
                 begin_time=datetime.fromtimestamp(start.timestamp, tz=timezone.utc),

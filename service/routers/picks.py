@@ -71,6 +71,11 @@ async def create_picks(
 ) -> Response | PicksResponse:
     settings = state.settings
     model = state.model(query.model)
+    if model.card.task != "picker":
+        raise InvalidInput(
+            f"model {model.name} is a {model.card.task}, not a phase picker; choose a picker from /v1/models",
+            kind="query",
+        )
     if query.probabilities and query.format != "json":
         raise InvalidInput("probabilities=true needs format=json", kind="query")
     content_type = request.headers.get("content-type", "")

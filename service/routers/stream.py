@@ -15,7 +15,10 @@ from ..dependencies import API_KEY_HEADER, StateDep
 from ..state import ServiceState
 from . import API_PREFIX
 
-router = APIRouter(prefix=API_PREFIX, tags=["stream"])
+NOT_CONFIGURED = {
+    404: {"description": "Real-time picking is not configured (no --demo, --seedlink or --watch)"}
+}
+router = APIRouter(prefix=API_PREFIX, tags=["stream"], responses=NOT_CONFIGURED)
 ws_router = APIRouter(prefix=API_PREFIX, tags=["stream"])
 HEARTBEAT_S = 15.0
 
@@ -24,7 +27,7 @@ def get_runtime(state: StateDep):
     runtime = state.streaming
     if runtime is None:
         raise HTTPException(
-            status.HTTP_503_SERVICE_UNAVAILABLE,
+            status.HTTP_404_NOT_FOUND,
             "real-time picking is not configured: start with --demo, --seedlink HOST:PORT or --watch DIR",
         )
     return runtime
