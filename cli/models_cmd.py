@@ -9,6 +9,8 @@ import click
 
 from seispick.models.registry import DEFAULT_MODEL, ModelRegistry, UnknownModelError, user_model_dir
 
+from .lazy import training_module
+
 
 @click.group()
 def models() -> None:
@@ -57,7 +59,7 @@ def show_model(name: str | None) -> None:
 @click.option("--out", type=click.Path(path_type=Path), default=None, help="Model folder to write.")
 def import_seisbench_cmd(weights: Path, metadata: Path | None, name: str | None, out: Path | None) -> None:
     """Turn a SeisBench PhaseNet checkpoint (WEIGHTS .pt.vN, METADATA .json.vN) into an ONNX model folder."""
-    builders = _training("builders")
+    builders = training_module("builders")
     name = name or "phasenet-" + weights.name.split(".pt")[0].replace("_", "-")
     out = out or user_model_dir() / name
     try:
@@ -80,7 +82,7 @@ def convert_original(weights_npz: Path, out: Path | None, check_data: Path | Non
     """Convert the original PhaseNet weights (weights.npz of the TF checkpoint) to ONNX with a model card."""
     import numpy as np
 
-    builders = _training("builders")
+    builders = training_module("builders")
     windows = None
     if check_data:
         files = sorted(check_data.glob("*.npz"))[:16]
@@ -89,15 +91,3 @@ def convert_original(weights_npz: Path, out: Path | None, check_data: Path | Non
     card = builders.build_phasenet_original(weights_npz, out, windows)
     diffs = {k: f"{v:.1e}" for k, v in card.metrics.items()}
     click.echo(f"wrote {out} (sha256 {card.onnx_sha256[:12]}; {diffs})")
-
-
-def _training(module: str):
-    """Import a training module, with a clear message when the train extra is not installed."""
-    import importlib
-
-    try:
-        return importlib.import_module(f"seispick.training.{module}")
-    except ImportError as exc:
-        raise click.ClickException(
-            f"this command needs the training extra (torch): pip install 'seispick[train]' ({exc})"
-        ) from exc

@@ -12,19 +12,9 @@ from typing import Any
 
 import click
 
+from .lazy import training_module
+
 SPLIT_PARTS = ["test", "val", "train", "all"]
-
-
-def _training(module: str):
-    """Import ``seispick.training.<module>``, with a clear message when torch is not installed."""
-    import importlib
-
-    try:
-        return importlib.import_module(f"seispick.training.{module}")
-    except ImportError as exc:
-        raise click.ClickException(
-            f"this command needs the training extra (torch): pip install 'seispick[train]' ({exc})"
-        ) from exc
 
 
 def _command_line(ctx: click.Context) -> str:
@@ -133,8 +123,8 @@ def _fractions(val_fraction: float, test_fraction: float) -> tuple[float, float,
 
 
 def _load_split(data: tuple[Path, ...], split_by: str, fractions, seed: int, allow_noise: bool = False):
-    inputs = _training("inputs")
-    validation = _training("validation")
+    inputs = training_module("inputs")
+    validation = training_module("validation")
     if not data:
         raise click.UsageError("give at least one dataset folder")
     try:
@@ -144,7 +134,7 @@ def _load_split(data: tuple[Path, ...], split_by: str, fractions, seed: int, all
 
 
 def _config(kw: dict[str, Any], **fixed: Any):
-    config = _training("config")
+    config = training_module("config")
     try:
         return config.TrainConfig(
             epochs=kw["epochs"],
@@ -177,9 +167,9 @@ def _report_run(run, quiet: bool) -> None:
 
 
 def _run_training(action, **kwargs):
-    validation = _training("validation")
-    checkpoint = _training("checkpoint")
-    export = _training("export")
+    validation = training_module("validation")
+    checkpoint = training_module("checkpoint")
+    export = training_module("export")
     try:
         return action(**kwargs)
     except (validation.DatasetError, checkpoint.CheckpointError, export.ParityError, ValueError) as exc:
@@ -229,8 +219,8 @@ def train(ctx: click.Context, data: tuple[Path, ...], **kw: Any) -> None:
     split = _load_split(data, kw["split_by"], fractions, kw["seed"])
     config = _config(kw, lr=kw["lr"])
     name = kw["name"] or kw["out"].name
-    cards = _training("cards")
-    synthetic = _training("synthetic")
+    cards = training_module("cards")
+    synthetic = training_module("synthetic")
     extra = dict(
         model_dir=kw["model_out"],
         datasets=[str(d) for d in data],
@@ -245,7 +235,7 @@ def train(ctx: click.Context, data: tuple[Path, ...], **kw: Any) -> None:
     if kw["licence"]:
         changes["licence"] = kw["licence"]
     if kw["architecture"] == "convnetquake":
-        detector = _training("train_detector")
+        detector = training_module("train_detector")
         centroids = _run_training(detector.cells_for, train=split.train, k=kw["cells"], seed=kw["seed"])
         card = cards.convnetquake_card(name, [tuple(c) for c in centroids], overlap=kw["overlap"], **changes)
         samples = list(synthetic.synthetic_samples(2 * kw["synthetic"], seed=kw["seed"], noise_fraction=0.5))
@@ -261,7 +251,7 @@ def train(ctx: click.Context, data: tuple[Path, ...], **kw: Any) -> None:
             **extra,
         )
     else:
-        train_mod = _training("train")
+        train_mod = training_module("train")
         split.train += list(synthetic.synthetic_samples(kw["synthetic"], seed=kw["seed"]))
         card = cards.phasenet_card(name, description="PhaseNet trained by seispick.", **changes)
         run = _run_training(
@@ -334,7 +324,7 @@ def finetune(ctx: click.Context, data: tuple[Path, ...], base: str, **kw: Any) -
         anchor_weight=kw["anchor_weight"],
         replay_fraction=kw["replay_fraction"] if replay else 0.0,
     )
-    train_mod = _training("train")
+    train_mod = training_module("train")
     command = _command_line(ctx)
     changes: dict[str, Any] = {"training_data": ", ".join(map(str, data))}
     if kw["description"]:
@@ -438,7 +428,7 @@ def evaluate(model: str | None, data: tuple[Path, ...], part: str, **kw: Any) ->
     samples = split.part(part)
     if not samples:
         raise click.ClickException(f"the {part} split of {', '.join(map(str, data))} is empty")
-    evaluation = _training("evaluate")
+    evaluation = training_module("evaluate")
     thresholds = {
         k: v
         for k, v in {
@@ -449,7 +439,9 @@ def evaluate(model: str | None, data: tuple[Path, ...], part: str, **kw: Any) ->
         if v is not None
     }
     if loaded.card.task == "detector" and kw["pre_p_noise"]:
-        samples = _training("detector_samples").detector_test_samples(samples, loaded.card.window_samples)
+        samples = training_module("detector_samples").detector_test_samples(
+            samples, loaded.card.window_samples
+        )
     try:
         report = evaluation.evaluate(loaded, samples, thresholds=thresholds)
     except ValueError as exc:
@@ -464,7 +456,7 @@ def evaluate(model: str | None, data: tuple[Path, ...], part: str, **kw: Any) ->
         evaluation.write_report(report, kw["out"], None)
         click.echo(f"wrote {kw['out']}", err=True)
     if kw["plot"]:
-        _training("plots").plot_evaluation(report, kw["plot"])
+        training_module("plots").plot_evaluation(report, kw["plot"])
         click.echo(f"wrote {kw['plot']}", err=True)
 
 
@@ -476,7 +468,7 @@ def evaluate(model: str | None, data: tuple[Path, ...], part: str, **kw: Any) ->
 @click.option("--name", default=None, help="Model name (default: the checkpoint's card name).")
 def export(checkpoint: Path, out: Path, name: str | None) -> None:
     """Export a training CHECKPOINT folder to an ONNX model folder (card + ONNX parity check against torch)."""
-    train_mod = _training("train")
+    train_mod = training_module("train")
     card = _run_training(train_mod.export_checkpoint, checkpoint_dir=checkpoint, model_dir=out, name=name)
     diff = card.metrics.get("onnx_vs_torch_max_abs_diff", float("nan"))
     click.echo(f"wrote {out} (model {card.name}, sha256 {card.onnx_sha256[:12]}, ONNX vs torch {diff:.1e})")

@@ -10,6 +10,7 @@ import torch
 from seispick.models.card import ModelCard, Normalisation
 
 from . import tf_reference
+from .cards import phasenet_card
 from .convert import load_original_phasenet, load_seisbench_checkpoint
 from .export import write_model_folder
 from .phasenet import CITATION
@@ -51,25 +52,14 @@ def build_phasenet_original(
     if real_windows is not None:
         windows = np.concatenate([windows, real_windows])
     reference_diff = check_against_reference(model, weights, windows)
-    card = ModelCard(
-        name="phasenet-original",
+    card = phasenet_card(
+        "phasenet-original",
         version="2019.07.03",
         description=(
             "The original PhaseNet (Zhu & Beroza 2019) with its published weights (TensorFlow checkpoint "
             "190703-214543, global step 340512), converted to ONNX with TF 'same' padding on 3000-sample windows."
         ),
-        architecture="phasenet",
-        task="picker",
-        sampling_rate=100.0,
-        window_samples=3000,
-        channel_order="ENZ",
-        normalisation=Normalisation(demean=True, scale="std", ddof=0, eps=1e-10),
-        labels=["N", "P", "S"],
-        default_thresholds={"P": 0.3, "S": 0.3, "detection": 0.5},
-        overlap_samples=1500,
-        stacking="avg",
         licence=MIT_NOTE,
-        citation=CITATION,
         provenance=(
             f"Converted by seispick from {weights_npz.name} (PhaseNet repository model/190703-214543); "
             f"checked against an independent numpy forward pass of the TF graph on {len(windows)} windows."
