@@ -239,7 +239,7 @@ class SegmentPicker:
         else:
             part += output
         self.count[a : a + self.window] += 1
-        return self._advance()
+        return self.advance()
 
     def _final_limit(self) -> int:
         if self.closed_end is not None:
@@ -252,7 +252,8 @@ class SegmentPicker:
                 limit = min(limit, self.start)
         return min(limit, min(self.pending)) if self.pending else limit
 
-    def _advance(self) -> list:
+    def advance(self) -> list:
+        """Run newly final samples through the triggers; returns the picks and detections they close."""
         limit = self._final_limit()
         emitted: list = []
         if limit > self.final_until:
@@ -355,7 +356,7 @@ class InstrumentPicker:
         if seg is None:
             return [], []
         requests = seg.close()
-        emitted = seg._advance() if not requests else []
+        emitted = seg.advance() if not requests else []
         if not seg.done:
             self.closing.append(seg)
         return requests, emitted

@@ -102,7 +102,8 @@ class _RuntimeCollector:
                 family.add_metric([network], value)
             yield family
         problems = CounterMetricFamily("seispick_record_errors", "Records refused, by kind", labels=["kind"])
-        totals = runtime.sources.state()["totals"]
+        sources = runtime.sources.state()
+        totals = sources["totals"]
         for kind, value in runtime.picker.problems.counts.items():
             problems.add_metric([kind], value)
         problems.add_metric(["decode"], totals.get("decode_errors", 0))
@@ -112,7 +113,7 @@ class _RuntimeCollector:
         reconnects.add_metric([], totals.get("reconnects", 0))
         yield reconnects
         connected = GaugeMetricFamily("seispick_sources_running", "Ingest sources running")
-        connected.add_metric([], runtime.sources.state()["running"])
+        connected.add_metric([], sources["running"])
         yield connected
         buffer = GaugeMetricFamily(
             "seispick_buffer_bytes", "Bytes in per-instrument sample and stack buffers"

@@ -83,8 +83,8 @@ class StreamPicker:
     async def start(self) -> None:
         self._watchdog = asyncio.create_task(self._close_silent_loop())
 
-    async def stop(self, flush: bool = True) -> None:
-        """Stop; with ``flush`` close every instrument and wait for its last picks."""
+    async def stop(self, flush: bool = True, timeout_s: float = 30.0) -> None:
+        """Stop; with ``flush`` close every instrument and wait (up to ``timeout_s``) for its last picks."""
         if self._watchdog:
             self._watchdog.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -92,7 +92,15 @@ class StreamPicker:
         if flush:
             for name in list(self.instruments):
                 self._close(name)
-            await self.drain()
+            try:
+                await asyncio.wait_for(self.drain(), timeout_s)
+            except asyncio.TimeoutError:
+                log.error(
+                    "stopping with %d inference task(s) still failing; their windows are dropped",
+                    len(self._tasks),
+                )
+        for task in list(self._tasks):
+            task.cancel()
 
     async def drain(self) -> None:
         """Wait until no window is in flight."""
@@ -169,12 +177,23 @@ class StreamPicker:
         task.add_done_callback(self._tasks.discard)
 
     async def _run(self, instrument: str, requests: list[WindowRequest]) -> None:
-        try:
-            outputs = await self.predict(self.model.name, np.stack([r.window for r in requests]))
-        except Exception:  # noqa: BLE001 - keep the stream alive; the windows are retried once
-            log.exception("%s: inference failed for %d window(s); retrying", instrument, len(requests))
-            await asyncio.sleep(0.5)
-            outputs = await self.predict(self.model.name, np.stack([r.window for r in requests]))
+        windows = np.stack([r.window for r in requests])
+        delay = 0.5
+        while True:  # a failing inference loses no window: it waits and is retried (stop() cancels)
+            try:
+                outputs = await self.predict(self.model.name, windows)
+                break
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # noqa: BLE001 - keep the stream alive
+                log.exception(
+                    "%s: inference failed for %d window(s); retrying in %.1f s",
+                    instrument,
+                    len(windows),
+                    delay,
+                )
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 10.0)
         state = self.instruments[instrument]
         for request, output in zip(requests, outputs):
             arrival = self._window_arrival.pop((instrument, request.start), time.time())

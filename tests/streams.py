@@ -62,3 +62,21 @@ def event_hour(start: obspy.UTCDateTime, station: str = "AAA", seed: int = 0) ->
             tr.data[i : i + len(data)] += data.astype(np.float32)
         p_times.append(start + offset + 20.0)
     return stream, p_times
+
+
+def write_station_archive(
+    folder: Path, start: obspy.UTCDateTime, seconds: float, stations: dict[str, str], seed: int, step: int
+) -> obspy.Stream:
+    """Random-walk int32 traces (HHZ/HHN/HHE, 100 Hz) per station (code -> location), one miniSEED file each."""
+    rng = np.random.default_rng(seed)
+    original = obspy.Stream()
+    for station, location in stations.items():
+        traces = obspy.Stream()
+        for channel in ("HHZ", "HHN", "HHE"):
+            data = np.cumsum(rng.integers(-step, step, int(seconds * 100))).astype(np.int32)
+            header = dict(network="XX", station=station, location=location, channel=channel,
+                          sampling_rate=100.0, starttime=start)  # fmt: skip
+            traces += obspy.Trace(data=data, header=header)
+        traces.write(str(folder / f"{station}.mseed"), format="MSEED", reclen=4096)
+        original += traces
+    return original

@@ -35,12 +35,12 @@ from seispick.service.ingest import (
 )
 from seispick.service.seedlink_server import SEQ_MODULUS, SeedLinkReplayServer
 from seispick.service.seedlink_source import Backoff, SeedLinkSource, merge_specs
+from tests.streams import write_station_archive
 
 T0 = UTCDateTime(2024, 3, 1, 12, 0, 0)
 DURATION_S = 120
 RATE = 100.0
 STATIONS = {"STA1": "00", "STA2": "00", "STA3": ""}  # station -> location (STA3: blank)
-CHANNELS = ("HHZ", "HHN", "HHE")
 SPEED = 60.0  # two minutes of data in two seconds
 WAIT_S = 15.0
 
@@ -50,17 +50,7 @@ WAIT_S = 15.0
 def archive(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Stream]:
     """Three stations x three channels, 100 Hz, two minutes, one miniSEED file per station."""
     folder = tmp_path_factory.mktemp("ingest_archive")
-    rng = np.random.default_rng(7)
-    original = Stream()
-    for station, location in STATIONS.items():
-        traces = Stream()
-        for channel in CHANNELS:
-            data = np.cumsum(rng.integers(-500, 500, int(DURATION_S * RATE))).astype(np.int32)
-            header = dict(network="XX", station=station, location=location, channel=channel,
-                          sampling_rate=RATE, starttime=T0)  # fmt: skip
-            traces += Trace(data=data, header=header)
-        traces.write(str(folder / f"{station}.mseed"), format="MSEED", reclen=4096)
-        original += traces
+    original = write_station_archive(folder, T0, DURATION_S, STATIONS, seed=7, step=500)
     return folder, original
 
 

@@ -26,6 +26,7 @@ from seispick.service.seedlink_server import (
     parse_seedlink_time,
     selection_matches,
 )
+from tests.streams import write_station_archive
 
 T0 = UTCDateTime(2024, 3, 1, 12, 0, 0)
 DURATION_S = 180
@@ -39,17 +40,7 @@ TIMEOUT = 5
 def archive(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Stream]:
     """Three stations x three channels, 100 Hz, 3 minutes, one miniSEED file per station."""
     folder = tmp_path_factory.mktemp("archive")
-    rng = np.random.default_rng(42)
-    original = Stream()
-    for station, location in STATIONS.items():
-        traces = Stream()
-        for channel in CHANNELS:
-            data = np.cumsum(rng.integers(-400, 400, int(DURATION_S * RATE))).astype(np.int32)
-            header = dict(network="XX", station=station, location=location, channel=channel,
-                          sampling_rate=RATE, starttime=T0)  # fmt: skip
-            traces += Trace(data=data, header=header)
-        traces.write(str(folder / f"{station}.mseed"), format="MSEED", reclen=4096)
-        original += traces
+    original = write_station_archive(folder, T0, DURATION_S, STATIONS, seed=42, step=400)
     (folder / "README.txt").write_text("not waveform data; skipped when reading the folder\n")
     return folder, original
 

@@ -67,3 +67,37 @@ def test_stream_picker_equals_batch_and_counts_bad_records(shipped_model):
     assert {s["trace_id"] for s in states} == {"XX.AAA..HH", "XX.BBB..HH"}
     assert all(s["gaps"] == 0 and s["records"] > 0 for s in states)
     assert np.sum(calls) == sum(s["windows"] for s in states)
+
+
+def test_failed_inference_is_retried_and_loses_no_pick(shipped_model):
+    stream, _ = event_hour(obspy.UTCDateTime(2024, 6, 2, 0, 0, 0), station="CCC", seed=10)
+    stream.trim(endtime=stream[0].stats.starttime + 300)
+    expected = annotate(stream, shipped_model).picks
+
+    async def main():
+        failures = {"left": 3}
+
+        async def flaky_predict(name, windows):
+            if failures["left"]:
+                failures["left"] -= 1
+                raise RuntimeError("inference backend unavailable")
+            return await asyncio.to_thread(shipped_model.predict, windows)
+
+        got = []
+        picker = StreamPicker(
+            shipped_model, flaky_predict, lambda item, latency: got.append(item), silence_timeout_s=0.2
+        )
+        await picker.start()
+        for record in chop(stream):
+            picker.add_trace(record)
+        await asyncio.sleep(0.3)
+        await picker.drain()
+        await picker.stop()
+        return got, failures
+
+    got, failures = asyncio.run(main())
+    picks = sorted((p for p in got if hasattr(p, "phase")), key=lambda p: (p.peak_time, p.phase))
+    assert failures["left"] == 0 and picks
+    assert [(p.phase, round(p.peak_time.timestamp, 2)) for p in picks] == [
+        (p.phase, round(p.peak_time.timestamp, 2)) for p in expected
+    ]
