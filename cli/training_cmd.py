@@ -297,6 +297,20 @@ def train(ctx: click.Context, data: tuple[Path, ...], **kw: Any) -> None:
     help="L2-SP: penalise the squared distance of the weights from the base's.",
 )
 @click.option(
+    "--distill-weight",
+    type=click.FloatRange(0, 1),
+    default=0.0,
+    show_default=True,
+    help="Blend the targets of --distill-phases with the base's own probabilities (learning without forgetting).",
+)
+@click.option(
+    "--distill-phases",
+    type=click.Choice(["P", "S", "PS"]),
+    default="PS",
+    show_default=True,
+    help="Phases whose targets --distill-weight blends with the base's output.",
+)
+@click.option(
     "--replay",
     multiple=True,
     type=click.Path(path_type=Path),
@@ -322,6 +336,8 @@ def finetune(ctx: click.Context, data: tuple[Path, ...], base: str, **kw: Any) -
         freeze_encoder=kw["freeze_encoder"],
         freeze_batchnorm=kw["freeze_batchnorm"],
         anchor_weight=kw["anchor_weight"],
+        distill_weight=kw["distill_weight"],
+        distill_phases=kw["distill_phases"],
         replay_fraction=kw["replay_fraction"] if replay else 0.0,
     )
     train_mod = training_module("train")

@@ -26,6 +26,8 @@ class TrainConfig:
     ``anchor_weight`` adds ``anchor_weight * sum((w - w_start)**2)`` over the trained weights to the loss (L2-SP,
     Li et al. 2018: fine-tuning pulled towards the base instead of towards zero). ``replay_fraction`` adds that
     many windows (as a fraction of the own training windows) from replayed data, e.g. other stations, per epoch.
+    ``distill_weight`` blends the targets of the phases in ``distill_phases`` with the starting network's own
+    probabilities (:mod:`~seispick.training.distill`), so that fine-tuning keeps what the base did well.
     """
 
     epochs: int = 30
@@ -44,6 +46,8 @@ class TrainConfig:
     edge_probability: float = 0.1
     anchor_weight: float = 0.0
     replay_fraction: float = 0.0
+    distill_weight: float = 0.0
+    distill_phases: str = "PS"
     label_sigma: float = 10.0
     augment: bool = True
     threads: int | None = None
@@ -57,6 +61,10 @@ class TrainConfig:
             )
         if self.anchor_weight < 0 or self.replay_fraction < 0:
             raise ValueError("anchor_weight and replay_fraction must be non-negative")
+        if not 0.0 <= self.distill_weight <= 1.0:
+            raise ValueError(f"distill_weight must lie in [0, 1], got {self.distill_weight}")
+        if not self.distill_phases or set(self.distill_phases) - {"P", "S"}:
+            raise ValueError(f"distill_phases must be made of P and S, got {self.distill_phases!r}")
         if self.schedule not in ("cosine", "plateau", "constant"):
             raise ValueError(f"unknown schedule {self.schedule!r}; use cosine, plateau or constant")
 

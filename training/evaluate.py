@@ -32,6 +32,7 @@ __all__ = [
     "evaluate_picker",
     "load_model",
     "nearest_cells",
+    "predict_picks",
     "write_report",
 ]
 
@@ -81,6 +82,41 @@ def _scores_by_phase(predicted: list[Pick], truth: list[Pick], tolerances, phase
     return out
 
 
+def predict_picks(
+    model: OnnxModel, samples: Sequence[WaveformSample], thresholds: dict[str, float] | None = None
+) -> tuple[list[Pick], list[Pick]]:
+    """(predicted, labelled) picks of ``model`` on ``samples``, times in seconds from each record's start and
+    keyed ``"<index>:<trace id>"``; for pooling the picks of several evaluations (e.g. cross-validation folds)."""
+    used = {**model.card.default_thresholds, **(thresholds or {})}
+    return _predict(model, samples, used, ())[0], _true_picks(samples)
+
+
+def _predict(
+    model: OnnxModel, samples: Sequence[WaveformSample], thresholds: dict[str, float], sweep: Sequence[float]
+) -> tuple[list[Pick], dict[float, list[Pick]], list[str]]:
+    """Picks at ``thresholds``, picks at each threshold of ``sweep`` (all phases), and the runtime's notes."""
+    predicted: list[Pick] = []
+    sweep_preds: dict[float, list[Pick]] = {t: [] for t in sweep}
+    notes: list[str] = []
+    for i, sample in enumerate(samples):
+        start = sample_start(sample)
+        result = annotate(sample_stream(sample), model, thresholds=thresholds)
+        notes += [f"{sample.where()}: {n}" for n in result.notes]
+        predicted += [Pick(_key(i, sample), p.phase, p.peak_time - start) for p in result.picks]
+        for t in sweep:
+            for a in result.annotations:
+                picks = picks_from_probabilities(
+                    a.probabilities,
+                    a.time_of,
+                    model.card.labels,
+                    dict.fromkeys(model.card.phases, t),
+                    "",
+                    model.name,
+                )
+                sweep_preds[t] += [Pick(_key(i, sample), p.phase, p.peak_time - start) for p in picks]
+    return predicted, sweep_preds, notes
+
+
 def evaluate_picker(
     model: OnnxModel,
     samples: Sequence[WaveformSample],
@@ -91,20 +127,7 @@ def evaluate_picker(
     phases = model.card.phases
     used = {**model.card.default_thresholds, **(thresholds or {})}
     truth = _true_picks(samples)
-    predicted: list[Pick] = []
-    sweep_preds: dict[float, list[Pick]] = {t: [] for t in SWEEP}
-    notes: list[str] = []
-    for i, sample in enumerate(samples):
-        start = sample_start(sample)
-        result = annotate(sample_stream(sample), model, thresholds=used)
-        notes += [f"{sample.where()}: {n}" for n in result.notes]
-        predicted += [Pick(_key(i, sample), p.phase, p.peak_time - start) for p in result.picks]
-        for t in SWEEP:
-            for a in result.annotations:
-                picks = picks_from_probabilities(
-                    a.probabilities, a.time_of, model.card.labels, dict.fromkeys(phases, t), "", model.name
-                )
-                sweep_preds[t] += [Pick(_key(i, sample), p.phase, p.peak_time - start) for p in picks]
+    predicted, sweep_preds, notes = _predict(model, samples, used, SWEEP)
     widest = max(tolerances)
     residuals = {}
     for phase in phases:

@@ -26,6 +26,7 @@ from seispick.models.card import ModelCard
 from .cards import phasenet_card, summarize_report
 from .checkpoint import CheckpointMeta, load_base, load_checkpoint, write_meta
 from .config import TrainConfig
+from .distill import distillation_loss, frozen_teacher
 from .evaluate import evaluate, write_report
 from .export import write_model_folder
 from .inputs import DataSplit, check_for_model
@@ -163,9 +164,10 @@ def train_phasenet(
     batchnorms = (
         [m for m in model.modules() if isinstance(m, nn.BatchNorm1d)] if config.freeze_batchnorm else []
     )
-    result = fit(
-        model, picking_loss, train_data, val_data, config, out, frozen, progress, card.name, batchnorms
-    )
+    loss_fn = picking_loss
+    if config.distill_weight > 0:
+        loss_fn = distillation_loss(frozen_teacher(model), config.distill_weight, config.distill_phases)
+    result = fit(model, loss_fn, train_data, val_data, config, out, frozen, progress, card.name, batchnorms)
 
     description = dict(split.description)
     if extra:
