@@ -19,6 +19,7 @@ import logging
 from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from itertools import islice
 from pathlib import Path
 from typing import Any, Literal
 
@@ -428,22 +429,11 @@ class PickPublisher:
         """
         filters = Filters.of(network, station, phase)
         ring = self._rings[kind]
+        limit = max(limit, 0)
         if since is None:
-            out = []
-            for record in reversed(ring):
-                if len(out) >= limit:
-                    break
-                if filters.matches(record):
-                    out.append(record)
-            return out[::-1]
+            return list(islice(filter(filters.matches, reversed(ring)), limit))[::-1]
         start = _epoch(since)
-        out = []
-        for record in ring:
-            if len(out) >= limit:
-                break
-            if record.time >= start and filters.matches(record):
-                out.append(record)
-        return out
+        return list(islice((r for r in ring if r.time >= start and filters.matches(r)), limit))
 
     async def recent_from_redis(
         self,

@@ -61,7 +61,7 @@ def _drift(tmp_path, name: str, distill_weight: float) -> float:
         weight_decay=0.0, freeze_batchnorm=True, distill_weight=distill_weight,
     )  # fmt: skip
     cfg.min_delta = -1.0  # keep the epoch-1 weights whatever the validation loss
-    run = finetune_phasenet(split, WEIGHTS, tmp_path / name, cfg, name=name, progress=False, base_model="")
+    run = finetune_phasenet(split, WEIGHTS, tmp_path / name, cfg, name=name, progress=False, score_base=False)
     from seispick.training.checkpoint import load_checkpoint
     from seispick.training.picking_data import PickingWindows
 

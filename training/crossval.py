@@ -95,16 +95,17 @@ def cross_validate(
     split = load_split([data], "time")
     extra = load_split(list(replay), "station") if replay else None
     results = {name: FoldResult(name, [], []) for name in [base, *variants]}
+    base_model = load_model(base)
     with tempfile.TemporaryDirectory(dir=work_dir) as tmp:
         for i, fold in enumerate(time_folds(split.train + split.val, folds)):
-            predicted, truth = predict_picks(load_model(base), fold.test)
+            predicted, truth = predict_picks(base_model, fold.test)
             results[base].predicted += _tagged(predicted, i)
             results[base].truth += _tagged(truth, i)
             for name, options in variants.items():
                 config = TrainConfig(**{**(common or {}), **options})
                 out = Path(tmp) / f"{name}-{i}"
                 finetune_phasenet(
-                    fold, base, out, config, name=name, progress=False, replay=extra, base_model=""
+                    fold, base, out, config, name=name, progress=False, replay=extra, score_base=False
                 )
                 predicted, truth = predict_picks(load_model(out / "model"), fold.test)
                 results[name].predicted += _tagged(predicted, i)

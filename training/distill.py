@@ -43,9 +43,7 @@ def blend_targets(
     for phase in phases:
         row = CLASSES.index(phase)
         out[:, row] = (1.0 - weight) * labels[:, row] + weight * teacher_probs[:, row]
-    phase_sum = out[:, 1:].sum(dim=1)
-    over = (phase_sum > 1.0).unsqueeze(1)
-    out[:, 1:] = torch.where(over, out[:, 1:] / phase_sum.clamp(min=1.0).unsqueeze(1), out[:, 1:])
+    out[:, 1:] /= out[:, 1:].sum(dim=1, keepdim=True).clamp(min=1.0)  # P + S over 1: both scaled down
     out[:, 0] = (1.0 - out[:, 1:].sum(dim=1)).clamp(min=0.0)
     return out
 

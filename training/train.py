@@ -220,12 +220,14 @@ def finetune_phasenet(
     config: TrainConfig,
     name: str = "phasenet-finetuned",
     card_changes: dict[str, Any] | None = None,
+    score_base: bool = True,
     **kwargs: Any,
 ) -> RunResult:
     """Fine-tune a PhaseNet from ``base`` (see :func:`~seispick.training.checkpoint.load_base`) on ``split``.
 
-    The runtime settings (window, channels, normalisation, thresholds) are the base's; the base is evaluated on
-    the same test split when it is a runnable model (``phasenet-original`` or a checkpoint's exported model).
+    The runtime settings (window, channels, normalisation, thresholds) are the base's; with ``score_base`` the
+    base is evaluated on the same test split when it is a runnable model (``phasenet-original`` or a
+    ``base_model`` given by name or folder).
     """
     model, base_card, origin = load_base(base)
     command = kwargs.get("command", "")
@@ -240,6 +242,8 @@ def finetune_phasenet(
     base_model = kwargs.pop("base_model", None)
     if base_model is None and str(base) == "phasenet-original":
         base_model = "phasenet-original"
+    if not score_base:
+        base_model = None
     return train_phasenet(
         split, out_dir, config, card, model=model, base=str(base), base_model=base_model, **kwargs
     )
