@@ -85,7 +85,7 @@ def start_server(port: int, batching: bool) -> subprocess.Popen:
         "SEISPICK_ACCESS_LOG": "false",
         "SEISPICK_BATCHING__ENABLED": str(batching).lower(),
     }
-    code = "from seispick.service.app import run_server; run_server()"
+    code = "from seispick.service.api.app import run_server; run_server()"
     server = subprocess.Popen([sys.executable, "-c", code], env=env)
     deadline = time.time() + 60
     while time.time() < deadline:

@@ -1,4 +1,4 @@
-"""Write the bundled demo archive (service/demo): three stations, 10 continuous minutes with real events.
+"""Write the bundled demo archive (seispick/service/stream/demo): three stations, 10 continuous minutes with real events.
 
 Real NCEDC event recordings (PhaseNet repository, MIT) from tests/data/real are laid end to end with low
 noise in between, per station, and written as STEIM2 miniSEED. `seispick serve --demo` replays them in a loop,
@@ -14,7 +14,7 @@ import obspy
 
 ROOT = Path(__file__).resolve().parents[1]
 REAL = ROOT / "tests" / "data" / "real"
-OUT = ROOT / "service" / "demo"
+OUT = ROOT / "seispick" / "service" / "stream" / "demo"
 STATIONS = ["DEMO1", "DEMO2", "DEMO3"]
 MINUTES = 10
 START = obspy.UTCDateTime(2020, 1, 1)

@@ -6,4 +6,5 @@ python3 -m pip install -q torch==2.13.0
 python3 -m pip install -q -e ".[train,dev]"
 ruff check .
 ruff format --check .
+lint-imports  # layer contracts in .importlinter
 python3 -m pytest -q

@@ -18,7 +18,7 @@ import numpy as np
 import obspy
 from prometheus_client.parser import text_string_to_metric_families
 
-from seispick.service.app import create_app
+from seispick.service.api.app import create_app
 from seispick.service.settings import Settings
 
 DATA = Path(__file__).parent / "data" / "service"

@@ -7,7 +7,7 @@ import obspy
 import pytest
 
 from seispick.models.annotate import annotate
-from seispick.service.continuous import InstrumentPicker
+from seispick.service.stream.continuous import InstrumentPicker
 from tests.streams import event_hour
 
 

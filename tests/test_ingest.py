@@ -17,9 +17,11 @@ import pytest
 from obspy import Stream, Trace, UTCDateTime
 from pydantic import TypeAdapter, ValidationError
 
-from seispick.service import mseed_records
-from seispick.service.file_source import DirectorySource, FileReplaySource, split_records
-from seispick.service.ingest import (
+from seispick.replay.server import SEQ_MODULUS, SeedLinkReplayServer
+from seispick.seedlink import records as mseed_records
+from seispick.service.ingest.folder import DirectorySource, FileReplaySource, split_records
+from seispick.service.ingest.seedlink import Backoff, SeedLinkSource, merge_specs
+from seispick.service.ingest.sources import (
     DirectorySourceConfig,
     FileReplayConfig,
     IngestSettings,
@@ -33,8 +35,6 @@ from seispick.service.ingest import (
     plausible_rate,
     read_station_file,
 )
-from seispick.service.seedlink_server import SEQ_MODULUS, SeedLinkReplayServer
-from seispick.service.seedlink_source import Backoff, SeedLinkSource, merge_specs
 from tests.streams import write_station_archive
 
 T0 = UTCDateTime(2024, 3, 1, 12, 0, 0)

@@ -22,10 +22,12 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from seispick.models.picks import Detection, Pick
-from seispick.service.outbox import SPILL_FILE, SpillQueue
-from seispick.service.publisher import PICK_FIELDS, PickPublisher, detection_id, pick_id
+from seispick.service.publish.outbox import SPILL_FILE, SpillQueue
+from seispick.service.publish.publisher import PICK_FIELDS, PickPublisher, detection_id, pick_id
 
-SCHEMA = json.loads((Path(__file__).parents[1] / "service" / "pick_schema.json").read_text())
+SCHEMA = json.loads(
+    (Path(__file__).parents[1] / "seispick" / "service" / "publish" / "pick_schema.json").read_text()
+)
 T0 = UTCDateTime("2024-05-01T12:00:00")
 SHA = "ab" * 32
 

@@ -15,7 +15,7 @@ import pytest
 from service_harness import ServiceHarness, event_bytes, metric
 
 from seispick.models.registry import DEFAULT_MODEL
-from seispick.service.app import create_app
+from seispick.service.api.app import create_app
 from seispick.service.settings import Settings
 
 MODEL = DEFAULT_MODEL
@@ -201,7 +201,7 @@ def test_run_server_serves_over_http():
     """``run_server`` (what ``seispick serve`` calls) under real uvicorn, then a clean SIGTERM shutdown."""
     port = free_port()
     code = (
-        "from seispick.service.app import run_server; from seispick.service.settings import Settings; "
+        "from seispick.service.api.app import run_server; from seispick.service.settings import Settings; "
         f"run_server(Settings(port={port}, log_level='info', max_body_bytes=200000))"
     )
     server = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
@@ -234,7 +234,7 @@ def test_run_server_serves_over_http():
 
 def test_the_service_never_imports_torch_or_training():
     code = (
-        "import sys; import seispick.service.app; "
+        "import sys; import seispick.service.api.app; "
         "bad = [m for m in sys.modules if m == 'torch' or m.startswith(('torch.', 'seispick.training'))]; "
         "assert not bad, bad"
     )

@@ -19,7 +19,7 @@ from hypothesis import strategies as st  # noqa: E402
 from schemathesis.checks import positive_data_acceptance  # noqa: E402
 from service_harness import event_bytes  # noqa: E402
 
-from seispick.service.app import create_app  # noqa: E402
+from seispick.service.api.app import create_app  # noqa: E402
 from seispick.service.settings import Settings  # noqa: E402
 
 app = create_app(Settings())

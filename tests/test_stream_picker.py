@@ -8,7 +8,7 @@ import numpy as np
 import obspy
 
 from seispick.models.annotate import annotate
-from seispick.service.stream_picker import StreamPicker
+from seispick.service.stream.picker import StreamPicker
 from tests.streams import event_hour
 
 

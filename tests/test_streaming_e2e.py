@@ -23,11 +23,11 @@ from websockets.sync.client import connect as ws_connect
 
 from seispick.models.annotate import annotate
 from seispick.models.io import read_waveforms
-from seispick.service.app import create_app
-from seispick.service.publisher import pick_id
-from seispick.service.seedlink_server import ThreadedReplayServer
+from seispick.replay.server import ThreadedReplayServer
+from seispick.service.api.app import create_app
+from seispick.service.publish.publisher import pick_id
 from seispick.service.settings import Settings, StreamingSettings
-from seispick.service.streaming import DEMO_DIR
+from seispick.service.stream.runtime import DEMO_DIR
 
 REDIS_URL = "redis://127.0.0.1:6379/0"
 SPEED = 40.0

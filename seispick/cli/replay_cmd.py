@@ -1,0 +1,31 @@
+"""``seispick replay``: serve archived miniSEED as a SeedLink server, for testing a real-time setup."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+
+@click.command()
+@click.argument("paths", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option("--port", default=18000, show_default=True, type=click.IntRange(0, 65535))
+@click.option(
+    "--speed", default=1.0, show_default=True, type=float, help="Times real time (0: as fast as possible)."
+)
+@click.option(
+    "--loop", is_flag=True, help="Start again at the end, times shifted forward (continuous stream)."
+)
+@click.option("--restamp", is_flag=True, help="Re-stamp the data so the first sample is now.")
+def replay(paths: tuple[Path, ...], host: str, port: int, speed: float, loop: bool, restamp: bool) -> None:
+    """Serve miniSEED FILES or folders as a SeedLink 3.1 server at SPEED times real time."""
+    from seispick.replay.server import run_replay_server
+
+    if speed < 0:
+        raise click.BadParameter("speed must be >= 0", param_hint="--speed")
+    click.echo(f"SeedLink replay of {len(paths)} path(s) on {host}:{port} at {speed:g}x", err=True)
+    try:
+        run_replay_server(list(paths), host=host, port=port, speed=speed, restamp=restamp, loop=loop)
+    except (FileNotFoundError, ValueError, OSError) as exc:
+        raise click.ClickException(str(exc)) from exc

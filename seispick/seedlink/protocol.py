@@ -1,0 +1,82 @@
+"""The SeedLink protocol as both ends speak it: stream selectors, time formats, sequence numbers.
+
+Shared by the service's SeedLink client (``seispick.service.ingest``) and the replay server
+(``seispick.replay``). Imports nothing of seispick.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from fnmatch import fnmatchcase
+
+NS_PER_S = 1_000_000_000
+SEQ_MODULUS = 1 << 24  # SeedLink 3 sequence numbers are 6 hex digits
+_SELECT_CHARS = re.compile(r"^[A-Za-z0-9?*\-]+$")
+_TIME = re.compile(
+    r"^(\d{4})[,/-](\d{1,2})[,/-](\d{1,2})"
+    r"(?:[,T: ](\d{1,2})(?:[,:](\d{1,2})(?:[,:](\d{1,2})(?:\.(\d{1,9}))?)?)?)?$"
+)
+
+
+def parse_seedlink_time(text: str) -> int:
+    """Parse a SeedLink time ``YYYY,MM,DD,hh,mm,ss[.ffff]`` (trailing fields optional) to epoch ns."""
+    match = _TIME.match(text.strip())
+    if not match:
+        raise ValueError(f"bad SeedLink time {text!r}")
+    year, month, day, hour, minute, second = (int(g) if g else 0 for g in match.groups()[:6])
+    fraction = match.group(7) or ""
+    moment = datetime(year, month, day, hour, minute, second, tzinfo=timezone.utc)
+    return int(moment.timestamp()) * NS_PER_S + int(fraction.ljust(9, "0") or 0)
+
+
+def format_info_time(ns: int) -> str:
+    """Format epoch ns as the ``YYYY/MM/DD hh:mm:ss.ffff`` used in INFO XML."""
+    moment = datetime.fromtimestamp(ns // NS_PER_S, timezone.utc)
+    return moment.strftime("%Y/%m/%d %H:%M:%S") + f".{ns % NS_PER_S // 100_000:04d}"
+
+
+@dataclass(frozen=True)
+class Selector:
+    """A SeedLink 3 stream selector ``[!][LL]CCC[.T]`` with ``?``/``*`` wildcards (``--`` = blank location)."""
+
+    location: str
+    channel: str
+    kind: str = "?"
+    negate: bool = False
+
+    @classmethod
+    def parse(cls, text: str) -> Selector:
+        """Parse a selector; raises ``ValueError`` for anything a SeedLink server would refuse."""
+        negate = text.startswith("!")
+        body, _, kind = text[negate:].partition(".")
+        if kind and (len(kind) != 1 or kind.upper() not in "DECOTL?"):
+            raise ValueError(f"bad selector type in {text!r}")
+        if not body or not _SELECT_CHARS.match(body):
+            raise ValueError(f"bad selector {text!r}")
+        if len(body) == 5:
+            location, channel = body[:2].replace("-", " "), body[2:]
+        elif len(body) <= 3 or "*" in body:
+            location, channel = "*", body
+        else:
+            raise ValueError(f"selector {text!r} is neither CCC nor LLCCC")
+        return cls(location.upper(), channel.upper(), (kind or "?").upper(), negate)
+
+    def matches(self, location: str, channel: str, kind: str = "D") -> bool:
+        """Whether a stream (blank location allowed) matches, ignoring negation."""
+        return (
+            fnmatchcase(location.ljust(2), self.location)
+            and fnmatchcase(channel, self.channel)
+            and fnmatchcase(kind, self.kind)
+        )
+
+
+def selection_matches(selectors: Iterable[Selector], location: str, channel: str) -> bool:
+    """Apply a selector list: any positive selector must match (if there are any), no negative may."""
+    selectors = list(selectors)
+    positive = [s for s in selectors if not s.negate]
+    if positive and not any(s.matches(location, channel) for s in positive):
+        return False
+    return not any(s.matches(location, channel) for s in selectors if s.negate)

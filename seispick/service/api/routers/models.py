@@ -1,0 +1,54 @@
+"""``GET /v1/models`` and ``GET /v1/models/{name}``: what the service can pick with."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+from seispick.models.card import ModelCard
+from seispick.service.api.dependencies import RegistryDep, StateDep
+from seispick.service.api.routers import API_PREFIX
+from seispick.service.api.schemas import ErrorResponse, ModelsResponse, ModelSummary
+from seispick.service.errors import ModelNotFound
+
+router = APIRouter(prefix=API_PREFIX, tags=["models"])
+
+
+@router.get("/models", response_model=ModelsResponse, summary="List the models found and which are loaded")
+async def list_models(state: StateDep, registry: RegistryDep) -> ModelsResponse:
+    default = state.settings.default_model
+    return ModelsResponse(
+        default=default,
+        models=[
+            ModelSummary(
+                name=entry.card.name,
+                version=entry.card.version,
+                description=entry.card.description,
+                architecture=entry.card.architecture,
+                task=entry.card.task,
+                sampling_rate=entry.card.sampling_rate,
+                window_samples=entry.card.window_samples,
+                channel_order=entry.card.channel_order,
+                labels=entry.card.labels,
+                default_thresholds=entry.card.default_thresholds,
+                sha256=entry.card.onnx_sha256,
+                shipped=entry.shipped,
+                loaded=entry.card.name in state.models,
+                default=entry.card.name == default,
+            )
+            for entry in registry.entries()
+        ],
+    )
+
+
+@router.get(
+    "/models/{name}",
+    response_model=ModelCard,
+    summary="A model's card",
+    responses={404: {"model": ErrorResponse, "description": "Unknown model"}},
+)
+async def get_model(name: str, registry: RegistryDep) -> ModelCard:
+    # Look the name up among the registry's names only: registry.get() would also accept a folder path.
+    entries = {entry.card.name: entry for entry in registry.entries()}
+    if name not in entries:
+        raise ModelNotFound(f"unknown model {name!r}; known models: {', '.join(sorted(entries)) or 'none'}")
+    return entries[name].card

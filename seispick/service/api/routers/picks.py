@@ -1,0 +1,134 @@
+"""``POST /v1/picks``: waveforms in (miniSEED, multipart miniSEED or JSON), picks out (JSON, CSV, QuakeML)."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Annotated
+
+from fastapi import APIRouter, Query, Request
+from starlette.responses import Response
+
+from seispick.models.annotate import AnnotationResult
+from seispick.models.runtime import OnnxModel
+from seispick.service.api.decode import decode_body, media_type
+from seispick.service.api.dependencies import BatcherDep, StateDep
+from seispick.service.api.picking import pick_stream
+from seispick.service.api.responses import TEXT_MEDIA_TYPES, picks_document, text_response
+from seispick.service.api.routers import API_PREFIX
+from seispick.service.api.schemas import ErrorResponse, PicksQuery, PicksResponse
+from seispick.service.api.state import ServiceState
+from seispick.service.batcher import MicroBatcher
+from seispick.service.errors import BadBody, InvalidInput, RequestTimeout, TooLarge
+from seispick.service.settings import Settings
+
+router = APIRouter(prefix=API_PREFIX, tags=["picks"])
+
+_BINARY = {"schema": {"type": "string", "format": "binary"}}
+REQUEST_BODY = {
+    "required": True,
+    "description": "miniSEED bytes, a multipart upload of miniSEED files (field 'files'), or JSON samples",
+    "content": {
+        "application/vnd.fdsn.mseed": _BINARY,
+        "application/octet-stream": _BINARY,
+        "multipart/form-data": {
+            "schema": {
+                "type": "object",
+                "properties": {"files": {"type": "array", "items": {"type": "string", "format": "binary"}}},
+                "required": ["files"],
+            }
+        },
+        "application/json": {"schema": {"$ref": "#/components/schemas/WaveformJsonBody"}},
+    },
+}
+ERRORS = {
+    code: {"model": ErrorResponse, "description": text}
+    for code, text in {
+        400: "Malformed body (corrupt miniSEED, broken JSON or multipart, empty body)",
+        401: "API key missing",
+        403: "API key wrong",
+        404: "Unknown model",
+        413: "Body or waveform duration over the limit",
+        415: "Unsupported content type",
+        422: "Unusable content (unequal channel lengths, NaN, bad sampling rate or time, no usable data)",
+        503: "Server busy or starting",
+        504: "Request took longer than the timeout",
+    }.items()
+}
+SUCCESS = {200: {"content": {media.split(";")[0]: {} for media in TEXT_MEDIA_TYPES.values()}}}
+
+
+@router.post(
+    "/picks",
+    response_model=PicksResponse,
+    response_model_exclude_none=True,
+    summary="Pick P and S arrivals in uploaded waveforms",
+    responses={**SUCCESS, **ERRORS},
+    openapi_extra={"requestBody": REQUEST_BODY},
+)
+async def create_picks(
+    request: Request, query: Annotated[PicksQuery, Query()], state: StateDep, batcher: BatcherDep
+) -> Response | PicksResponse:
+    settings = state.settings
+    model = state.model(query.model)
+    if model.card.task != "picker":
+        raise InvalidInput(
+            f"model {model.name} is a {model.card.task}, not a phase picker; choose a picker from /v1/models",
+            kind="query",
+        )
+    if query.probabilities and query.format != "json":
+        raise InvalidInput("probabilities=true needs format=json", kind="query")
+    content_type = request.headers.get("content-type", "")
+    media_type(content_type)  # 415 before reading a byte
+    try:
+        result = await asyncio.wait_for(
+            _annotate(request, content_type, model, batcher, settings, query), settings.request_timeout_s
+        )
+    except asyncio.TimeoutError:
+        raise RequestTimeout(
+            f"the request took longer than the {settings.request_timeout_s:g} s limit; send less data"
+        ) from None
+    _count_picks(state, result)
+    if query.format == "json":
+        return await asyncio.to_thread(picks_document, result, model.card.labels, query)
+    return await asyncio.to_thread(text_response, query.format, result)
+
+
+async def _annotate(
+    request: Request,
+    content_type: str,
+    model: OnnxModel,
+    batcher: MicroBatcher,
+    settings: Settings,
+    query: PicksQuery,
+) -> AnnotationResult:
+    with batcher.incoming(model.name):  # the batcher waits for this request's windows
+        body = await read_body(request, settings.max_body_bytes)
+        stream = await asyncio.to_thread(decode_body, body, content_type, settings.max_duration_s)
+    thresholds = settings.thresholds()
+    if query.p_threshold is not None:
+        thresholds["P"] = query.p_threshold
+    if query.s_threshold is not None:
+        thresholds["S"] = query.s_threshold
+    return await pick_stream(stream, model, batcher, thresholds)
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    """The body, refusing (413) a declared or actual size over ``limit`` bytes without reading it all."""
+    declared = request.headers.get("content-length")
+    if declared is not None:
+        if not declared.strip().isdigit():
+            raise BadBody(f"invalid Content-Length header {declared!r}", kind="content_length")
+        if int(declared) > limit:
+            raise TooLarge(f"the body of {int(declared)} bytes is over the limit of {limit} bytes")
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise TooLarge(f"the body is over the limit of {limit} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _count_picks(state: ServiceState, result: AnnotationResult) -> None:
+    for pick in result.picks:
+        state.metrics.picks.labels(pick.phase, result.model).inc()

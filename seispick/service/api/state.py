@@ -1,0 +1,65 @@
+"""What one running app holds: settings, metrics, the registry, loaded models, the batcher, a Redis client."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+from redis.asyncio import Redis
+
+from seispick.models.registry import ModelRegistry
+from seispick.models.runtime import OnnxModel
+from seispick.service.batcher import MicroBatcher
+from seispick.service.errors import ModelNotFound
+from seispick.service.metrics import ServiceMetrics
+from seispick.service.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class ServiceState:
+    """Lives on ``app.state.seispick``; filled by the lifespan."""
+
+    settings: Settings
+    metrics: ServiceMetrics
+    registry: ModelRegistry | None = None
+    models: dict[str, OnnxModel] = field(default_factory=dict)
+    batcher: MicroBatcher | None = None
+    redis: Redis | None = None
+    streaming: Any = None  # StreamingRuntime when a real-time source is configured
+
+    @property
+    def ready(self) -> bool:
+        return self.settings.default_model in self.models and bool(self.batcher and self.batcher.running)
+
+    def model(self, name: str | None) -> OnnxModel:
+        """A loaded model by name (the default when None); 404 otherwise. Never resolves file paths."""
+        name = name or self.settings.default_model
+        model = self.models.get(name)
+        if model is None:
+            known = ", ".join(sorted(self.models)) or "none"
+            raise ModelNotFound(f"unknown model {name!r}; loaded models: {known}")
+        return model
+
+
+def load_models(registry: ModelRegistry, settings: Settings) -> dict[str, OnnxModel]:
+    """Load ``settings.models`` (every registry model when empty) plus the default model.
+
+    A model named in the settings that fails to load stops start-up; with "load everything", a broken
+    folder other than the default model's is logged and skipped.
+    """
+    explicit = bool(settings.models)
+    names = list(dict.fromkeys([*(settings.models or registry.names()), settings.default_model]))
+    models = {}
+    for name in names:
+        if name not in registry.names():
+            raise ValueError(f"model {name!r} is not in the registry (known: {', '.join(registry.names())})")
+        try:
+            models[name] = registry.load(name, threads=settings.inference_threads)
+        except Exception:
+            if explicit or name == settings.default_model:
+                raise
+            log.exception("model %s could not be loaded; it is not served", name)
+    return models

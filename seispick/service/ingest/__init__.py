@@ -1,0 +1,5 @@
+"""Where data come from: the SeedLink client, watched folders, file replay, and per-record decoding.
+
+Every source hands decoded traces to one callback (``sources.SourceManager``). May import: seispick.models,
+seispick.seedlink, ObsPy; never the API, the stream runtime or the publisher.
+"""

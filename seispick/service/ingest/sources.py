@@ -1,0 +1,439 @@
+"""Ingest sources for streaming picking: configuration, record decoding, the source base and a manager.
+
+A source turns an external feed into ``obspy.Trace`` objects, one per miniSEED record, and hands each to
+an async callback ``on_trace(trace)``. The concrete sources live in
+:mod:`seispick.service.ingest.seedlink` (a SeedLink 3 client with sequence resume) and
+:mod:`seispick.service.ingest.folder` (a polled directory of growing files, or a one-off file replay).
+Settings embed :class:`IngestSettings` (or the single configs); :func:`make_source` builds a source from
+its config and :class:`SourceManager` runs several sources on one callback.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import logging
+import math
+import re
+import struct
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import asdict, dataclass, fields
+from datetime import datetime
+from fnmatch import fnmatchcase
+from pathlib import Path
+from typing import Annotated, Any, ClassVar, Literal
+
+import obspy
+from obspy import Trace
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from seispick.seedlink.protocol import Selector
+
+try:  # obspy.read() re-parses plugin entry points on every call (~3 ms); the MSEED reader itself is ~0.8 ms
+    from obspy.io.mseed.core import _read_mseed
+except ImportError:  # pragma: no cover - a future ObsPy without the private reader
+    _read_mseed = None
+
+
+logger = logging.getLogger(__name__)
+
+__all__ = [
+    "DirectorySourceConfig",
+    "FileReplayConfig",
+    "IngestSettings",
+    "RecordError",
+    "SeedLinkSourceConfig",
+    "Source",
+    "SourceConfig",
+    "SourceManager",
+    "SourceStats",
+    "StreamSpec",
+    "TraceCallback",
+    "decode_record",
+    "make_source",
+    "parse_stream_spec",
+    "read_mseed_bytes",
+    "read_station_file",
+]
+
+TraceCallback = Callable[[Trace], Awaitable[None]]
+MAX_SAMPLING_RATE = 10_000.0
+NS_PER_S = 1_000_000_000
+_CODE = re.compile(r"^[A-Za-z0-9?*]{1,8}$")
+_HEADER_CODES = frozenset(range(0x20, 0x7F)) | {0}
+
+
+# ------------------------------------------------------------------------------------- stream specs
+@dataclass(frozen=True, slots=True)
+class StreamSpec:
+    """One ``NET_STA[:SELECTORS]`` line: network and station (``?``/``*`` allowed) and SeedLink selectors."""
+
+    network: str
+    station: str
+    selectors: tuple[str, ...] = ()  # empty: every stream of the station
+
+    @property
+    def wildcard(self) -> bool:
+        return any(c in self.network + self.station for c in "*?")
+
+    def matches(self, network: str, station: str) -> bool:
+        return fnmatchcase(network.upper(), self.network) and fnmatchcase(station.upper(), self.station)
+
+    def __str__(self) -> str:
+        return f"{self.network}_{self.station}" + (":" + " ".join(self.selectors) if self.selectors else "")
+
+
+def parse_stream_spec(text: str) -> StreamSpec:
+    """Parse ``NET_STA[:SEL[ SEL...]]`` (selectors separated by spaces or commas), e.g. ``GE_APE:BH?``.
+
+    Raises ``ValueError`` for malformed codes or selectors a SeedLink server would refuse.
+    """
+    head, colon, tail = text.strip().partition(":")
+    network, sep, station = head.strip().partition("_")
+    if not sep or not _CODE.match(network) or not _CODE.match(station):
+        raise ValueError(f"expected NET_STA[:CHA], got {text!r}")
+    selectors = tuple(s for s in re.split(r"[\s,]+", tail.strip()) if s)
+    if colon and not selectors:
+        raise ValueError(f"empty selector list in {text!r}")
+    for selector in selectors:
+        Selector.parse(selector)  # validates; raises ValueError
+    return StreamSpec(network.upper(), station.upper(), tuple(s.upper() for s in selectors))
+
+
+def read_station_file(path: str | Path) -> list[StreamSpec]:
+    """Read one ``NET_STA[:CHA]`` per line; ``#`` starts a comment, blank lines are skipped."""
+    specs = []
+    for number, raw in enumerate(Path(path).read_text().splitlines(), start=1):
+        line = raw.split("#", 1)[0].strip()
+        if not line:
+            continue
+        try:
+            specs.append(parse_stream_spec(line))
+        except ValueError as exc:
+            raise ValueError(f"{path}:{number}: {exc}") from exc
+    return specs
+
+
+# ----------------------------------------------------------------------------------- configuration
+class _SourceConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str | None = Field(default=None, description="Label in state and logs (default: derived)")
+
+
+class SeedLinkSourceConfig(_SourceConfig):
+    """A SeedLink 3 server and the streams to subscribe to."""
+
+    kind: Literal["seedlink"] = "seedlink"
+    host: str = "127.0.0.1"
+    port: int = Field(default=18000, ge=1, le=65535)
+    selectors: list[str] = Field(default_factory=list, description="NET_STA[:CHA] lines, e.g. GE_APE:BH?")
+    station_file: Path | None = Field(default=None, description="A file of NET_STA[:CHA] lines")
+    begin_time: datetime | None = Field(
+        default=None, description="First connection starts here (TIME); otherwise at the live end"
+    )
+    reconnect_min_s: float = Field(default=1.0, gt=0)
+    reconnect_max_s: float = Field(default=60.0, gt=0)
+    timeout_s: float = Field(default=10.0, gt=0, description="Connect and command-reply timeout")
+    keepalive_s: float = Field(default=30.0, gt=0, description="Send INFO ID after this long without data")
+    idle_timeout_s: float = Field(default=120.0, gt=0, description="Reconnect after this long without data")
+
+    @field_validator("selectors")
+    @classmethod
+    def _valid_selectors(cls, value: list[str]) -> list[str]:
+        for text in value:
+            parse_stream_spec(text)
+        return value
+
+    @model_validator(mode="after")
+    def _consistent(self) -> SeedLinkSourceConfig:
+        if self.reconnect_max_s < self.reconnect_min_s:
+            raise ValueError("reconnect_max_s must be >= reconnect_min_s")
+        if not self.selectors and self.station_file is None:
+            raise ValueError("give selectors or a station_file")
+        return self
+
+    def stream_specs(self) -> list[StreamSpec]:
+        """Selectors from the settings, then from the station file (read now)."""
+        specs = [parse_stream_spec(text) for text in self.selectors]
+        if self.station_file is not None:
+            specs += read_station_file(self.station_file)
+        return specs
+
+
+class DirectorySourceConfig(_SourceConfig):
+    """A folder polled for new and growing miniSEED files."""
+
+    kind: Literal["directory"] = "directory"
+    path: Path
+    poll_s: float = Field(default=1.0, gt=0)
+    pattern: str = Field(default="*", description="Glob below path; '**/*.mseed' searches sub-folders")
+    read_existing: bool = Field(default=True, description="Deliver files already there at start")
+
+
+class FileReplayConfig(_SourceConfig):
+    """Files (or folders of files) read once, in the given order."""
+
+    kind: Literal["files"] = "files"
+    paths: list[Path] = Field(min_length=1)
+
+
+SourceConfig = Annotated[
+    SeedLinkSourceConfig | DirectorySourceConfig | FileReplayConfig, Field(discriminator="kind")
+]
+
+
+class IngestSettings(BaseModel):
+    """The ingest group of the service settings: every source to run."""
+
+    sources: list[SourceConfig] = Field(default_factory=list)
+
+
+# ---------------------------------------------------------------------------------------- decoding
+class RecordError(ValueError):
+    """A record that cannot be used: undecodable bytes or an impossible sampling rate."""
+
+    def __init__(self, message: str, kind: str = "decode") -> None:
+        super().__init__(message)
+        self.kind = kind  # "decode" or "rate"
+
+
+def is_record_header(data: bytes, pos: int = 0) -> bool:
+    """Whether ``data[pos:]`` starts like a miniSEED 2 fixed header (sequence, quality, ASCII codes)."""
+    if len(data) - pos < 48:
+        return False
+    head = data[pos : pos + 20]
+    return (
+        all(c in b"0123456789 \x00" for c in head[:6])
+        and head[6] in b"DRQM"
+        and head[7] in b" \x00"
+        and all(c in _HEADER_CODES for c in head[8:20])
+    )
+
+
+def record_length(data: bytes, pos: int = 0) -> int | None:
+    """Record length from blockette 1000 of the record at ``pos``; None when there is none."""
+    year = struct.unpack_from(">H", data, pos + 20)[0]
+    order = ">" if 1900 <= year <= 2200 else "<"
+    next_offset = struct.unpack_from(order + "H", data, pos + 46)[0]
+    for _ in range(16):
+        if next_offset < 48 or pos + next_offset + 8 > len(data):
+            return None
+        kind, following = struct.unpack_from(order + "HH", data, pos + next_offset)
+        if kind == 1000:
+            exponent = data[pos + next_offset + 6]
+            return 1 << exponent if 7 <= exponent <= 16 else None
+        next_offset = following
+    return None
+
+
+def record_source_id(data: bytes) -> tuple[str, str] | None:
+    """``(network, station)`` from a raw fixed header, for blaming a record that does not decode."""
+    if not is_record_header(data):
+        return None
+    station = data[8:13].decode("ascii", "replace").strip(" \x00")
+    network = data[18:20].decode("ascii", "replace").strip(" \x00")
+    return (network, station) if station else None
+
+
+def plausible_rate(rate: float) -> bool:
+    return math.isfinite(rate) and 0 < rate <= MAX_SAMPLING_RATE
+
+
+def read_mseed_bytes(data: bytes) -> obspy.Stream:
+    """Decode miniSEED bytes with ObsPy's MSEED reader (without ``obspy.read``'s per-call plugin lookup)."""
+    if _read_mseed is None:  # pragma: no cover
+        return obspy.read(io.BytesIO(data), format="MSEED")
+    return _read_mseed(io.BytesIO(data))
+
+
+def decode_record(data: bytes) -> Trace | None:
+    """Decode one miniSEED record into a Trace; None for records without samples (empty, text).
+
+    Raises :class:`RecordError` for bytes that are not a record and for impossible sampling rates.
+    """
+    if not is_record_header(data):
+        raise RecordError("not a miniSEED record header")
+    try:
+        stream = read_mseed_bytes(data)
+    except Exception as exc:
+        raise RecordError(f"undecodable record: {exc}") from exc
+    if len(stream) != 1:
+        return None
+    trace = stream[0]
+    if trace.stats.npts == 0 or trace.data.dtype.kind not in "iuf":
+        return None
+    rate = float(trace.stats.sampling_rate)
+    if not plausible_rate(rate):
+        raise RecordError(f"{trace.id}: impossible sampling rate {rate}", kind="rate")
+    return trace
+
+
+def trace_end_ns(trace: Trace) -> int:
+    """Time just after the last sample (start + npts / rate), in epoch ns."""
+    return trace.stats.starttime.ns + round(trace.stats.npts * NS_PER_S / trace.stats.sampling_rate)
+
+
+# ---------------------------------------------------------------------------------------- sources
+@dataclass
+class SourceStats:
+    """Counters of one source (cumulative over reconnects)."""
+
+    records: int = 0  # delivered to on_trace
+    bytes: int = 0  # raw record bytes received or read
+    decode_errors: int = 0  # not a record, or libmseed refused it
+    bad_rate: int = 0  # decoded, but the sampling rate is <= 0, NaN or > 10 kHz
+    skipped: int = 0  # records without samples (text/log, empty) or outside the selection
+    duplicates: int = 0  # already delivered (overlap after a resume)
+    callback_errors: int = 0  # on_trace raised
+    reconnects: int = 0  # connection attempts after the first
+
+    def add(self, other: SourceStats) -> None:
+        for item in fields(self):
+            setattr(self, item.name, getattr(self, item.name) + getattr(other, item.name))
+
+
+class Source(ABC):
+    """A feed of traces: ``start()`` runs it as a task, ``stop()`` cancels it, ``state()`` reports it."""
+
+    kind: ClassVar[str] = "source"
+
+    def __init__(self, on_trace: TraceCallback, name: str) -> None:
+        self.on_trace = on_trace
+        self.name = name
+        self.stats = SourceStats()
+        self.status = "idle"  # idle, running, finished, failed, stopped
+        self.last_error: str | None = None
+        self._task: asyncio.Task[None] | None = None
+
+    @abstractmethod
+    async def run(self) -> None:
+        """Produce traces until done (file replay) or cancelled (live feeds)."""
+
+    async def start(self) -> None:
+        if self._task is None or self._task.done():
+            self.status = "running"
+            self._task = asyncio.create_task(self._guarded(), name=f"ingest-{self.name}")
+
+    async def stop(self) -> None:
+        task, self._task = self._task, None
+        if task is not None and not task.done():
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+            self.status = "stopped"
+
+    async def wait(self) -> None:
+        """Wait for the source to end by itself (only finite sources do)."""
+        if self._task is not None:
+            await asyncio.shield(self._task)
+
+    @property
+    def running(self) -> bool:
+        return self._task is not None and not self._task.done()
+
+    async def _guarded(self) -> None:
+        try:
+            await self.run()
+            self.status = "finished"
+        except asyncio.CancelledError:
+            self.status = "stopped"
+            raise
+        except Exception as exc:
+            self.status, self.last_error = "failed", f"{type(exc).__name__}: {exc}"
+            logger.exception("ingest source %s failed", self.name)
+
+    async def deliver(self, trace: Trace) -> None:
+        """Hand a trace to the callback; a failing callback is logged and counted, the feed goes on."""
+        self.stats.records += 1
+        try:
+            await self.on_trace(trace)
+        except Exception:
+            self.stats.callback_errors += 1
+            if _worth_logging(self.stats.callback_errors):
+                logger.exception("%s: on_trace failed for %s", self.name, trace.id)
+
+    def reject(self, error: RecordError, where: str) -> None:
+        """Count and log a record that could not be used."""
+        if error.kind == "rate":
+            self.stats.bad_rate += 1
+            count = self.stats.bad_rate
+        else:
+            self.stats.decode_errors += 1
+            count = self.stats.decode_errors
+        if _worth_logging(count):
+            logger.warning("%s: dropped a record from %s (%s; %d so far)", self.name, where, error, count)
+
+    def state(self) -> dict[str, Any]:
+        """JSON-ready summary for an operator endpoint."""
+        return {
+            "kind": self.kind,
+            "name": self.name,
+            "status": self.status,
+            "last_error": self.last_error,
+            "stats": asdict(self.stats),
+        }
+
+
+def _worth_logging(count: int) -> bool:
+    """Log the first ten occurrences, then every thousandth (a broken station must not flood the log)."""
+    return count <= 10 or count % 1000 == 0
+
+
+def make_source(config: SeedLinkSourceConfig | DirectorySourceConfig | FileReplayConfig,
+                on_trace: TraceCallback) -> Source:  # fmt: skip
+    """Build the source a config describes."""
+    # imported here: the source modules import this one for the shared pieces
+    from seispick.service.ingest.folder import DirectorySource, FileReplaySource
+    from seispick.service.ingest.seedlink import SeedLinkSource
+
+    if isinstance(config, SeedLinkSourceConfig):
+        return SeedLinkSource(config, on_trace)
+    if isinstance(config, DirectorySourceConfig):
+        return DirectorySource(config, on_trace)
+    return FileReplaySource(config.paths, on_trace, name=config.name)
+
+
+class SourceManager:
+    """Start, stop and summarise several sources that share one ``on_trace`` callback."""
+
+    def __init__(self, sources: Iterable[Source] = ()) -> None:
+        self.sources: list[Source] = list(sources)
+        self.started_at: float | None = None
+
+    @classmethod
+    def from_configs(cls, configs: Iterable[Any], on_trace: TraceCallback) -> SourceManager:
+        return cls(make_source(config, on_trace) for config in configs)
+
+    def add(self, source: Source) -> None:
+        self.sources.append(source)
+
+    async def start(self) -> None:
+        self.started_at = time.time()
+        for source in self.sources:
+            await source.start()
+
+    async def stop(self) -> None:
+        await asyncio.gather(*(source.stop() for source in self.sources))
+
+    async def wait(self) -> None:
+        """Wait until every source has ended by itself (use with finite sources)."""
+        await asyncio.gather(*(source.wait() for source in self.sources))
+
+    async def __aenter__(self) -> SourceManager:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+    def state(self) -> dict[str, Any]:
+        totals = SourceStats()
+        for source in self.sources:
+            totals.add(source.stats)
+        return {
+            "running": sum(source.running for source in self.sources),
+            "totals": asdict(totals),
+            "sources": [source.state() for source in self.sources],
+        }

@@ -1,0 +1,273 @@
+"""Real-time picking: records from any source in, picks and detections out, through the shared micro-batcher.
+
+Each record (an ObsPy Trace) goes to the ``InstrumentPicker`` of its instrument (NET.STA.LOC + band/instrument
+code); the windows it completes go through ``predict`` (the service's micro-batcher, shared with HTTP
+requests) and their outputs back to the picker, which emits picks once final. Instruments that go silent
+are closed after ``silence_timeout_s`` so the picks at the end of their data come out too.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import math
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+import obspy
+
+from seispick.models.grouping import component_index
+from seispick.models.picks import Detection, Pick
+from seispick.models.runtime import OnnxModel
+from seispick.service.stream.continuous import InstrumentPicker, WindowRequest
+
+log = logging.getLogger(__name__)
+
+Predict = Callable[[str, np.ndarray], Awaitable[np.ndarray]]
+Emit = Callable[[Pick | Detection, float], None]  # item, pick latency in seconds
+MAX_SAMPLING_RATE = 10_000.0
+
+
+@dataclass
+class RecordProblems:
+    """Records refused, by reason (bounded label set for metrics)."""
+
+    counts: dict[str, int] = field(default_factory=dict)
+
+    def add(self, kind: str) -> None:
+        self.counts[kind] = self.counts.get(kind, 0) + 1
+
+
+@dataclass
+class _Instrument:
+    picker: InstrumentPicker
+    rate: float
+    last_arrival: float = 0.0  # wall clock (time.time) of the last record
+    last_end: float = 0.0  # epoch seconds of the last sample received
+    last_latency: float = 0.0  # arrival minus record end, seconds
+    rate_changes: int = 0
+
+
+class StreamPicker:
+    """Continuous picking for every instrument seen; see the module docstring."""
+
+    def __init__(
+        self,
+        model: OnnxModel,
+        predict: Predict,
+        emit: Emit,
+        thresholds: dict[str, float] | None = None,
+        silence_timeout_s: float = 60.0,
+        lag_tolerance_s: float = 60.0,
+        on_record: Callable[[obspy.Trace, float], None] | None = None,
+    ) -> None:
+        self.model = model
+        self.card = model.card
+        self.predict = predict
+        self.emit = emit
+        self.thresholds = thresholds or {}
+        self.silence_timeout_s = silence_timeout_s
+        self.lag_tolerance_s = lag_tolerance_s
+        self.on_record = on_record
+        self.instruments: dict[str, _Instrument] = {}
+        self.problems = RecordProblems()
+        self._window_arrival: dict[tuple[str, int], float] = {}
+        self._tasks: set[asyncio.Task] = set()
+        self._watchdog: asyncio.Task | None = None
+
+    # -- lifecycle ---------------------------------------------------------------------------------------------
+    async def start(self) -> None:
+        self._watchdog = asyncio.create_task(self._close_silent_loop())
+
+    async def stop(self, flush: bool = True, timeout_s: float = 30.0) -> None:
+        """Stop; with ``flush`` close every instrument and wait (up to ``timeout_s``) for its last picks."""
+        if self._watchdog:
+            self._watchdog.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._watchdog
+        if flush:
+            for name in list(self.instruments):
+                self._close(name)
+            try:
+                await asyncio.wait_for(self.drain(), timeout_s)
+            except asyncio.TimeoutError:
+                log.error(
+                    "stopping with %d inference task(s) still failing; their windows are dropped",
+                    len(self._tasks),
+                )
+        for task in list(self._tasks):
+            task.cancel()
+
+    async def drain(self) -> None:
+        """Wait until no window is in flight."""
+        while self._tasks:
+            await asyncio.gather(*list(self._tasks), return_exceptions=True)
+
+    # -- records in --------------------------------------------------------------------------------------------
+    def add_trace(self, trace: obspy.Trace) -> None:
+        """Take one record (non-blocking): bad records are counted and dropped, never raised."""
+        arrival = time.time()
+        stats = trace.stats
+        rate = float(stats.sampling_rate)
+        if not math.isfinite(rate) or rate <= 0 or rate > MAX_SAMPLING_RATE:
+            self.problems.add("bad_sampling_rate")
+            log.warning("%s: impossible sampling rate %r Hz, record dropped", trace.id, rate)
+            return
+        comp = component_index(stats.channel[-1:].upper(), self.card.channel_order)
+        if comp is None:
+            self.problems.add("unknown_component")
+            return
+        data = np.asarray(trace.data, dtype=np.float32)
+        if data.size == 0:
+            return
+        if not np.isfinite(data).all():
+            self.problems.add("non_finite_samples")
+            return
+        instrument = f"{stats.network}.{stats.station}.{stats.location}.{stats.channel[:-1]}"
+        state = self.instruments.get(instrument)
+        model_rate = self.card.sampling_rate
+        if rate != model_rate:
+            data = self._resample(trace, data, model_rate)
+        start_time = stats.starttime.timestamp
+        index = int(round(start_time * model_rate))
+        if state is None:
+            picker = InstrumentPicker(
+                instrument,
+                self.card,
+                self.model.name,
+                self.model.sha256,
+                thresholds=self.thresholds,
+                time_offset=start_time - index / model_rate,
+                lag_tolerance_s=self.lag_tolerance_s,
+            )
+            state = self.instruments[instrument] = _Instrument(picker=picker, rate=rate)
+        elif rate != state.rate:
+            state.rate_changes += 1
+            log.info("%s: sampling rate changed from %g to %g Hz", instrument, state.rate, rate)
+            state.rate = rate
+        end_time = start_time + (len(data) - 1) / model_rate
+        state.last_arrival = arrival
+        state.last_end = max(state.last_end, end_time)
+        state.last_latency = arrival - end_time
+        if self.on_record:
+            self.on_record(trace, state.last_latency)
+        requests, emitted = state.picker.add(comp, index, data)
+        self._emit(emitted, arrival)
+        self._submit(instrument, requests, arrival)
+
+    def _resample(self, trace: obspy.Trace, data: np.ndarray, rate: float) -> np.ndarray:
+        self.problems.add("resampled")
+        tr = trace.copy()
+        tr.data = data.astype(np.float64)
+        tr.resample(rate, no_filter=False)
+        return tr.data.astype(np.float32)
+
+    # -- windows through the batcher ---------------------------------------------------------------------------
+    def _submit(self, instrument: str, requests: list[WindowRequest], arrival: float) -> None:
+        if not requests:
+            return
+        for r in requests:
+            self._window_arrival[(instrument, r.start)] = arrival
+        task = asyncio.create_task(self._run(instrument, requests))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _run(self, instrument: str, requests: list[WindowRequest]) -> None:
+        windows = np.stack([r.window for r in requests])
+        delay = 0.5
+        while True:  # a failing inference loses no window: it waits and is retried (stop() cancels)
+            try:
+                outputs = await self.predict(self.model.name, windows)
+                break
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # noqa: BLE001 - keep the stream alive
+                log.exception(
+                    "%s: inference failed for %d window(s); retrying in %.1f s",
+                    instrument,
+                    len(windows),
+                    delay,
+                )
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 10.0)
+        state = self.instruments[instrument]
+        for request, output in zip(requests, outputs):
+            arrival = self._window_arrival.pop((instrument, request.start), time.time())
+            self._emit(state.picker.result(request.start, output), arrival)
+
+    def _emit(self, items: list, arrival: float) -> None:
+        if not items:
+            return
+        latency = time.time() - arrival
+        for item in items:
+            self.emit(item, latency)
+
+    # -- silence -----------------------------------------------------------------------------------------------
+    def _close(self, instrument: str) -> None:
+        state = self.instruments[instrument]
+        requests, emitted = state.picker.close()
+        now = time.time()
+        self._emit(emitted, now)
+        self._submit(instrument, requests, now)
+
+    async def _close_silent_loop(self) -> None:
+        period = max(min(self.silence_timeout_s / 4, 5.0), 0.05)
+        while True:
+            await asyncio.sleep(period)
+            self.close_silent()
+
+    def close_silent(self, now: float | None = None) -> list[str]:
+        """Close instruments whose last record arrived more than ``silence_timeout_s`` ago."""
+        now = time.time() if now is None else now
+        closed = []
+        for name, state in self.instruments.items():
+            if state.picker.current is not None and now - state.last_arrival > self.silence_timeout_s:
+                self._close(name)
+                closed.append(name)
+        return closed
+
+    # -- operator view -----------------------------------------------------------------------------------------
+    def station_states(self) -> list[dict]:
+        """Per instrument: last sample time, data latency, gaps, counters and state."""
+        now = time.time()
+        out = []
+        for name, state in sorted(self.instruments.items()):
+            stats = state.picker.stats
+            streaming = (
+                state.picker.current is not None and now - state.last_arrival <= self.silence_timeout_s
+            )
+            out.append(
+                {
+                    "trace_id": name,
+                    "network": name.split(".")[0],
+                    "state": "streaming" if streaming else "silent",
+                    "last_sample_time": obspy.UTCDateTime(state.last_end).isoformat() + "Z"
+                    if state.last_end
+                    else None,
+                    "data_latency_s": round(state.last_latency, 3),
+                    "seconds_since_last_record": round(now - state.last_arrival, 3),
+                    "sampling_rate": state.rate,
+                    "sampling_rate_changes": state.rate_changes,
+                    "records": stats.records,
+                    "samples": stats.samples,
+                    "gaps": stats.gaps,
+                    "late_records": stats.late_records,
+                    "duplicate_records": stats.duplicate_records,
+                    "windows": stats.windows,
+                    "picks": stats.picks,
+                    "windows_in_flight": state.picker.pending,
+                }
+            )
+        return out
+
+    def buffer_bytes(self) -> int:
+        """Bytes held in sample and stacking buffers across instruments."""
+        total = 0
+        for state in self.instruments.values():
+            for seg in [*state.picker.closing, state.picker.current]:
+                if seg is not None:
+                    total += seg.data.nbytes + seg.covered.nbytes + seg.stack.nbytes + seg.count.nbytes
+        return total
