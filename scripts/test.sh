@@ -3,7 +3,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 python3 -m pip install -q torch==2.13.0
-python3 -m pip install -q -e ".[train,dev]"
+python3 -m pip install -q -e ".[train,dev,openvino]"
 ruff check .
 ruff format --check .
 lint-imports  # layer contracts in .importlinter

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .card import CARD_FILE, ModelCard
-from .runtime import ModelLoadError, OnnxModel, load_model_dir
+from .runtime import Backend, ModelLoadError, OnnxModel, load_model_dir
 
 SHIPPED_DIR = Path(__file__).resolve().parent
 # The shipped model with the best held-out F1 (see its card's "description" for the comparison).
@@ -58,9 +58,15 @@ class ModelRegistry:
         known = ", ".join(self.names()) or "none"
         raise UnknownModelError(f"unknown model {name!r}; known models: {known}")
 
-    def load(self, name: str | None = None, threads: int | None = None, prefer_gpu: bool = True) -> OnnxModel:
-        """Load the named model's ONNX session."""
-        return load_model_dir(self.get(name).folder, threads=threads, prefer_gpu=prefer_gpu)
+    def load(
+        self,
+        name: str | None = None,
+        threads: int | None = None,
+        prefer_gpu: bool = True,
+        backend: Backend = "onnxruntime",
+    ) -> OnnxModel:
+        """Load the named model for inference on ``backend`` (onnxruntime, the reference, or openvino)."""
+        return load_model_dir(self.get(name).folder, threads=threads, prefer_gpu=prefer_gpu, backend=backend)
 
 
 def _model_folders(base: Path) -> list[Path]:
