@@ -56,6 +56,12 @@ class StreamingSettings(BaseModel):
         ge=0,
         description="Seconds a silent component is waited for before windows use zeros for it",
     )
+    behind_s: float = Field(
+        default=30.0, gt=0, description="Lag (latency growth or inference wait) that makes a station behind"
+    )
+    behind_timeout_s: float = Field(
+        default=300.0, gt=0, description="/readyz answers 503 once the stream has been behind this long"
+    )
     reconnect_max_s: float = Field(default=30.0, gt=0)
     begin_time: datetime | None = Field(
         default=None, description="Ask SeedLink servers for data from this time on first connect (else live)"
