@@ -11,11 +11,8 @@ its config and :class:`SourceManager` runs several sources on one callback.
 from __future__ import annotations
 
 import asyncio
-import io
 import logging
-import math
 import re
-import struct
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable, Iterable
@@ -25,17 +22,22 @@ from fnmatch import fnmatchcase
 from pathlib import Path
 from typing import Annotated, Any, ClassVar, Literal
 
-import obspy
 from obspy import Trace
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from seispick.seedlink.protocol import Selector
-
-try:  # obspy.read() re-parses plugin entry points on every call (~3 ms); the MSEED reader itself is ~0.8 ms
-    from obspy.io.mseed.core import _read_mseed
-except ImportError:  # pragma: no cover - a future ObsPy without the private reader
-    _read_mseed = None
-
+from seispick.service.ingest.records import (  # noqa: F401 - re-exported for the sources
+    MAX_SAMPLING_RATE,
+    NS_PER_S,
+    RecordError,
+    decode_record,
+    is_record_header,
+    plausible_rate,
+    read_mseed_bytes,
+    record_length,
+    record_source_id,
+    trace_end_ns,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -59,10 +61,7 @@ __all__ = [
 ]
 
 TraceCallback = Callable[[Trace], Awaitable[None]]
-MAX_SAMPLING_RATE = 10_000.0
-NS_PER_S = 1_000_000_000
 _CODE = re.compile(r"^[A-Za-z0-9?*]{1,8}$")
-_HEADER_CODES = frozenset(range(0x20, 0x7F)) | {0}
 
 
 # ------------------------------------------------------------------------------------- stream specs
@@ -192,90 +191,6 @@ class IngestSettings(BaseModel):
 
 
 # ---------------------------------------------------------------------------------------- decoding
-class RecordError(ValueError):
-    """A record that cannot be used: undecodable bytes or an impossible sampling rate."""
-
-    def __init__(self, message: str, kind: str = "decode") -> None:
-        super().__init__(message)
-        self.kind = kind  # "decode" or "rate"
-
-
-def is_record_header(data: bytes, pos: int = 0) -> bool:
-    """Whether ``data[pos:]`` starts like a miniSEED 2 fixed header (sequence, quality, ASCII codes)."""
-    if len(data) - pos < 48:
-        return False
-    head = data[pos : pos + 20]
-    return (
-        all(c in b"0123456789 \x00" for c in head[:6])
-        and head[6] in b"DRQM"
-        and head[7] in b" \x00"
-        and all(c in _HEADER_CODES for c in head[8:20])
-    )
-
-
-def record_length(data: bytes, pos: int = 0) -> int | None:
-    """Record length from blockette 1000 of the record at ``pos``; None when there is none."""
-    year = struct.unpack_from(">H", data, pos + 20)[0]
-    order = ">" if 1900 <= year <= 2200 else "<"
-    next_offset = struct.unpack_from(order + "H", data, pos + 46)[0]
-    for _ in range(16):
-        if next_offset < 48 or pos + next_offset + 8 > len(data):
-            return None
-        kind, following = struct.unpack_from(order + "HH", data, pos + next_offset)
-        if kind == 1000:
-            exponent = data[pos + next_offset + 6]
-            return 1 << exponent if 7 <= exponent <= 16 else None
-        next_offset = following
-    return None
-
-
-def record_source_id(data: bytes) -> tuple[str, str] | None:
-    """``(network, station)`` from a raw fixed header, for blaming a record that does not decode."""
-    if not is_record_header(data):
-        return None
-    station = data[8:13].decode("ascii", "replace").strip(" \x00")
-    network = data[18:20].decode("ascii", "replace").strip(" \x00")
-    return (network, station) if station else None
-
-
-def plausible_rate(rate: float) -> bool:
-    return math.isfinite(rate) and 0 < rate <= MAX_SAMPLING_RATE
-
-
-def read_mseed_bytes(data: bytes) -> obspy.Stream:
-    """Decode miniSEED bytes with ObsPy's MSEED reader (without ``obspy.read``'s per-call plugin lookup)."""
-    if _read_mseed is None:  # pragma: no cover
-        return obspy.read(io.BytesIO(data), format="MSEED")
-    return _read_mseed(io.BytesIO(data))
-
-
-def decode_record(data: bytes) -> Trace | None:
-    """Decode one miniSEED record into a Trace; None for records without samples (empty, text).
-
-    Raises :class:`RecordError` for bytes that are not a record and for impossible sampling rates.
-    """
-    if not is_record_header(data):
-        raise RecordError("not a miniSEED record header")
-    try:
-        stream = read_mseed_bytes(data)
-    except Exception as exc:
-        raise RecordError(f"undecodable record: {exc}") from exc
-    if len(stream) != 1:
-        return None
-    trace = stream[0]
-    if trace.stats.npts == 0 or trace.data.dtype.kind not in "iuf":
-        return None
-    rate = float(trace.stats.sampling_rate)
-    if not plausible_rate(rate):
-        raise RecordError(f"{trace.id}: impossible sampling rate {rate}", kind="rate")
-    return trace
-
-
-def trace_end_ns(trace: Trace) -> int:
-    """Time just after the last sample (start + npts / rate), in epoch ns."""
-    return trace.stats.starttime.ns + round(trace.stats.npts * NS_PER_S / trace.stats.sampling_rate)
-
-
 # ---------------------------------------------------------------------------------------- sources
 @dataclass
 class SourceStats:
