@@ -1,10 +1,23 @@
 """File ingest sources: a polled directory of new and growing miniSEED files, and a one-off file replay.
 
 Both split files into records themselves (record length from each record's blockette 1000, else the
-file's first record length, else the distance to the next header) and deliver one Trace per record, in
-file order, through ``on_trace``. A growing file is read from the byte offset reached so far and only up
-to its last complete record, so a half-written record waits for the next poll. Reading and decoding run
-in a worker thread; delivery runs on the event loop. Polling only: no inotify dependency.
+file's first record length, else the distance to the next header) and deliver one Trace per record
+through ``on_trace``, **in time order across the channels of an instrument**, not in file order: ObsPy
+(``Stream.write``) and most archivers write every record of one channel, then the next, and delivering
+them in file order would put a whole day of HHE before the first HHN record (the picker would count the
+later channels late). A growing file is read from the byte offset reached so far and only up to its last
+complete record, so a half-written record waits for the next poll.
+
+When records are released (:func:`release`): a file that did not change since the previous poll is
+complete and all its records go out, sorted by start time; a file seen for the first time waits one poll
+(a copy in progress finishes); a file that grew is written as it is recorded (dataloggers, slarchive),
+so each instrument's records go out up to the earliest end among its channels (the later parts wait for
+the other channels). Within one poll, the records released from all files go out together in time order,
+so day files of one station arrive oldest first whatever their names. A file written channel after
+channel *slowly* (a pause longer than the poll between channels) cannot be told from a finished one:
+such records are counted as ``out_of_order_records`` and logged with the file; copy large files in under a
+name starting with '.' and rename them (those names are never read). Reading and decoding run in a
+worker thread; delivery runs on the event loop. Polling only: no inotify dependency.
 """
 
 from __future__ import annotations
@@ -13,7 +26,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -26,17 +39,20 @@ from seispick.service.ingest.sources import (
     RecordError,
     Source,
     TraceCallback,
+    _worth_logging,
     decode_record,
     is_record_header,
     plausible_rate,
     record_length,
+    trace_end_ns,
 )
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["DirectorySource", "FileCursor", "FileReplaySource", "split_records"]
+__all__ = ["DirectorySource", "FileCursor", "FileReplaySource", "release", "split_records"]
 
 MAX_READ_BYTES = 4 * 1024 * 1024  # one read per file and step; larger backlogs take several steps
+MAX_POLL_BYTES = 64 * 1024 * 1024  # read per poll over all files; a larger backlog takes several polls
 _MIN_HEADER = 48
 _SCAN_LENGTHS = (256, 512, 1024, 2048, 4096, 8192, 16384, 32768, 65536)
 Decoded = tuple[int, Trace | RecordError | None]  # record size and its trace, error or nothing (no samples)
@@ -85,9 +101,24 @@ class FileCursor:
     ignored: bool = False  # does not start like miniSEED
     skip: bool = False  # move to the end without delivering (existing files, read_existing=False)
     updated: float = 0.0
+    observed: int | None = None  # size at the previous poll (None: not seen at a poll yet)
+    held: list[Trace] = field(default_factory=list)  # decoded, waiting for time order
+    channel_end: dict[str, int] = field(default_factory=dict)  # trace id -> end (ns) of its last record
 
     def reset(self) -> None:
-        self.offset, self.reclen, self.records, self.ignored = 0, None, 0, False
+        """Start again from byte 0 (records already held still go out); the new content is a new file."""
+        self.offset, self.reclen, self.records, self.ignored, self.observed = 0, None, 0, False, None
+
+    def hold(self, trace: Trace) -> None:
+        """Keep a decoded record until :func:`release` lets it go."""
+        self.held.append(trace)
+        end = trace_end_ns(trace)
+        self.channel_end[trace.id] = max(end, self.channel_end.get(trace.id, end))
+
+    def take(self, mode: str) -> list[Trace]:
+        """Remove and return the held records ``mode`` releases (see :func:`release`)."""
+        out, self.held = release(self.held, self.channel_end, mode)
+        return out
 
     def read_step(self) -> list[Decoded] | None:
         """Read and decode the next complete records (blocking; run in a thread). None: nothing new."""
@@ -124,6 +155,36 @@ class FileCursor:
                 "ignored": self.ignored}  # fmt: skip
 
 
+def instrument_of(trace_id: str) -> str:
+    """NET.STA.LOC + band and instrument code: the channels the picker combines."""
+    return trace_id[:-1]
+
+
+def start_ns(trace: Trace) -> int:
+    return trace.stats.starttime.ns
+
+
+def release(held: list[Trace], channel_end: dict[str, int], mode: str) -> tuple[list[Trace], list[Trace]]:
+    """Split held records into (deliver now, sorted by start time; keep).
+
+    ``mode``: ``"all"`` (the file is complete), ``"none"`` (first look at a file, or not read to its end
+    yet) or ``"watermark"`` (the file grows as recorded: per instrument, records ending by the earliest
+    last end among its channels in the file).
+    """
+    if mode == "none" or not held:
+        return [], held
+    if mode == "all":
+        return sorted(held, key=start_ns), []
+    watermark: dict[str, int] = {}
+    for trace_id, end in channel_end.items():
+        inst = instrument_of(trace_id)
+        watermark[inst] = min(end, watermark.get(inst, end))
+    out, keep = [], []
+    for trace in held:
+        (out if trace_end_ns(trace) <= watermark[instrument_of(trace.id)] else keep).append(trace)
+    return sorted(out, key=start_ns), keep
+
+
 def _decode(record: bytes) -> Trace | RecordError | None:
     try:
         return decode_record(record)
@@ -132,20 +193,57 @@ def _decode(record: bytes) -> Trace | RecordError | None:
 
 
 class _FileSource(Source):
-    """Shared reading of files through cursors."""
+    """Shared reading of files through cursors, and delivery in time order."""
 
-    async def _drain(self, cursor: FileCursor) -> None:
-        """Deliver every complete record of ``cursor``'s file not delivered yet."""
-        while (results := await asyncio.to_thread(cursor.read_step)) is not None:
+    def __init__(self, on_trace: TraceCallback, name: str) -> None:
+        super().__init__(on_trace, name)
+        self.out_of_order = 0  # records delivered after a later record of their instrument had started
+        self._latest_start: dict[str, int] = {}  # instrument -> latest record start delivered (ns)
+
+    async def _read(self, cursor: FileCursor, budget: int | None = None) -> tuple[int, bool]:
+        """Read and hold the complete records of ``cursor``'s file not read yet (up to about ``budget``
+        bytes); returns the bytes read and whether every complete record has been read."""
+        read = 0
+        while budget is None or read < budget:
+            results = await asyncio.to_thread(cursor.read_step)
+            if results is None:
+                cursor.skip = False
+                return read, True
             for size, result in results:
+                read += size
                 self.stats.bytes += size
                 if isinstance(result, RecordError):
                     self.reject(result, str(cursor.path))
                 elif result is None:
                     self.stats.skipped += 1
                 else:
-                    await self.deliver(result)
-            cursor.skip = False
+                    cursor.hold(result)
+        return read, False
+
+    async def _deliver_in_order(self, traces: list[tuple[Trace, Path]]) -> None:
+        """Deliver records sorted by start time; count and log any that start behind their instrument."""
+        traces.sort(key=lambda item: start_ns(item[0]))
+        for trace, path in traces:
+            inst = instrument_of(trace.id)
+            latest = self._latest_start.get(inst)
+            if latest is not None and trace_end_ns(trace) <= latest:
+                self.out_of_order += 1
+                if _worth_logging(self.out_of_order):
+                    logger.warning(
+                        "%s: %s in %s arrived after later data of %s (%d such records): a file written "
+                        "channel after channel was read before it was complete, or an older file came "
+                        "after a newer one; the picker counts these records late. Copy files in under a "
+                        "name starting with '.' and rename them.",
+                        self.name, trace.id, path, inst, self.out_of_order,
+                    )  # fmt: skip
+            else:
+                self._latest_start[inst] = max(start_ns(trace), latest or start_ns(trace))
+            await self.deliver(trace)
+
+    def state(self) -> dict[str, Any]:
+        state = super().state()
+        state["out_of_order_records"] = self.out_of_order
+        return state
 
 
 class DirectorySource(_FileSource):
@@ -172,23 +270,41 @@ class DirectorySource(_FileSource):
             await asyncio.sleep(self.config.poll_s)
 
     async def poll(self) -> None:
-        """One scan: pick up new files, read what grew, forget files that went away."""
+        """One scan: pick up new files, read what grew, release what is in order, forget files gone."""
         paths = await asyncio.to_thread(self._list)
         first = self.polls == 0
         self.polls += 1
+        released: list[tuple[Trace, Path]] = []
+        budget = MAX_POLL_BYTES
         for path in paths:
             cursor = self.files.get(path)
             if cursor is None:
                 cursor = self.files[path] = FileCursor(path, skip=first and not self.config.read_existing)
             try:
-                await self._drain(cursor)
+                if budget > 0:
+                    read, caught_up = await self._read(cursor, budget)
+                    budget -= read
+                else:
+                    caught_up = False  # read at a later poll
             except FileNotFoundError:
                 continue  # removed between listing and reading
             except OSError as exc:
                 self.last_error = f"{path}: {exc}"
                 logger.warning("%s: cannot read %s: %s", self.name, path, exc)
+                continue
+            released += [(trace, path) for trace in cursor.take(self._mode(cursor, caught_up))]
+            if caught_up:
+                cursor.observed = cursor.size
         for gone in set(self.files) - set(paths):
-            del self.files[gone]
+            released += [(trace, gone) for trace in self.files.pop(gone).take("all")]
+        await self._deliver_in_order(released)
+
+    @staticmethod
+    def _mode(cursor: FileCursor, caught_up: bool) -> str:
+        """How much of a file's held records may go out now (see :func:`release`)."""
+        if not caught_up or cursor.observed is None:
+            return "none"  # more to read, or first look (a copy may be in progress)
+        return "all" if cursor.size == cursor.observed else "watermark"
 
     def _list(self) -> list[Path]:
         root = self.config.path
@@ -226,7 +342,8 @@ class FileReplaySource(_FileSource):
     async def run(self) -> None:
         for path, _explicit in await asyncio.to_thread(find_files, self.paths):
             cursor = FileCursor(path)
-            await self._drain(cursor)
+            await self._read(cursor)
+            await self._deliver_in_order([(trace, path) for trace in cursor.take("all")])
             if cursor.ignored:
                 await self._read_other(path)
             elif cursor.offset < cursor.size:
