@@ -1,5 +1,9 @@
 """The SeedLink protocol as both ends speak it: stream selectors, time formats, sequence numbers.
 
+SeedLink 3.1 selectors are ``[!][LL]CCC[.T]`` (:class:`Selector`); SeedLink 4.0 selectors are patterns
+over stream IDs ``LOC_B_S_SS`` with an optional format pattern (:class:`StreamPattern`). Both have
+``negate`` and ``matches(location, channel)``, so :func:`selection_matches` applies either kind.
+
 Shared by the service's SeedLink client (``seispick.service.ingest``) and the replay server
 (``seispick.replay``). Imports nothing of seispick.
 """
@@ -17,12 +21,15 @@ SEQ_MODULUS = 1 << 24  # SeedLink 3 sequence numbers are 6 hex digits
 _SELECT_CHARS = re.compile(r"^[A-Za-z0-9?*\-]+$")
 _TIME = re.compile(
     r"^(\d{4})[,/-](\d{1,2})[,/-](\d{1,2})"
-    r"(?:[,T: ](\d{1,2})(?:[,:](\d{1,2})(?:[,:](\d{1,2})(?:\.(\d{1,9}))?)?)?)?$"
+    r"(?:[,T: ](\d{1,2})(?:[,:](\d{1,2})(?:[,:](\d{1,2})(?:\.(\d{1,9}))?)?)?)?Z?$"
 )
+_V4_PATTERN_CHARS = re.compile(r"^[A-Za-z0-9_?*]+$")
+_V4_FORMAT_CHARS = re.compile(r"^[A-Za-z0-9?*]{1,2}$")
 
 
 def parse_seedlink_time(text: str) -> int:
-    """Parse a SeedLink time ``YYYY,MM,DD,hh,mm,ss[.ffff]`` (trailing fields optional) to epoch ns."""
+    """Parse a SeedLink time to epoch ns: 3.1 ``YYYY,MM,DD,hh,mm,ss[.ffff]`` or 4.0 ISO
+    ``YYYY-MM-DDThh:mm:ss[.ffffff]Z`` (trailing fields optional)."""
     match = _TIME.match(text.strip())
     if not match:
         raise ValueError(f"bad SeedLink time {text!r}")
@@ -30,6 +37,12 @@ def parse_seedlink_time(text: str) -> int:
     fraction = match.group(7) or ""
     moment = datetime(year, month, day, hour, minute, second, tzinfo=timezone.utc)
     return int(moment.timestamp()) * NS_PER_S + int(fraction.ljust(9, "0") or 0)
+
+
+def format_iso_time(ns: int) -> str:
+    """Format epoch ns as the SeedLink 4 ``YYYY-MM-DDThh:mm:ss.ffffffZ`` (microseconds)."""
+    moment = datetime.fromtimestamp(ns // NS_PER_S, timezone.utc)
+    return moment.strftime("%Y-%m-%dT%H:%M:%S") + f".{ns % NS_PER_S // 1000:06d}Z"
 
 
 def format_info_time(ns: int) -> str:
@@ -73,10 +86,53 @@ class Selector:
         )
 
 
-def selection_matches(selectors: Iterable[Selector], location: str, channel: str) -> bool:
+def selection_matches(selectors: Iterable[Selector | StreamPattern], location: str, channel: str) -> bool:
     """Apply a selector list: any positive selector must match (if there are any), no negative may."""
     selectors = list(selectors)
     positive = [s for s in selectors if not s.negate]
     if positive and not any(s.matches(location, channel) for s in positive):
         return False
     return not any(s.matches(location, channel) for s in selectors if s.negate)
+
+
+def stream_id(location: str, channel: str) -> str:
+    """SeedLink 4 stream ID of a SEED location and channel: ``LOC_B_S_SS`` (``00_H_H_Z``, ``_B_H_Z``)."""
+    code = "_".join(channel) if len(channel) == 3 else channel
+    return f"{location.strip()}_{code}"
+
+
+@dataclass(frozen=True)
+class StreamPattern:
+    """A SeedLink 4 selector ``[!]stream_pattern[.format_pattern][:filter]`` with ``*``/``?`` wildcards.
+
+    The stream pattern matches the whole stream ID (``LOC_B_S_SS``); the format pattern matches the
+    start of the two-character format and subformat code (``2`` matches ``2D``). A format pattern of one
+    subformat letter (``.D``, as libslink writes v3 types it converts) matches the subformat.
+    """
+
+    pattern: str
+    format: str = "*"
+    filter: str = ""
+    negate: bool = False
+
+    @classmethod
+    def parse(cls, text: str) -> StreamPattern:
+        """Parse one pattern; raises ``ValueError`` for anything a SeedLink 4 server refuses."""
+        negate = text.startswith("!")
+        body, _, filt = text[negate:].partition(":")
+        if filt and negate:
+            raise ValueError(f"a filter cannot be used with '!' in {text!r}")
+        pattern, _, fmt = body.partition(".")
+        if not pattern or not _V4_PATTERN_CHARS.match(pattern):
+            raise ValueError(f"bad stream pattern {text!r}")
+        if fmt and not _V4_FORMAT_CHARS.match(fmt):
+            raise ValueError(f"bad format pattern in {text!r}")
+        return cls(pattern.upper(), (fmt or "*").upper(), filt.lower(), negate)
+
+    def matches(self, location: str, channel: str, kind: str = "D", fmt: str = "2") -> bool:
+        """Whether a stream matches, ignoring negation."""
+        if not fnmatchcase(stream_id(location, channel).upper(), self.pattern):
+            return False
+        if len(self.format) == 1 and self.format.isalpha():
+            return self.format == kind
+        return fnmatchcase(fmt + kind, self.format + "*")
