@@ -23,6 +23,7 @@ from seispick.models.grouping import component_index
 from seispick.models.picks import Detection, Pick
 from seispick.models.runtime import OnnxModel
 from seispick.service.stream.continuous import InstrumentPicker, WindowRequest
+from seispick.service.stream.overload import BehindMonitor, Lag
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +49,7 @@ class _Instrument:
     last_arrival: float = 0.0  # wall clock (time.time) of the last record
     last_end: float = 0.0  # epoch seconds of the last sample received
     last_latency: float = 0.0  # arrival minus record end, seconds
+    best_latency: float = math.inf  # the lowest data latency seen (lag = growth over it)
     rate_changes: int = 0
 
 
@@ -63,6 +65,9 @@ class StreamPicker:
         silence_timeout_s: float = 60.0,
         lag_tolerance_s: float = 60.0,
         on_record: Callable[[obspy.Trace, float], None] | None = None,
+        behind_s: float = 30.0,
+        behind_timeout_s: float = 300.0,
+        max_in_flight: int = 10_000,
     ) -> None:
         self.model = model
         self.card = model.card
@@ -77,6 +82,12 @@ class StreamPicker:
         self._window_arrival: dict[tuple[str, int], float] = {}
         self._tasks: set[asyncio.Task] = set()
         self._watchdog: asyncio.Task | None = None
+        self.monitor = BehindMonitor(behind_s=behind_s, timeout_s=behind_timeout_s)
+        self.max_in_flight = max_in_flight  # windows in flight beyond which ingest waits (backpressure)
+        self.in_flight = 0
+        self.held_s = 0.0  # seconds ingest waited for room
+        self.dropped_windows = 0  # windows never run (cancelled at stop, inference still failing)
+        self._room = asyncio.Event()
 
     # -- lifecycle ---------------------------------------------------------------------------------------------
     async def start(self) -> None:
@@ -91,15 +102,13 @@ class StreamPicker:
         if flush:
             for name in list(self.instruments):
                 self._close(name)
-            try:
+            with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(self.drain(), timeout_s)
-            except asyncio.TimeoutError:
-                log.error(
-                    "stopping with %d inference task(s) still failing; their windows are dropped",
-                    len(self._tasks),
-                )
         for task in list(self._tasks):
             task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self.dropped_windows:
+            log.error("stopped with %d window(s) never run (inference still failing)", self.dropped_windows)
 
     async def drain(self) -> None:
         """Wait until no window is in flight."""
@@ -107,9 +116,19 @@ class StreamPicker:
             await asyncio.gather(*list(self._tasks), return_exceptions=True)
 
     # -- records in --------------------------------------------------------------------------------------------
-    def add_trace(self, trace: obspy.Trace) -> None:
+    async def wait_for_room(self) -> None:
+        """Wait while ``max_in_flight`` windows wait for the model: ingest slows down instead of piling up."""
+        if self.in_flight < self.max_in_flight:
+            return
+        start = time.monotonic()
+        while self.in_flight >= self.max_in_flight:
+            self._room.clear()
+            await self._room.wait()
+        self.held_s += time.monotonic() - start
+
+    def add_trace(self, trace: obspy.Trace, now: float | None = None) -> None:
         """Take one record (non-blocking): bad records are counted and dropped, never raised."""
-        arrival = time.time()
+        arrival = time.time() if now is None else now
         stats = trace.stats
         rate = float(stats.sampling_rate)
         if not math.isfinite(rate) or rate <= 0 or rate > MAX_SAMPLING_RATE:
@@ -152,6 +171,7 @@ class StreamPicker:
         state.last_arrival = arrival
         state.last_end = max(state.last_end, end_time)
         state.last_latency = arrival - end_time
+        state.best_latency = min(state.best_latency, state.last_latency)
         if self.on_record:
             self.on_record(trace, state.last_latency)
         requests, emitted = state.picker.add(comp, index, data)
@@ -171,11 +191,22 @@ class StreamPicker:
             return
         for r in requests:
             self._window_arrival[(instrument, r.start)] = arrival
+        self.in_flight += len(requests)
         task = asyncio.create_task(self._run(instrument, requests))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
     async def _run(self, instrument: str, requests: list[WindowRequest]) -> None:
+        try:
+            await self._infer(instrument, requests)
+        except asyncio.CancelledError:  # only stop() cancels: these windows are lost
+            self.dropped_windows += len(requests)
+            raise
+        finally:
+            self.in_flight -= len(requests)
+            self._room.set()
+
+    async def _infer(self, instrument: str, requests: list[WindowRequest]) -> None:
         windows = np.stack([r.window for r in requests])
         delay = 0.5
         while True:  # a failing inference loses no window: it waits and is retried (stop() cancels)
@@ -217,37 +248,78 @@ class StreamPicker:
         period = max(min(self.silence_timeout_s / 4, 5.0), 0.05)
         while True:
             await asyncio.sleep(period)
+            self.check_behind()
             self.close_silent()
 
     def close_silent(self, now: float | None = None) -> list[str]:
-        """Close instruments whose last record arrived more than ``silence_timeout_s`` ago."""
+        """Close instruments whose last record arrived more than ``silence_timeout_s`` ago.
+
+        Not while the job is behind: the silence may be our own backlog.
+        """
         now = time.time() if now is None else now
-        closed = []
+        closed: list[str] = []
+        if self.monitor.behind:
+            return closed
         for name, state in self.instruments.items():
             if state.picker.current is not None and now - state.last_arrival > self.silence_timeout_s:
                 self._close(name)
                 closed.append(name)
         return closed
 
+    # -- overload ----------------------------------------------------------------------------------------------
+    def lags(self, now: float | None = None) -> dict[str, Lag]:
+        """Lag of every open instrument (see :mod:`seispick.service.stream.overload`)."""
+        now = time.time() if now is None else now
+        oldest: dict[str, float] = {}
+        for (instrument, _), arrival in self._window_arrival.items():
+            oldest[instrument] = min(arrival, oldest.get(instrument, arrival))
+        return {
+            name: Lag(
+                latency_growth=state.last_latency - state.best_latency,
+                inference_wait=now - oldest[name] if name in oldest else 0.0,
+            )
+            for name, state in self.instruments.items()
+            if state.picker.current is not None
+        }
+
+    def oldest_window_s(self, now: float | None = None) -> float:
+        """Seconds the oldest window in flight has waited for the model (0 when none)."""
+        now = time.time() if now is None else now
+        return max(now - min(self._window_arrival.values()), 0.0) if self._window_arrival else 0.0
+
+    def check_behind(self, now: float | None = None) -> None:
+        """Re-judge whether the job is behind (the watchdog does, every few seconds)."""
+        now = time.time() if now is None else now
+        self.monitor.update(self.lags(now), self.in_flight, self.oldest_window_s(now), now)
+
+    def _state(self, state: _Instrument, lag: Lag | None, now: float) -> str:
+        if lag is None:  # closed
+            return "silent"
+        if self.monitor.is_behind(lag):
+            return "behind"
+        if now - state.last_arrival <= self.silence_timeout_s:
+            return "streaming"
+        return "behind" if self.monitor.behind else "silent"
+
     # -- operator view -----------------------------------------------------------------------------------------
-    def station_states(self) -> list[dict]:
-        """Per instrument: last sample time, data latency, gaps, counters and state."""
-        now = time.time()
+    def station_states(self, now: float | None = None) -> list[dict]:
+        """Per instrument: last sample time, data latency, lag, gaps, counters and state."""
+        now = time.time() if now is None else now
+        lags = self.lags(now)
         out = []
         for name, state in sorted(self.instruments.items()):
             stats = state.picker.stats
-            streaming = (
-                state.picker.current is not None and now - state.last_arrival <= self.silence_timeout_s
-            )
+            lag = lags.get(name)
             out.append(
                 {
                     "trace_id": name,
                     "network": name.split(".")[0],
-                    "state": "streaming" if streaming else "silent",
+                    "state": self._state(state, lag, now),
                     "last_sample_time": obspy.UTCDateTime(state.last_end).isoformat() + "Z"
                     if state.last_end
                     else None,
                     "data_latency_s": round(state.last_latency, 3),
+                    "lag_s": round(lag.seconds, 3) if lag else 0.0,
                     "seconds_since_last_record": round(now - state.last_arrival, 3),
                     "sampling_rate": state.rate,
                     "sampling_rate_changes": state.rate_changes,

@@ -17,7 +17,7 @@ from seispick.replay.server import SeedLinkReplayServer
 from seispick.service.ingest.sources import DirectorySourceConfig, SeedLinkSourceConfig, SourceManager
 from seispick.service.publish.publisher import PickPublisher
 from seispick.service.settings import Settings
-from seispick.service.stream.metrics import StreamMetrics
+from seispick.service.stream.metrics import StreamMetrics, StreamSnapshot
 from seispick.service.stream.picker import StreamPicker
 
 log = logging.getLogger(__name__)
@@ -48,11 +48,14 @@ class StreamingRuntime:
             silence_timeout_s=self.config.silence_timeout_s,
             lag_tolerance_s=self.config.lag_tolerance_s,
             on_record=self._on_record,
+            behind_s=self.config.behind_s,
+            behind_timeout_s=self.config.behind_timeout_s,
+            max_in_flight=max(settings.batching.max_queue_windows // 2, 1),  # the rest is for HTTP requests
         )
         self.replay: SeedLinkReplayServer | None = None
         self.sources = SourceManager()
         self.outside_shard = 0
-        metrics.attach(self)
+        metrics.attach(self.snapshot)
 
     @staticmethod
     def wanted(settings: Settings) -> bool:
@@ -101,6 +104,7 @@ class StreamingRuntime:
         if not self.config.owns(trace.stats.network, trace.stats.station):
             self.outside_shard += 1
             return
+        await self.picker.wait_for_room()  # backpressure: records wait in the source, not in memory
         self.picker.add_trace(trace)
 
     def _on_record(self, trace: obspy.Trace, latency: float) -> None:
@@ -111,11 +115,44 @@ class StreamingRuntime:
         self.metrics.observe_emit(item, latency)
 
     def state(self) -> dict:
-        """Sources, instruments and publication, for operators."""
+        """Sources, instruments, backlog and publication, for operators."""
+        now = time.time()
+        picker = self.picker
         return {
             "sources": self.sources.state(),
             "publisher": self.publisher.stats(),
-            "record_problems": dict(self.picker.problems.counts),
+            "record_problems": dict(picker.problems.counts),
             "outside_shard_records": self.outside_shard,
-            "checked_at": time.time(),
+            "overload": {
+                "behind": picker.monitor.behind,
+                "behind_for_s": round(picker.monitor.behind_for(now), 3),
+                "summary": picker.monitor.summary,
+                "episodes": picker.monitor.episodes,
+                "windows_in_flight": picker.in_flight,
+                "oldest_window_s": round(picker.oldest_window_s(now), 3),
+                "ingest_held_s": round(picker.held_s, 3),
+                "dropped_windows": picker.dropped_windows,
+            },
+            "checked_at": now,
         }
+
+    def unready_reason(self) -> str | None:
+        """Why /readyz should fail: the stream has been behind for longer than ``behind_timeout_s``."""
+        return self.picker.monitor.unready_reason(time.time())
+
+    def snapshot(self) -> StreamSnapshot:
+        """Counters and gauges for a metrics scrape."""
+        now = time.time()
+        picker = self.picker
+        return StreamSnapshot(
+            stations=picker.station_states(now),
+            record_problems=dict(picker.problems.counts),
+            sources=self.sources.state(),
+            publisher=self.publisher.stats(),
+            buffer_bytes=picker.buffer_bytes(),
+            windows_in_flight=picker.in_flight,
+            oldest_window_s=picker.oldest_window_s(now),
+            behind_for_s=picker.monitor.behind_for(now),
+            ingest_held_s=picker.held_s,
+            dropped_windows=picker.dropped_windows,
+        )

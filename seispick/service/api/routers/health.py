@@ -1,4 +1,5 @@
-"""``/healthz`` (the process answers) and ``/readyz`` (models loaded, Redis reachable when configured)."""
+"""``/healthz`` (the process answers) and ``/readyz`` (models loaded, Redis reachable when configured, and the
+real-time stream not stuck behind)."""
 
 from __future__ import annotations
 
@@ -22,13 +23,15 @@ async def healthz() -> dict[str, str]:
 @router.get(
     "/readyz",
     response_model=ReadyResponse,
-    summary="Readiness: models loaded and Redis reachable (when configured)",
+    summary="Readiness: models loaded, Redis reachable (when configured), the stream keeping up (when running)",
     responses={503: {"model": ReadyResponse, "description": "Not ready"}},
 )
 async def readyz(state: StateDep) -> JSONResponse:
     checks = {"models": _models_check(state)}
     if state.settings.redis_url:
         checks["redis"] = await _redis_check(state)
+    if state.streaming is not None:
+        checks["stream"] = state.streaming.unready_reason() or "ok"
     ready = all(value == "ok" for value in checks.values())
     body = ReadyResponse(ready=ready, checks=checks)
     return JSONResponse(body.model_dump(), status_code=200 if ready else 503)

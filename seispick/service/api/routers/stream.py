@@ -12,7 +12,9 @@ from fastapi.responses import StreamingResponse
 from obspy import UTCDateTime
 
 from seispick.service.api.dependencies import API_KEY_HEADER, StateDep
+from seispick.service.api.responses import record_document, record_json
 from seispick.service.api.routers import API_PREFIX
+from seispick.service.api.schemas import RecentPicksResponse
 from seispick.service.api.state import ServiceState
 
 NOT_CONFIGURED = {
@@ -45,7 +47,11 @@ def _since(value: str | None) -> UTCDateTime | None:
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, f"since: not a time: {value!r}") from exc
 
 
-@router.get("/picks", summary="Recent picks from the real-time job, oldest first")
+@router.get(
+    "/picks",
+    summary="Recent picks from the real-time job, oldest first",
+    response_model=RecentPicksResponse,
+)
 async def recent_picks(
     runtime: RuntimeDep,
     network: Annotated[
@@ -66,10 +72,13 @@ async def recent_picks(
             records = await publisher.recent_from_redis(network, station, phase, when, limit)
     if records is None:
         records = publisher.recent(network, station, phase, when, limit)
-    return {"picks": [r.fields for r in records], "count": len(records)}
+    return {"picks": [record_document(r.fields) for r in records], "count": len(records)}
 
 
-@router.get("/stations", summary="Per instrument: last sample, data latency, gaps, counters, state")
+@router.get(
+    "/stations",
+    summary="Per instrument: last sample, data latency, lag, gaps, counters, state (streaming, behind, silent)",
+)
 async def stations(runtime: RuntimeDep) -> dict:
     return {"stations": runtime.picker.station_states(), **runtime.state()}
 
@@ -97,7 +106,7 @@ async def stream_picks(
                 except asyncio.TimeoutError:
                     yield ": keep-alive\n\n"
                     continue
-                yield f"id: {record.id}\nevent: {record.kind}\ndata: {record.json()}\n\n"
+                yield f"id: {record.id}\nevent: {record.kind}\ndata: {record_json(record.fields)}\n\n"
         finally:
             subscription.close()
 
@@ -127,7 +136,7 @@ async def websocket_picks(
     try:
         while True:
             record = await subscription.get()
-            await websocket.send_text(record.json())
+            await websocket.send_text(record_json(record.fields))
     except (WebSocketDisconnect, RuntimeError):
         pass
     finally:
