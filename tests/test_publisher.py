@@ -23,7 +23,7 @@ from redis.retry import Retry
 
 from seispick.models.picks import Detection, Pick
 from seispick.service.publish.outbox import SPILL_FILE, SpillQueue
-from seispick.service.publish.publisher import PICK_FIELDS, PickPublisher, detection_id, pick_id
+from seispick.service.publish.publisher import PICK_FIELDS, PickPublisher
 
 SCHEMA = json.loads(
     (Path(__file__).parents[1] / "seispick" / "service" / "publish" / "pick_schema.json").read_text()
@@ -117,16 +117,16 @@ async def stream_ids(url: str, stream: str = "seispick:picks") -> list[str]:
 
 def test_ids_are_deterministic():
     pick = make_pick(1)
-    assert pick_id(pick) == pick_id(make_pick(1)) != pick_id(make_pick(2))
-    assert pick_id(pick).startswith("pick-") and len(pick_id(pick)) == 5 + 16
+    assert pick.id == make_pick(1).id != make_pick(2).id
+    assert pick.id.startswith("pick-") and len(pick.id) == 5 + 16
     jitter = Pick(
         pick.trace_id, "P", pick.peak_time + 0.001, 0.9, pick.start_time, pick.end_time, "other", SHA
     )
-    assert pick_id(jitter) == pick_id(pick)  # same 10 ms bucket, same weights
-    assert pick_id(replace(pick, model_sha256="cd" * 32)) != pick_id(pick)
-    assert pick_id(replace(pick, peak_time=pick.peak_time + 0.01)) != pick_id(pick)
+    assert jitter.id == pick.id  # same 10 ms bucket, same weights
+    assert replace(pick, model_sha256="cd" * 32).id != pick.id
+    assert replace(pick, peak_time=pick.peak_time + 0.01).id != pick.id
     det = Detection("XX.STA..HH", T0, T0 + 3, 0.8, "cnq", SHA)
-    assert detection_id(det).startswith("det-") and detection_id(det) == detection_id(det)
+    assert det.id.startswith("det-") and det.id == det.id
 
 
 def test_stream_pubsub_exactly_once(server: RedisServer):
@@ -173,7 +173,7 @@ def test_stream_pubsub_exactly_once(server: RedisServer):
             assert [m["id"] for m in messages] == ids and messages[0] == dict(entries[0][1])
             await pubsub.aclose()
 
-            s1 = [pick_id(p) for p in picks if p.trace_id == "XX.S1..HH"]
+            s1 = [p.id for p in picks if p.trace_id == "XX.S1..HH"]
             newest = await publisher.recent_from_redis(station="S1", limit=3, page=2)
             assert [r.id for r in newest] == s1[-3:] and newest[0].fields == dict(
                 entries[ids.index(s1[-3])][1]
@@ -182,7 +182,7 @@ def test_stream_pubsub_exactly_once(server: RedisServer):
                 station="S1", phase="S", since=T0 - 86400, limit=2, page=3
             )
             assert [r.id for r in oldest] == [
-                pick_id(p) for p in picks if p.trace_id == "XX.S1..HH" and p.phase == "S"
+                p.id for p in picks if p.trace_id == "XX.S1..HH" and p.phase == "S"
             ][:2]
             assert await publisher.recent_from_redis(since=UTCDateTime() + 60) == []
             assert [r.id for r in await publisher.recent_from_redis(kind="detection")] == [det_id]
@@ -196,7 +196,7 @@ def test_stream_pubsub_exactly_once(server: RedisServer):
             await wait_for(lambda: again.depth == 0)
             await again.stop()
             assert again.duplicates == 5
-            assert await stream_ids(server.url) == [*ids, pick_id(make_pick(100))]
+            assert await stream_ids(server.url) == [*ids, make_pick(100).id]
 
     asyncio.run(main())
 
@@ -323,21 +323,21 @@ def test_fan_out_and_recent_without_redis():
         await consumer
 
         def expected(pred) -> list[str]:
-            return [pick_id(p) for p in picks if pred(p)]
+            return [p.id for p in picks if pred(p)]
 
         assert received == expected(lambda p: p.trace_id.startswith("XX.") and p.phase == "P")
         assert [r.id for r in _drain(b_stations)] == expected(
             lambda p: p.trace_id.split(".")[1] in ("B1", "B2")
         )
         assert slow.lagged and slow.dropped == 290
-        assert [r.id for r in _drain(slow)] == [pick_id(p) for p in picks[-10:]]
+        assert [r.id for r in _drain(slow)] == [p.id for p in picks[-10:]]
         assert publisher.stats()["subscriber_dropped"] == 290
 
         recent = publisher.recent(network="YY", station="B1", phase="S", limit=5)
         ok = [p for p in picks if p.trace_id == "YY.B1..HH" and p.phase == "S"]
-        assert len(ok) > 5 and [r.id for r in recent] == [pick_id(p) for p in ok[-5:]]
+        assert len(ok) > 5 and [r.id for r in recent] == [p.id for p in ok[-5:]]
         everything = publisher.recent(limit=1000)
-        assert [r.id for r in everything] == [pick_id(p) for p in picks]
+        assert [r.id for r in everything] == [p.id for p in picks]
         since = everything[100].fields["published_at"]
         later = [r for r in everything if r.time >= UTCDateTime(since).timestamp]
         assert publisher.recent(since=since, limit=3) == later[:3] and 1 <= len(later) <= 200

@@ -25,7 +25,6 @@ from seispick.models.annotate import annotate
 from seispick.models.io import read_waveforms
 from seispick.replay.server import ThreadedReplayServer
 from seispick.service.api.app import create_app
-from seispick.service.publish.publisher import pick_id
 from seispick.service.settings import Settings, StreamingSettings
 from seispick.service.stream.runtime import DEMO_DIR
 
@@ -142,12 +141,12 @@ def test_replay_to_redis_exactly_once_through_a_seedlink_restart(shipped_model):
     r.delete(key, key + ":det")
     ids = [fields["id"] for _, fields in entries]
     assert len(ids) == len(set(ids)), "a pick was published twice"
-    missing = [(p.trace_id, p.phase, str(p.peak_time)) for p in expected if pick_id(p) not in set(ids)]
-    extra = [by_id_(entries)[i] for i in set(ids) - {pick_id(p) for p in expected}]
+    missing = [(p.trace_id, p.phase, str(p.peak_time)) for p in expected if p.id not in set(ids)]
+    extra = [by_id_(entries)[i] for i in set(ids) - {p.id for p in expected}]
     assert not missing and not extra, f"missing {missing}, extra {extra}, stations {stations}"
     by_id = {fields["id"]: fields for _, fields in entries}
     for pick in expected:
-        got = by_id[pick_id(pick)]
+        got = by_id[pick.id]
         assert (
             abs(obspy.UTCDateTime(got["peak_time"]) - pick.peak_time) <= 0.01 and got["phase"] == pick.phase
         )

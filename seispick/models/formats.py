@@ -1,11 +1,20 @@
-"""Pick and detection output formats shared by the CLI and the service: CSV, JSON and QuakeML (via ObsPy)."""
+"""Pick and detection output formats shared by the CLI and the service: CSV, JSON and QuakeML (via ObsPy).
+
+Every format carries the pick's own id (``Pick.id``): the CSV ``id`` column, the JSON ``id`` field and the
+QuakeML resource id ``smi:seispick/pick/<id>``. QuakeML picks name the channel they were picked on
+(``pick_channels``): P on the vertical; S on the horizontal with the larger amplitude around the pick (N/1
+when both are equal), the vertical only when the instrument recorded no horizontal.
+"""
 
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
 import json
+from collections.abc import Iterable
 
+import numpy as np
 from obspy.core.event import (
     Catalog,
     Comment,
@@ -17,9 +26,11 @@ from obspy.core.event import (
 )
 from obspy.core.event import Pick as QmlPick
 
+from .grouping import StationSegment
 from .picks import Detection, Pick
 
 CSV_COLUMNS = [
+    "id",
     "trace_id",
     "phase",
     "peak_time",
@@ -52,54 +63,90 @@ def picks_to_json(picks: list[Pick], detections: list[Detection] | None = None, 
     return json.dumps(body, indent=2)
 
 
-def _waveform_id(pick: Pick, channel_hint: dict[str, str] | None) -> WaveformStreamID:
+# Seconds around an S pick over which the horizontals' amplitudes are compared.
+S_AMPLITUDE_WINDOW = (-0.5, 1.5)
+
+
+def pick_channels(picks: Iterable[Pick], segments: Iterable[StationSegment]) -> dict[str, str]:
+    """Pick id -> the channel code it was picked on (see the module docstring)."""
+    by_instrument: dict[str, list[StationSegment]] = {}
+    for seg in segments:
+        by_instrument.setdefault(seg.instrument, []).append(seg)
+    out = {}
+    for pick in picks:
+        segs = by_instrument.get(pick.trace_id, [])
+        seg = next((s for s in segs if s.starttime <= pick.peak_time <= s.endtime), segs[0] if segs else None)
+        if seg is not None:
+            out[pick.id] = _channel_of(pick, seg)
+    return out
+
+
+def _channel_of(pick: Pick, seg: StationSegment) -> str:
+    chans = seg.channels
+    vertical = chans.get("Z")
+    horizontals = [c for c in ("N", "E") if c in chans]
+    if pick.phase != "S" or not horizontals:
+        return vertical or next(iter(chans.values()))
+    if len(horizontals) == 1:
+        return chans[horizontals[0]]
+    rate = seg.sampling_rate
+    centre = (pick.peak_time.timestamp - seg.time_of(0)) * rate
+    lo = max(int(centre + S_AMPLITUDE_WINDOW[0] * rate), 0)
+    hi = min(int(centre + S_AMPLITUDE_WINDOW[1] * rate) + 1, seg.n_samples)
+    amplitudes = []
+    for letter in horizontals:
+        row = seg.data[seg.channel_order.index(letter), lo:hi] if hi > lo else np.zeros(0)
+        amplitudes.append(float(np.abs(row - row.mean()).max()) if row.size else 0.0)
+    best = 1 if amplitudes[1] > amplitudes[0] else 0  # N/1 unless E/2 is strictly larger
+    return chans[horizontals[best]]
+
+
+def _waveform_id(pick: Pick, channel: str | None) -> WaveformStreamID:
     net, sta, loc, band = pick.trace_id.split(".")
-    channel = (channel_hint or {}).get(pick.phase) or f"{band}{'Z' if pick.phase == 'P' else 'N'}"
+    channel = channel or f"{band}{'Z' if pick.phase == 'P' else 'N'}"
     return WaveformStreamID(network_code=net, station_code=sta, location_code=loc, channel_code=channel)
 
 
-def picks_to_catalog(picks: list[Pick], channel_hints: dict[str, dict[str, str]] | None = None) -> Catalog:
+def picks_to_catalog(picks: list[Pick], channels: dict[str, str] | None = None) -> Catalog:
     """An ObsPy Catalog with one event holding all picks (no origin: association is a later step).
 
-    ``channel_hints`` maps trace_id -> {phase: channel code} so P sits on the vertical and S on a horizontal.
+    Resource ids are built from the pick ids, so the same picks always give the same document.
+    ``channels`` maps pick id -> channel code (``pick_channels``).
     """
-    event = Event(resource_id=ResourceIdentifier(prefix="smi:seispick/event"))
+    digest = hashlib.sha1("|".join(sorted(p.id for p in picks)).encode()).hexdigest()[:16]
+    event = Event(resource_id=ResourceIdentifier(f"smi:seispick/event/{digest}"))
     for pick in picks:
         half_width = max((pick.end_time - pick.start_time) / 2.0, 0.0)
         event.picks.append(
             QmlPick(
-                resource_id=ResourceIdentifier(prefix="smi:seispick/pick"),
+                resource_id=ResourceIdentifier(f"smi:seispick/pick/{pick.id}"),
                 time=pick.peak_time,
                 time_errors=QuantityError(uncertainty=half_width),
-                waveform_id=_waveform_id(pick, (channel_hints or {}).get(pick.trace_id)),
+                waveform_id=_waveform_id(pick, (channels or {}).get(pick.id)),
                 phase_hint=pick.phase,
                 evaluation_mode="automatic",
                 method_id=ResourceIdentifier(f"smi:seispick/model/{pick.model}"),
                 creation_info=CreationInfo(agency_id="seispick", author=pick.model),
                 comments=[
-                    Comment(text=f"probability={pick.probability:.4f} model_sha256={pick.model_sha256}")
+                    Comment(
+                        resource_id=ResourceIdentifier(f"smi:seispick/pick/{pick.id}/comment"),
+                        text=f"probability={pick.probability:.4f} model_sha256={pick.model_sha256}",
+                    )
                 ],
             )
         )
-    return Catalog(events=[event] if picks else [], creator="seispick")
+    return Catalog(
+        events=[event] if picks else [],
+        resource_id=ResourceIdentifier(f"smi:seispick/catalog/{digest}"),
+        creator="seispick",
+    )
 
 
-def picks_to_quakeml(picks: list[Pick], channel_hints: dict[str, dict[str, str]] | None = None) -> str:
+def picks_to_quakeml(picks: list[Pick], channels: dict[str, str] | None = None) -> str:
     """QuakeML 1.2 text of ``picks_to_catalog``."""
     buffer = io.BytesIO()
-    picks_to_catalog(picks, channel_hints).write(buffer, format="QUAKEML")
+    picks_to_catalog(picks, channels).write(buffer, format="QUAKEML")
     return buffer.getvalue().decode("utf-8")
-
-
-def channel_hints_from_segments(segments) -> dict[str, dict[str, str]]:
-    """P on the vertical channel, S on the first horizontal one present (else the vertical)."""
-    hints: dict[str, dict[str, str]] = {}
-    for seg in segments:
-        chans = seg.channels
-        vertical = chans.get("Z") or next(iter(chans.values()))
-        horizontal = chans.get("N") or chans.get("E") or chans.get("1") or chans.get("2") or vertical
-        hints[seg.instrument] = {"P": vertical, "S": horizontal}
-    return hints
 
 
 def render(
@@ -111,5 +158,5 @@ def render(
     if fmt == "json":
         return picks_to_json(picks, detections, **extra)
     if fmt == "quakeml":
-        return picks_to_quakeml(picks, channel_hints_from_segments(segments or []))
+        return picks_to_quakeml(picks, pick_channels(picks, segments or []))
     raise ValueError(f"unknown format {fmt!r}; use one of {', '.join(FORMATS)}")

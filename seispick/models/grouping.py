@@ -4,35 +4,34 @@ Traces are grouped by instrument (``NET.STA.LOC`` plus band and instrument code,
 mapped onto the model's channel order (Z12 is taken as ZNE; a missing component is zero, as PhaseNet was
 trained for vertical-only stations), data are resampled to the model rate, placed on the absolute sample grid
 (sample index = round(epoch seconds x rate)) and cut into segments wherever no component has data.
-Everything dropped or changed on the way is reported as a note.
+Everything dropped, changed or suspicious on the way is reported as a note (worded by ``notes``): missing
+components, gaps with their spans, resampling, constant stretches and clipping.
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 import obspy
 
+from .notes import (
+    MAX_LISTED,
+    Notes,
+    components_note,
+    gap_note,
+    resampled_note,
+    signal_notes,
+    summary_note,
+)
+
 # Larger magnitudes overflow the float32 normalisation (squares beyond 3.4e38): treated like NaN.
 MAX_ABS_SAMPLE = 1e15
+# A component starting or ending this much later / earlier than the others is noted as a gap.
+EDGE_HOLE_S = 1.0
 # Horizontal components that stand for each other (SeisBench's flexible_horizontal_components).
 _EQUIVALENT_COMPONENTS = {"1": "N", "2": "E", "N": "1", "E": "2"}
-
-
-@dataclass
-class Notes:
-    """Human-readable remarks on input handling, deduplicated, in order of first occurrence."""
-
-    messages: list[str] = field(default_factory=list)
-
-    def add(self, message: str) -> None:
-        if message not in self.messages:
-            self.messages.append(message)
-
-    def __bool__(self) -> bool:
-        return bool(self.messages)
 
 
 @dataclass
@@ -49,6 +48,7 @@ class StationSegment:
     sampling_rate: float
     data: np.ndarray
     time_offset: float = 0.0
+    channel_order: str = "ZNE"  # the model's channel order: row i of ``data`` is component channel_order[i]
 
     @property
     def n_samples(self) -> int:
@@ -115,6 +115,7 @@ def _clean_trace(trace: obspy.Trace, notes: Notes) -> obspy.Trace | None:
         return None
     finite = np.isfinite(data)
     if finite.all() and (data.size == 0 or np.abs(data).max() < MAX_ABS_SAMPLE):
+        notes.extend(signal_notes(trace.id, data, trace.stats.starttime.timestamp, rate))
         return trace
     huge = finite & (np.abs(np.where(finite, data, 0)) >= MAX_ABS_SAMPLE)
     finite &= ~huge
@@ -122,6 +123,9 @@ def _clean_trace(trace: obspy.Trace, notes: Notes) -> obspy.Trace | None:
     notes.add(f"{trace.id}: {bad} NaN/Inf samples (or beyond +-1e15) treated as gaps")
     if not finite.any():
         return None
+    notes.extend(
+        signal_notes(trace.id, np.where(finite, data, np.nan), trace.stats.starttime.timestamp, rate)
+    )
     clean = trace.copy()
     clean.data = np.ma.masked_array(data.astype(np.float64), mask=~finite)
     # Keep it one trace with a mask; _segment_instrument honours masks as gaps.
@@ -165,9 +169,7 @@ def _segment_instrument(
             notes.add(f"{trace.id}: component {comp} is not one of {channel_order} (or 1/2), ignored")
             continue
         if trace.stats.sampling_rate != sampling_rate:
-            notes.add(
-                f"{instrument}: resampled from {trace.stats.sampling_rate:g} Hz to the model's {sampling_rate:g} Hz"
-            )
+            notes.add(resampled_note(instrument, trace.stats.sampling_rate, sampling_rate))
             trace = _resample(trace, sampling_rate)
         start = trace.stats.starttime.timestamp
         abs_start = int(round(start * sampling_rate))
@@ -181,11 +183,15 @@ def _segment_instrument(
         return []
     channels_present = sorted({p[0] for p in pieces})
     channels = {channel_order[i]: next(p[1] for p in pieces if p[0] == i) for i in channels_present}
+    note = components_note(instrument, channels, channel_order)
+    if note:
+        notes.add(note)
     conflicting = _conflicting_channels(pieces)
     if conflicting:
         notes.add(f"{instrument}: both {' and '.join(conflicting)} present; the first one read is used")
     time_offset = float(np.mean(offsets))
-    segments = []
+    segments: list[StationSegment] = []
+    holes: list[tuple[str, int, int]] = []  # (name, first missing sample, first sample after), absolute
     for seg_start, seg_end in _covered_intervals(pieces):
         n = seg_end - seg_start
         data = np.zeros((len(channel_order), n), dtype=np.float64)
@@ -207,6 +213,7 @@ def _segment_instrument(
             covered[index, lo:hi] |= ok
         if disagreements:
             notes.add(f"{instrument}: overlapping records with different samples; the first one read is kept")
+        holes.extend(_component_holes(covered, seg_start, channels, channel_order, instrument, sampling_rate))
         for start, stop in _runs(covered.any(axis=0)):
             segments.append(
                 StationSegment(
@@ -216,9 +223,50 @@ def _segment_instrument(
                     sampling_rate=sampling_rate,
                     data=data[:, start:stop].astype(np.float32),
                     time_offset=time_offset,
+                    channel_order=channel_order,
                 )
             )
+    holes += [
+        (instrument, a.start_index + a.n_samples, b.start_index) for a, b in zip(segments, segments[1:])
+    ]
+    _gap_notes(holes, sampling_rate, time_offset, instrument, notes)
     return segments
+
+
+def _component_holes(
+    covered: np.ndarray,
+    seg_start: int,
+    channels: dict[str, str],
+    channel_order: str,
+    instrument: str,
+    rate: float,
+) -> list[tuple[str, int, int]]:
+    """Stretches where one component has no data while another has (zero-filled).
+
+    Holes at a segment's edges (channels starting or ending a little apart) count from ``EDGE_HOLE_S`` on.
+    """
+    holes = []
+    anything = covered.any(axis=0)
+    prefix = instrument[: instrument.rfind(".") + 1]
+    for letter, code in channels.items():
+        missing = anything & ~covered[channel_order.index(letter)]
+        for start, stop in _runs(missing):
+            at_edge = start == 0 or stop == covered.shape[1]
+            if not at_edge or stop - start >= EDGE_HOLE_S * rate:
+                holes.append((prefix + code, seg_start + start, seg_start + stop))
+    return holes
+
+
+def _gap_notes(
+    holes: list[tuple[str, int, int]], rate: float, offset: float, instrument: str, notes: Notes
+) -> None:
+    """Notes of the first ``MAX_LISTED`` gaps in time order (last sample before to first after), a summary."""
+    holes.sort(key=lambda h: (h[1], h[0]))
+    for name, first_missing, next_present in holes[:MAX_LISTED]:
+        notes.add(gap_note(name, (first_missing - 1) / rate + offset, next_present / rate + offset, rate))
+    if len(holes) > MAX_LISTED:
+        seconds = sum(b - a for _, a, b in holes[MAX_LISTED:]) / rate
+        notes.add(summary_note(instrument, "gap", len(holes) - MAX_LISTED, seconds))
 
 
 def _conflicting_channels(pieces: list) -> list[str]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 
 import numpy as np
@@ -11,7 +12,10 @@ from obspy.signal.trigger import trigger_onset
 
 @dataclass(frozen=True)
 class Pick:
-    """A phase arrival: peak of an above-threshold interval of the phase probability."""
+    """A phase arrival: peak of an above-threshold interval of the phase probability.
+
+    ``id`` is the pick's identity everywhere (CSV, JSON, QuakeML resource ids, HTTP, SSE, WebSocket, Redis).
+    """
 
     trace_id: str  # NET.STA.LOC.BI (band + instrument code of the channels used)
     phase: str
@@ -23,13 +27,24 @@ class Pick:
     model_sha256: str = ""
 
     @property
+    def id(self) -> str:
+        """``pick-`` + 16 hex of sha1("trace_id|phase|peak time in 10 ms|model sha256 (or name)").
+
+        The same pick of the same model on the same data always gets the same id, whatever the input format
+        or path (CLI, HTTP, stream) and however the file was cut, as long as the peak stays in its 10 ms.
+        """
+        key = f"{self.trace_id}|{self.phase}|{centis(self.peak_time)}|{self.model_sha256 or self.model}"
+        return "pick-" + hashlib.sha1(key.encode()).hexdigest()[:16]
+
+    @property
     def station_id(self) -> str:
         """NET.STA.LOC."""
         return self.trace_id.rsplit(".", 1)[0]
 
     def as_dict(self) -> dict:
-        """JSON-ready dict with UTC ISO times."""
+        """JSON-ready dict with its id and UTC ISO times; ``probability`` is a number."""
         return {
+            "id": self.id,
             "trace_id": self.trace_id,
             "phase": self.phase,
             "peak_time": iso(self.peak_time),
@@ -54,8 +69,19 @@ class Detection:
     cell: int | None = None  # most likely location cell (detectors with cells)
     cell_probability: float | None = None
 
+    @property
+    def id(self) -> str:
+        """``det-`` + 16 hex of sha1("trace_id|D|start in 10 ms|end in 10 ms|model sha256 (or name)")."""
+        key = (
+            f"{self.trace_id}|D|{centis(self.start_time)}|{centis(self.end_time)}|"
+            f"{self.model_sha256 or self.model}"
+        )
+        return "det-" + hashlib.sha1(key.encode()).hexdigest()[:16]
+
     def as_dict(self) -> dict:
+        """JSON-ready dict with its id and UTC ISO times; probabilities are numbers."""
         out = {
+            "id": self.id,
             "trace_id": self.trace_id,
             "start_time": iso(self.start_time),
             "end_time": iso(self.end_time),
@@ -72,6 +98,11 @@ class Detection:
 def iso(t: UTCDateTime) -> str:
     """UTC ISO 8601 with microseconds and a Z."""
     return t.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def centis(t: UTCDateTime) -> int:
+    """round(t * 100) in exact integer arithmetic (halves up): the 10 ms bucket ids are built from."""
+    return (t.ns + 5_000_000) // 10_000_000
 
 
 def trigger_intervals(values: np.ndarray, threshold: float) -> np.ndarray:

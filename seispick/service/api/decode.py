@@ -1,4 +1,9 @@
-"""Request bodies to ObsPy Streams: raw miniSEED, multipart miniSEED uploads and JSON samples.
+"""Request bodies to ObsPy Streams: waveform bytes, multipart file uploads and JSON samples.
+
+Waveform bytes (the body, or each multipart part) go through the one input path the CLI uses,
+``seispick.models.io.read_waveform_bytes``: gzip/bzip2/xz unpacked, the format sniffed with ObsPy's own
+checks and read by name, so miniSEED, SAC and the other formats ObsPy reads are accepted in every
+waveform content type. Anything else is a 4xx that says what the body looks like and what is accepted.
 
 Everything here is blocking and CPU-bound; the router calls ``decode_body`` through ``asyncio.to_thread``.
 Clients never name files: only bytes from the body are read.
@@ -6,7 +11,6 @@ Clients never name files: only bytes from the body are read.
 
 from __future__ import annotations
 
-import io
 import re
 from collections import defaultdict
 
@@ -15,58 +19,92 @@ import obspy
 from pydantic import ValidationError
 from python_multipart.multipart import MultipartParseError, MultipartParser, parse_options_header
 
+from seispick.models.io import WaveformFormatError, describe_bytes, read_waveform_bytes
 from seispick.service.api.schemas import WaveformJsonBody
 from seispick.service.errors import BadBody, InvalidInput, TooLarge, UnsupportedMediaType
 
-MSEED_TYPES = frozenset({"application/vnd.fdsn.mseed", "application/octet-stream"})
+FILES_FIELD = "files"
+# Waveform bytes: each of these is read by sniffing (miniSEED, SAC, ... plain or compressed).
+WAVEFORM_TYPES = frozenset(
+    {
+        "application/vnd.fdsn.mseed",
+        "application/octet-stream",
+        "application/x-sac",
+        "application/gzip",
+        "application/x-gzip",
+        "application/x-bzip2",
+        "application/x-xz",
+    }
+)
 JSON_TYPES = frozenset({"application/json"})
 MULTIPART_TYPE = "multipart/form-data"
-ACCEPTED = sorted(MSEED_TYPES | JSON_TYPES | {MULTIPART_TYPE})
-FILES_FIELD = "files"
+ACCEPTED = sorted(WAVEFORM_TYPES | JSON_TYPES | {MULTIPART_TYPE})
+# Compressed waveform bodies may unpack to this many times the body limit (the duration limit still applies).
+UNPACK_FACTOR = 8
+WHAT_TO_SEND = (
+    "send waveforms (miniSEED, SAC or another format ObsPy reads, plain or gzip/bzip2/xz-compressed) as "
+    "application/vnd.fdsn.mseed or application/octet-stream, several files as multipart/form-data "
+    f"(field '{FILES_FIELD}'), or JSON samples as application/json"
+)
 # Beyond this the float32 normalisation overflows (squares in the std) into inf/NaN; real counts stay far below.
 MAX_ABS_SAMPLE = 1e15
 # Codes are joined with "." into ids downstream, so a "." (or a space / control byte) cannot be accepted.
 _CODE = re.compile(r"[!-\-/-~]*")
 
 
+def bare_media_type(content_type: str | None) -> str:
+    """The bare, lower-case media type of a Content-Type header ('' when missing)."""
+    return (content_type or "").split(";", 1)[0].strip().lower()
+
+
 def media_type(content_type: str | None) -> str:
     """The bare media type of a Content-Type header; 415 unless it is one the service reads."""
-    kind = (content_type or "").split(";", 1)[0].strip().lower()
+    kind = bare_media_type(content_type)
     if kind not in ACCEPTED:
-        shown = f"content type {kind!r}" if kind else "a missing content type"
-        raise UnsupportedMediaType(f"unsupported {shown}; send one of {', '.join(ACCEPTED)}")
+        raise unsupported_media_type(kind)
     return kind
 
 
-def decode_body(body: bytes, content_type: str, max_duration_s: float) -> obspy.Stream:
-    """Decode a request body by its content type and check what it holds; raises ``ServiceError``s."""
+def unsupported_media_type(kind: str, body: bytes | None = None) -> UnsupportedMediaType:
+    """The 415 for ``kind``, saying what ``body`` (when read) looks like and what to send."""
+    shown = f"content type {kind!r}" if kind else "a missing content type (no Content-Type header)"
+    looks = f"; the body looks like {describe_bytes(body)}" if body is not None else ""
+    return UnsupportedMediaType(f"unsupported {shown}{looks}; {WHAT_TO_SEND} ({', '.join(ACCEPTED)})")
+
+
+def decode_body(
+    body: bytes, content_type: str, max_duration_s: float, max_body_bytes: int | None = None
+) -> obspy.Stream:
+    """Decode a request body by its content type and check what it holds; raises ``ServiceError``s.
+
+    ``max_body_bytes`` bounds what compressed waveforms may unpack to (``UNPACK_FACTOR`` times it).
+    """
     kind = media_type(content_type)
     if not body:
         raise BadBody("the request body is empty", kind="empty_body")
-    if kind in MSEED_TYPES:
-        stream = read_mseed(body, "the body")
+    max_bytes = max_body_bytes * UNPACK_FACTOR if max_body_bytes else None
+    if kind in WAVEFORM_TYPES:
+        stream = read_waveforms_body(body, "the body", max_bytes)
     elif kind == MULTIPART_TYPE:
-        stream = read_multipart(body, content_type)
+        stream = read_multipart(body, content_type, max_bytes)
     else:
         stream = read_json(body)
     check_stream(stream, max_duration_s)
     return stream
 
 
-def read_mseed(data: bytes, name: str) -> obspy.Stream:
-    """miniSEED bytes to a Stream; 400 with ObsPy's reason when they are not miniSEED."""
+def read_waveforms_body(data: bytes, name: str, max_bytes: int | None = None) -> obspy.Stream:
+    """Waveform bytes to a Stream through the one input path; 400 (413 when they unpack too large)."""
     try:
-        stream = obspy.read(io.BytesIO(data), format="MSEED")
-    except Exception as error:  # ObsPy raises many types for corrupt input
-        reason = str(error).strip().splitlines()[0][:200] if str(error).strip() else type(error).__name__
-        raise BadBody(f"{name} is not valid miniSEED: {reason}", kind="mseed") from None
-    if len(stream) == 0:
-        raise BadBody(f"{name} holds no miniSEED records", kind="mseed")
-    return stream
+        return read_waveform_bytes(data, name, max_bytes=max_bytes)
+    except WaveformFormatError as error:
+        if error.kind == "too_large":
+            raise TooLarge(str(error), kind="too_large") from None
+        raise BadBody(str(error), kind="empty_body" if error.kind == "empty" else error.kind) from None
 
 
-def read_multipart(body: bytes, content_type: str) -> obspy.Stream:
-    """Every part named ``files`` read as miniSEED and merged into one Stream."""
+def read_multipart(body: bytes, content_type: str, max_bytes: int | None = None) -> obspy.Stream:
+    """Every part named ``files`` read as waveform bytes and merged into one Stream."""
     stream = obspy.Stream()
     files = parse_multipart(body, content_type)
     uploads = [(filename, data) for field, filename, data in files if field == FILES_FIELD]
@@ -80,7 +118,7 @@ def read_multipart(body: bytes, content_type: str) -> obspy.Stream:
         name = f"file {filename!r}" if filename else f"file #{index + 1}"
         if not data:
             raise BadBody(f"{name} is empty", kind="empty_body")
-        stream += read_mseed(data, name)
+        stream += read_waveforms_body(data, name, max_bytes)
     return stream
 
 

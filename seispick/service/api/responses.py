@@ -1,6 +1,14 @@
-"""Annotation results as HTTP responses: the JSON document, or CSV / QuakeML text via ``formats.render``."""
+"""Results as HTTP answers: the JSON document or CSV / QuakeML text of a POST, and published records as JSON.
+
+Published records keep string fields in Redis (documented in ``pick_schema.json``); every JSON answer
+(``GET /v1/picks``, Server-Sent Events, the WebSocket) turns the numeric ones back into numbers.
+"""
 
 from __future__ import annotations
+
+import contextlib
+import json
+from typing import Any
 
 import numpy as np
 from starlette.responses import Response
@@ -10,6 +18,7 @@ from seispick.models.formats import render
 from seispick.models.picks import iso
 from seispick.service.api.schemas import PicksQuery, PicksResponse, ProbabilityTrace
 
+NUMERIC_FIELDS = {"probability": float, "cell_probability": float, "cell": int}
 TEXT_MEDIA_TYPES = {"csv": "text/csv; charset=utf-8", "quakeml": "application/xml"}
 PROBABILITY_DECIMALS = 4
 
@@ -49,3 +58,19 @@ def text_response(fmt: str, result: AnnotationResult) -> Response:
     segments = [a.segment for a in result.annotations]
     body = render(fmt, result.picks, result.detections, segments=segments)
     return Response(content=body, media_type=TEXT_MEDIA_TYPES[fmt])
+
+
+def record_document(fields: dict[str, str]) -> dict[str, Any]:
+    """A published record's fields for a JSON answer: probabilities (and cells) as numbers, the rest as is."""
+    out: dict[str, Any] = dict(fields)
+    for name, kind in NUMERIC_FIELDS.items():
+        value = out.get(name)
+        if isinstance(value, str) and value not in ("", "None"):
+            with contextlib.suppress(ValueError):  # not a number: left as the string it is
+                out[name] = kind(value)
+    return out
+
+
+def record_json(fields: dict[str, str]) -> str:
+    """``record_document`` as compact JSON text (SSE data lines, WebSocket messages)."""
+    return json.dumps(record_document(fields), separators=(",", ":"))

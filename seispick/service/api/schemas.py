@@ -106,6 +106,9 @@ class PicksQuery(BaseModel):
 
 
 class PickOut(BaseModel):
+    id: str = Field(
+        description="The pick's identity (Pick.id): the same in CSV, QuakeML, SSE, WebSocket, Redis"
+    )
     trace_id: str
     phase: str
     peak_time: str
@@ -117,6 +120,7 @@ class PickOut(BaseModel):
 
 
 class DetectionOut(BaseModel):
+    id: str
     trace_id: str
     start_time: str
     end_time: str
@@ -150,6 +154,20 @@ class PicksResponse(BaseModel):
     notes: list[str]
     covered: list[Interval]
     probabilities: list[ProbabilityTrace] | None = None
+
+
+class PublishedPick(PickOut):
+    """A pick of the real-time job as ``GET /v1/picks``, SSE and the WebSocket give it (numbers as numbers)."""
+
+    network: str
+    station: str
+    location: str
+    published_at: str
+
+
+class RecentPicksResponse(BaseModel):
+    picks: list[PublishedPick]
+    count: int
 
 
 class ModelSummary(BaseModel):

@@ -1,7 +1,8 @@
 """Publication of picks and detections: Redis Streams + pub/sub, in-process fan-out, a ring of recent picks.
 
 ``PickPublisher.publish(item)`` returns at once. The item becomes a flat record of string fields (documented
-in ``pick_schema.json``) with a deterministic id, is fanned out to in-process subscribers, kept in a bounded
+in ``pick_schema.json``) carrying the item's own deterministic id (``Pick.id``, ``Detection.id``: the same id
+the CLI and the HTTP API give the same pick), is fanned out to in-process subscribers, kept in a bounded
 ring for ``recent()`` and, when a Redis URL is set, queued in an ``Outbox`` whose task delivers it in order.
 
 Redis layout (names configurable): each record goes through one Lua script that, unless the dedupe key
@@ -13,7 +14,6 @@ publisher restarts and re-processed data therefore add nothing to the stream whi
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import json
 import logging
 from collections import deque
@@ -64,25 +64,7 @@ return entry
 """
 
 
-# -- ids and records ---------------------------------------------------------------------------------
-
-
-def pick_id(pick: Pick) -> str:
-    """``pick-`` + 16 hex of sha1("trace_id|phase|peak time in 10 ms|model sha256 (or name)")."""
-    key = f"{pick.trace_id}|{pick.phase}|{_centis(pick.peak_time)}|{pick.model_sha256 or pick.model}"
-    return "pick-" + hashlib.sha1(key.encode()).hexdigest()[:16]
-
-
-def detection_id(detection: Detection) -> str:
-    """``det-`` + 16 hex of sha1("trace_id|D|start in 10 ms|end in 10 ms|model sha256 (or name)")."""
-    d = detection
-    key = f"{d.trace_id}|D|{_centis(d.start_time)}|{_centis(d.end_time)}|{d.model_sha256 or d.model}"
-    return "det-" + hashlib.sha1(key.encode()).hexdigest()[:16]
-
-
-def _centis(t: UTCDateTime) -> int:
-    """round(t * 100) in exact integer arithmetic (halves up)."""
-    return (t.ns + 5_000_000) // 10_000_000
+# -- records ------------------------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -103,17 +85,15 @@ class Record:
     @classmethod
     def of(cls, item: Pick | Detection, published_at: UTCDateTime | None = None) -> Record:
         published_at = published_at or UTCDateTime()
-        values = item.as_dict()
-        network, station, location = _split_station(item.trace_id)
         if isinstance(item, Pick):
             kind: Kind = "pick"
-            ident = pick_id(item)
         elif isinstance(item, Detection):
-            kind, ident = "detection", detection_id(item)
+            kind = "detection"
         else:
             raise TypeError(f"cannot publish a {type(item).__name__}")
+        values = item.as_dict()  # carries the item's own id (Pick.id / Detection.id)
+        network, station, location = _split_station(item.trace_id)
         values.update(
-            id=ident,
             network=network,
             station=station,
             location=location,

@@ -1,4 +1,7 @@
-"""``POST /v1/picks``: waveforms in (miniSEED, multipart miniSEED or JSON), picks out (JSON, CSV, QuakeML)."""
+"""``POST /v1/picks``: waveforms in (miniSEED, SAC, compressed, multipart or JSON), picks out.
+
+The answer is JSON, CSV or QuakeML, as ``seispick pick`` writes them.
+"""
 
 from __future__ import annotations
 
@@ -10,7 +13,7 @@ from starlette.responses import Response
 
 from seispick.models.annotate import AnnotationResult
 from seispick.models.runtime import OnnxModel
-from seispick.service.api.decode import decode_body, media_type
+from seispick.service.api.decode import ACCEPTED, bare_media_type, decode_body, unsupported_media_type
 from seispick.service.api.dependencies import BatcherDep, StateDep
 from seispick.service.api.picking import pick_stream
 from seispick.service.api.responses import TEXT_MEDIA_TYPES, picks_document, text_response
@@ -26,10 +29,16 @@ router = APIRouter(prefix=API_PREFIX, tags=["picks"])
 _BINARY = {"schema": {"type": "string", "format": "binary"}}
 REQUEST_BODY = {
     "required": True,
-    "description": "miniSEED bytes, a multipart upload of miniSEED files (field 'files'), or JSON samples",
+    "description": (
+        "Waveform bytes (miniSEED, SAC or another format ObsPy reads, plain or gzip/bzip2/xz-compressed; "
+        "the format is sniffed, so every binary type below takes any of them), a multipart upload of such "
+        "files (field 'files'), or JSON samples"
+    ),
     "content": {
         "application/vnd.fdsn.mseed": _BINARY,
         "application/octet-stream": _BINARY,
+        "application/x-sac": _BINARY,
+        "application/gzip": _BINARY,
         "multipart/form-data": {
             "schema": {
                 "type": "object",
@@ -43,12 +52,13 @@ REQUEST_BODY = {
 ERRORS = {
     code: {"model": ErrorResponse, "description": text}
     for code, text in {
-        400: "Malformed body (corrupt miniSEED, broken JSON or multipart, empty body)",
+        400: "Malformed body (not a waveform format: what it looks like is said; corrupt miniSEED/SAC, "
+        "broken JSON or multipart, empty body)",
         401: "API key missing",
         403: "API key wrong",
         404: "Unknown model",
         413: "Body or waveform duration over the limit",
-        415: "Unsupported content type",
+        415: "Unsupported or missing content type (the answer says what the body looks like)",
         422: "Unusable content (unequal channel lengths, NaN, bad sampling rate or time, no usable data)",
         503: "Server busy or starting",
         504: "Request took longer than the timeout",
@@ -78,7 +88,9 @@ async def create_picks(
     if query.probabilities and query.format != "json":
         raise InvalidInput("probabilities=true needs format=json", kind="query")
     content_type = request.headers.get("content-type", "")
-    media_type(content_type)  # 415 before reading a byte
+    kind = bare_media_type(content_type)
+    if kind not in ACCEPTED:  # 415, saying what the (bounded) body looks like and what to send
+        raise unsupported_media_type(kind, await read_body(request, settings.max_body_bytes))
     try:
         result = await asyncio.wait_for(
             _annotate(request, content_type, model, batcher, settings, query), settings.request_timeout_s
@@ -103,7 +115,9 @@ async def _annotate(
 ) -> AnnotationResult:
     with batcher.incoming(model.name):  # the batcher waits for this request's windows
         body = await read_body(request, settings.max_body_bytes)
-        stream = await asyncio.to_thread(decode_body, body, content_type, settings.max_duration_s)
+        stream = await asyncio.to_thread(
+            decode_body, body, content_type, settings.max_duration_s, settings.max_body_bytes
+        )
     thresholds = settings.thresholds()
     if query.p_threshold is not None:
         thresholds["P"] = query.p_threshold
