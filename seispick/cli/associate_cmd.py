@@ -1,0 +1,362 @@
+"""``seispick associate``: picks in, located events out (CSV, JSON, QuakeML); ``--follow`` a Redis pick stream."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import signal
+import sys
+from pathlib import Path
+
+import click
+from tqdm import tqdm
+
+from seispick.events.associate import AssociationConfig, AssociationConfigError, AssociationResult, Associator
+from seispick.events.event import CSV_COLUMNS
+from seispick.events.picksets import PickFileError, read_pick_files
+from seispick.events.stations import StationFileError, StationTable, read_stations
+from seispick.events.velocity import Homogeneous, VelocityModelError, read_velocity_model
+
+FORMATS = ("csv", "json", "quakeml")
+
+
+@click.command()
+@click.argument("picks", nargs=-1, type=click.Path(path_type=Path))
+@click.option(
+    "--stations",
+    "stations_file",
+    required=True,
+    type=click.Path(path_type=Path),
+    help="StationXML or CSV (network,station,latitude,longitude,elevation_m).",
+)
+@click.option("--vp", type=float, default=None, help="P velocity of a homogeneous model, km/s (default 6.0).")
+@click.option("--vs", type=float, default=None, help="S velocity of a homogeneous model, km/s (default 3.5).")
+@click.option(
+    "--velocity",
+    "velocity_file",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="1D model CSV: depth_km,vp,vs.",
+)
+@click.option(
+    "--tolerance",
+    type=click.FloatRange(min=0.01),
+    default=1.5,
+    show_default=True,
+    help="Travel-time tolerance, s.",
+)
+@click.option(
+    "--min-picks", type=click.IntRange(3), default=8, show_default=True, help="Picks an event needs."
+)
+@click.option("--min-p", type=click.IntRange(0), default=4, show_default=True, help="P picks an event needs.")
+@click.option("--min-s", type=click.IntRange(0), default=2, show_default=True, help="S picks an event needs.")
+@click.option(
+    "--min-p-and-s",
+    type=click.IntRange(0),
+    default=1,
+    show_default=True,
+    help="Stations with both P and S an event needs.",
+)
+@click.option(
+    "--margin-km",
+    type=click.FloatRange(min=0),
+    default=None,
+    help="Search area beyond the stations (default max(10 km, 10 % of their extent)).",
+)
+@click.option(
+    "--depth-max",
+    type=click.FloatRange(min=0, min_open=True),
+    default=None,
+    help="Deepest hypocentre, km (default from the extent, 30-300).",
+)
+@click.option(
+    "--cutoff-km",
+    type=click.FloatRange(min=0, min_open=True),
+    default=None,
+    help="Associate only stations within this distance of a candidate.",
+)
+@click.option(
+    "--slice-s",
+    type=click.FloatRange(min=60),
+    default=3600.0,
+    show_default=True,
+    help="Time slice (progress step), s.",
+)
+@click.option(
+    "--threads", type=click.IntRange(1, 256), default=None, help="PyOcto threads (default: all cores)."
+)
+@click.option(
+    "--waveforms",
+    multiple=True,
+    type=click.Path(path_type=Path),
+    help="miniSEED files/folders for ML (needs StationXML with responses).",
+)
+@click.option("--format", "fmt", type=click.Choice(FORMATS), default="csv", show_default=True)
+@click.option(
+    "--output", "-o", type=click.Path(path_type=Path), default=None, help="Output file (default stdout)."
+)
+@click.option(
+    "--follow",
+    "follow_url",
+    default=None,
+    metavar="REDIS_URL",
+    help="Associate the live pick stream of this Redis; publish events there.",
+)
+@click.option(
+    "--picks-stream", default="seispick:picks", show_default=True, help="With --follow: the stream read."
+)
+@click.option(
+    "--from-start",
+    is_flag=True,
+    help="With --follow: read the pick stream from its start, not only new picks.",
+)
+@click.option(
+    "--window-s",
+    type=click.FloatRange(min=10),
+    default=300.0,
+    show_default=True,
+    help="With --follow: pick times associated together, s.",
+)
+@click.option(
+    "--delay-s",
+    type=click.FloatRange(min=0),
+    default=10.0,
+    show_default=True,
+    help="With --follow: how long a pick waits for the others, s.",
+)
+@click.option(
+    "--step-s",
+    type=click.FloatRange(min=0.05),
+    default=1.0,
+    show_default=True,
+    help="With --follow: association interval, s.",
+)
+@click.option(
+    "--duration",
+    type=click.FloatRange(min=0, min_open=True),
+    default=None,
+    help="With --follow: stop after this many seconds.",
+)
+@click.option("--quiet", "-q", is_flag=True, help="No progress bar or summary.")
+def associate(
+    picks: tuple[Path, ...],
+    stations_file: Path,
+    vp: float | None,
+    vs: float | None,
+    velocity_file: Path | None,
+    tolerance: float,
+    min_picks: int,
+    min_p: int,
+    min_s: int,
+    min_p_and_s: int,
+    margin_km: float | None,
+    depth_max: float | None,
+    cutoff_km: float | None,
+    slice_s: float,
+    threads: int | None,
+    waveforms: tuple[Path, ...],
+    fmt: str,
+    output: Path | None,
+    follow_url: str | None,
+    picks_stream: str,
+    from_start: bool,
+    window_s: float,
+    delay_s: float,
+    step_s: float,
+    duration: float | None,
+    quiet: bool,
+) -> None:
+    """Associate P/S PICKS (seispick CSV, JSON or QuakeML files) into located events.
+
+    The search area and depth range follow the stations' extent unless set. With --follow REDIS_URL the picks
+    come from the Redis stream instead and each event version is published to seispick:events.
+    """
+    try:
+        stations = read_stations(stations_file)
+        config = AssociationConfig(
+            velocity=_velocity(vp, vs, velocity_file),
+            tolerance_s=tolerance,
+            min_picks=min_picks,
+            min_p=min_p,
+            min_s=min_s,
+            min_p_and_s=min_p_and_s,
+            margin_km=margin_km,
+            depth_km=(0.0, depth_max) if depth_max else None,
+            cutoff_km=cutoff_km,
+            slice_s=slice_s,
+            n_threads=threads,
+        )
+        associator = Associator(stations, config)
+    except (StationFileError, VelocityModelError, AssociationConfigError) as exc:
+        raise click.ClickException(str(exc)) from exc
+    for note in stations.notes:
+        click.echo(f"note: {note}", err=True)
+
+    if follow_url:
+        if picks:
+            raise click.UsageError("give either PICKS files or --follow REDIS_URL, not both")
+        _follow(associator, follow_url, picks_stream, from_start, window_s, delay_s, step_s, duration, quiet)
+        return
+    if not picks:
+        raise click.UsageError("give PICKS files (or --follow REDIS_URL)")
+    try:
+        pick_set = read_pick_files(list(_expand(picks)))
+    except PickFileError as exc:
+        raise click.ClickException(str(exc)) from exc
+    bar = tqdm(total=None, unit="slice", desc="associating", disable=quiet, file=sys.stderr)
+
+    def progress(done: int, total: int) -> None:
+        bar.total = total
+        bar.update(done - bar.n)
+
+    try:
+        result = associator.associate(pick_set, progress=progress)
+    finally:
+        bar.close()
+    notes = list(result.notes)
+    notes += _magnitudes(result, stations, waveforms, config.velocity.surface)
+    for note in notes:
+        click.echo(f"note: {note}", err=True)
+    text = render(fmt, result, associator, notes)
+    if output:
+        output.write_text(text)
+    else:
+        sys.stdout.write(text)
+    if not quiet:
+        skipped = ", ".join(f"{k}: {v}" for k, v in result.unassociated.items() if v) or "none"
+        click.echo(
+            f"{len(result.events)} event(s) from {result.n_picks} picks ({result.associated} associated; "
+            f"unassociated {skipped}) on {len(stations)} stations with {associator.model_name}"
+            + (f"; wrote {output}" if output else ""),
+            err=True,
+        )
+
+
+def _velocity(vp: float | None, vs: float | None, velocity_file: Path | None):
+    if velocity_file is not None:
+        if vp is not None or vs is not None:
+            raise click.UsageError("give either --vp/--vs or --velocity, not both")
+        return read_velocity_model(velocity_file)
+    if vp is None and vs is None:
+        return Homogeneous()
+    if vp is None or vs is None:
+        raise click.UsageError("give both --vp and --vs (or neither, for 6.0 and 3.5 km/s)")
+    return Homogeneous(vp, vs)
+
+
+def _expand(paths: tuple[Path, ...]):
+    for path in paths:
+        if path.is_dir():
+            found = sorted(
+                p for p in path.rglob("*") if p.suffix.lower() in (".csv", ".json", ".xml", ".qml")
+            )
+            if not found:
+                raise click.ClickException(f"{path}: no .csv, .json, .xml or .qml picks files in this folder")
+            yield from found
+        else:
+            yield path
+
+
+def _magnitudes(
+    result: AssociationResult,
+    stations: StationTable,
+    waveforms: tuple[Path, ...],
+    surface: tuple[float, float],
+) -> list[str]:
+    """ML of every event when waveforms are given; notes on what could not be done."""
+    if not result.events:
+        return []
+    if not waveforms:
+        return ["no magnitudes: give --waveforms (miniSEED) and a StationXML with responses"]
+    if not stations.has_responses:
+        return ["no magnitudes: the station metadata holds no instrument responses (StationXML needed)"]
+    from seispick.events.magnitude import local_magnitude
+    from seispick.models.io import WaveformReadError, read_waveforms
+
+    try:
+        read = read_waveforms(list(waveforms))
+    except WaveformReadError as exc:
+        raise click.ClickException(str(exc)) from exc
+    notes = [f"waveforms: {problem}" for problem in read.problems]
+    elevations = {k: s.elevation_m for k, s in stations.stations.items()}
+    vp, vs = surface
+    without = 0
+    for event in result.events:
+        magnitude, event_notes = local_magnitude(event, read.stream, stations.inventory, elevations, vp, vs)
+        event.magnitude = magnitude
+        event.notes += event_notes
+        without += magnitude is None
+    if without:
+        notes.append(f"{without} of {len(result.events)} event(s) without a magnitude (see their notes)")
+    return notes
+
+
+def render(fmt: str, result: AssociationResult, associator: Associator, notes: list[str]) -> str:
+    """The events of ``result`` as CSV, JSON or QuakeML."""
+    if fmt == "csv":
+        import csv
+        import io
+
+        buffer = io.StringIO()
+        writer = csv.DictWriter(buffer, fieldnames=CSV_COLUMNS, lineterminator="\n")
+        writer.writeheader()
+        for event in result.events:
+            writer.writerow(event.row())
+        return buffer.getvalue()
+    if fmt == "json":
+        area = associator.area
+        body = {
+            "velocity_model": associator.model_name,
+            "area": {"latitude": area.lat, "longitude": area.lon, "depth_km": area.depth_km},
+            "picks": result.n_picks,
+            "associated": result.associated,
+            "unassociated": result.unassociated,
+            "notes": notes,
+            "events": [event.as_dict() for event in result.events],
+        }
+        return json.dumps(body, indent=2) + "\n"
+    from seispick.events.quakeml import events_to_quakeml
+
+    return events_to_quakeml(result.events)
+
+
+def _follow(associator, url, stream, from_start, window_s, delay_s, step_s, duration, quiet) -> None:
+    from seispick.events.follow import follow
+    from seispick.events.live import LiveAssociator, LiveConfig
+    from seispick.service.publish.publisher import PickPublisher
+
+    live = LiveAssociator(associator, LiveConfig(window_s=window_s, delay_s=delay_s))
+
+    async def run() -> None:
+        publisher = PickPublisher(url)
+        await publisher.start()
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            with contextlib.suppress(NotImplementedError, RuntimeError):
+                loop.add_signal_handler(sig, stop.set)
+        if duration:
+            loop.call_later(duration, stop.set)
+        try:
+            stats = await follow(
+                url,
+                live,
+                publisher.publish,
+                stream=stream,
+                start_id="0" if from_start else "$",
+                step_s=step_s,
+                stop=stop,
+            )
+        finally:
+            await publisher.stop()
+        if not quiet:
+            s = live.stats
+            click.echo(
+                f"followed {stream}: {stats.entries} entries ({stats.malformed} malformed), {s.declared} event(s) "
+                f"declared, {s.updated} update(s), {stats.published} version(s) published; picks associated "
+                f"{s.associated}, no event {s.no_event}, late {s.late}, no coordinates {s.no_coordinates}",
+                err=True,
+            )
+
+    asyncio.run(run())

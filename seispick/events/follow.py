@@ -1,0 +1,118 @@
+"""Following a Redis pick stream (``seispick:picks``, XREAD) into a ``LiveAssociator``.
+
+With sharded pickers every replica publishes into the same stream, so one follower associates the merged picks
+once. Entries are read in order from ``start_id`` (``$``: only new ones; ``0``: the whole stream), each becomes a
+``Pick`` with the id it was published under, and ``step`` runs every ``step_s`` seconds; ``publish`` receives
+every event version. A malformed entry is logged and counted, a lost connection retried with backoff.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import inspect
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+from obspy import UTCDateTime
+from redis.asyncio import Redis
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from seispick.models.picks import Pick
+
+from .event import Event
+from .live import LiveAssociator
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class FollowStats:
+    entries: int = 0
+    malformed: int = 0
+    published: int = 0
+    reconnects: int = 0
+    last_id: str = ""
+
+
+def pick_from_fields(fields: dict[str, str]) -> Pick:
+    """The ``Pick`` of a published pick record (``pick_schema.json`` fields); ValueError/KeyError if malformed."""
+    peak = UTCDateTime(fields["peak_time"])
+    return Pick(
+        trace_id=fields["trace_id"],
+        phase=fields["phase"],
+        peak_time=peak,
+        probability=float(fields.get("probability") or 1.0),
+        start_time=UTCDateTime(fields["start_time"]) if fields.get("start_time") else peak,
+        end_time=UTCDateTime(fields["end_time"]) if fields.get("end_time") else peak,
+        model=fields.get("model", ""),
+        model_sha256=fields.get("model_sha256", ""),
+    )
+
+
+async def follow(
+    redis_url: str,
+    live: LiveAssociator,
+    publish: Callable[[Event], object | Awaitable[object]],
+    *,
+    stream: str = "seispick:picks",
+    start_id: str = "$",
+    step_s: float = 1.0,
+    block_ms: int = 500,
+    count: int = 1000,
+    stop: asyncio.Event | None = None,
+    max_backoff_s: float = 5.0,
+) -> FollowStats:
+    """Read ``stream`` until ``stop`` is set, feeding ``live`` and publishing its events; flushes at the end."""
+    stop = stop or asyncio.Event()
+    stats = FollowStats(last_id=start_id)
+    client = Redis.from_url(redis_url, decode_responses=True, socket_timeout=max(block_ms / 1000 + 2, 3))
+    if start_id == "$":  # resolve "now" once, so a reconnect does not skip what arrived meanwhile
+        try:
+            info = await client.xinfo_stream(stream)
+            stats.last_id = info.get("last-generated-id") or "0-0"
+        except Exception:  # no stream yet (or Redis down): everything from the start once it appears
+            stats.last_id = "0-0"
+    backoff = 0.1
+    next_step = time.monotonic() + step_s
+
+    async def emit(events: list[Event]) -> None:
+        for event in events:
+            result = publish(event)
+            if inspect.isawaitable(result):
+                await result
+            stats.published += 1
+
+    try:
+        while not stop.is_set():
+            try:
+                reply = await client.xread({stream: stats.last_id}, count=count, block=block_ms)
+                backoff = 0.1
+            except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
+                stats.reconnects += 1
+                log.warning("pick stream %s: %s; retrying in %.1f s", stream, exc, backoff)
+                with contextlib.suppress(asyncio.TimeoutError):
+                    await asyncio.wait_for(stop.wait(), backoff)
+                backoff = min(backoff * 2, max_backoff_s)
+                reply = []
+            for _, entries in reply or []:
+                for entry_id, fields in entries:
+                    stats.last_id = entry_id
+                    stats.entries += 1
+                    try:
+                        pick = pick_from_fields(fields)
+                    except (KeyError, ValueError, TypeError) as exc:
+                        stats.malformed += 1
+                        log.warning("pick stream %s entry %s skipped: malformed (%s)", stream, entry_id, exc)
+                        continue
+                    live.add(pick, fields.get("id") or None)
+            if time.monotonic() >= next_step:
+                next_step = time.monotonic() + step_s
+                await emit(live.step())
+        await emit(live.flush())
+    finally:
+        await client.aclose()
+    return stats

@@ -1,0 +1,256 @@
+"""Live association: picks fed one by one, PyOcto re-run over a sliding window, events versioned.
+
+The clock ``now`` is the newest pick time seen plus the wall time since it arrived (so replays of old data and
+quiet periods both move it), or what the caller passes to ``step``. Each step associates the picks with times in
+``[now - delay_s - window_s, now - delay_s]``: a pick waits ``delay_s`` for the picks of farther stations before
+it is associated. An event found again keeps its id; it gets version + 1 and is emitted again when picks join or
+leave it or its origin moves (more than ``min_move_km`` / ``min_shift_s``). An event is final once its first
+pick leaves the window: its picks leave the buffer with it (they cannot form a second event) and it is
+never emitted again. Events are never retracted. Picks older than the window when they arrive are counted as
+late; picks that leave the window in no event as ``no_event``.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from seispick.models.picks import Pick
+
+from .associate import Associator
+from .event import Event
+from .metrics import EventMetrics
+from .picksets import PickSet
+from .stations import station_key
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class LiveConfig:
+    window_s: float = 300.0  # pick times associated together (longer than travel times across the network)
+    delay_s: float = 10.0  # how long a pick waits for the others before it is associated
+    min_move_km: float = 0.5  # a moved hypocentre is re-published beyond this
+    min_shift_s: float = 0.1  # a shifted origin time is re-published beyond this
+    remember_final: int = 10_000  # final event ids kept (a pick of a final event arriving again is ignored)
+
+    def check(self) -> None:
+        if not self.window_s > 0 or self.delay_s < 0:
+            raise ValueError("window_s must be positive and delay_s not negative")
+
+
+@dataclass
+class _Buffered:
+    pick: Pick
+    pick_id: str
+    station: str
+    time: float
+    received: float  # wall clock (time.time()) when it arrived
+
+
+@dataclass
+class _Open:
+    event: Event
+    pick_ids: frozenset[str]
+    first_time: float  # earliest pick time
+    last_received: float
+
+
+@dataclass
+class LiveStats:
+    received: int = 0
+    duplicates: int = 0
+    late: int = 0
+    no_coordinates: int = 0
+    phase: int = 0
+    no_event: int = 0
+    associated: int = 0  # picks of final events
+    declared: int = 0
+    updated: int = 0
+    steps: int = 0
+    step_seconds: float = 0.0
+    latencies: list[float] = field(default_factory=list)
+
+
+class LiveAssociator:
+    """Incremental association over a sliding window; ``add`` picks, ``step`` returns new event versions."""
+
+    def __init__(
+        self,
+        associator: Associator,
+        config: LiveConfig | None = None,
+        metrics: EventMetrics | None = None,
+        wall_clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.associator = associator
+        self.config = config or LiveConfig()
+        self.config.check()
+        if self.config.window_s < associator.time_before_s:
+            log.warning(
+                "association window %.0f s is shorter than the travel time across the network (%.0f s)",
+                self.config.window_s,
+                associator.time_before_s,
+            )
+        self.metrics = metrics
+        self.wall = wall_clock
+        self.stats = LiveStats()
+        self._picks: dict[str, _Buffered] = {}
+        self._open: dict[str, _Open] = {}
+        self._final: OrderedDict[str, None] = OrderedDict()  # pick ids of final events, bounded
+        self._newest: float = -math.inf  # newest pick time seen
+        self._newest_wall: float = 0.0
+        self._lo: float = -math.inf  # window start of the last step
+
+    # -- input
+
+    def add(self, pick: Pick, pick_id: str | None = None) -> bool:
+        """Buffer ``pick``; False (and counted) if it is a repeat, too late, of an unknown station or phase."""
+        self.stats.received += 1
+        pid = pick_id or pick.id
+        if pid in self._picks or pid in self._final:
+            return self._skip("duplicates")
+        key = station_key(pick.trace_id)
+        if key not in self.associator.stations:
+            return self._skip("no_coordinates")
+        if pick.phase.upper() not in ("P", "S"):
+            return self._skip("phase")
+        t = pick.peak_time.timestamp
+        if t < self._lo:
+            return self._skip("late")
+        now = self.wall()
+        self._picks[pid] = _Buffered(pick, pid, key, t, now)
+        if t > self._newest:
+            self._newest, self._newest_wall = t, now
+        return True
+
+    def _skip(self, reason: str) -> bool:
+        setattr(self.stats, reason, getattr(self.stats, reason) + 1)
+        if self.metrics is not None:
+            self.metrics.picks_unassociated.labels(reason).inc()
+        return False
+
+    def clock(self) -> float:
+        """Newest pick time plus the wall time since it arrived."""
+        if self._newest == -math.inf:
+            return -math.inf
+        return self._newest + max(self.wall() - self._newest_wall, 0.0)
+
+    # -- association
+
+    def step(self, now: float | None = None) -> list[Event]:
+        """Associate the window ending ``delay_s`` before ``now``; the events declared or changed, in time order."""
+        started = time.perf_counter()
+        now = self.clock() if now is None else now
+        if now == -math.inf:
+            return []
+        hi = now - self.config.delay_s
+        lo = hi - self.config.window_s
+        self._lo = max(self._lo, lo)
+        self._close_before(lo)
+        window = [b for b in self._picks.values() if b.time <= hi]
+        emitted: list[Event] = []
+        if window:
+            picks = PickSet.from_picks([b.pick for b in window], [b.pick_id for b in window])
+            found = self.associator.run_window(picks, np.arange(len(window)))
+            emitted = self._merge(found, window)
+        self._gauges()
+        seconds = time.perf_counter() - started
+        self.stats.steps += 1
+        self.stats.step_seconds += seconds
+        if self.metrics is not None:
+            self.metrics.step_duration.observe(seconds)
+        return emitted
+
+    def flush(self) -> list[Event]:
+        """Associate everything buffered (end of input) and make every event final; the events emitted."""
+        emitted = self.step(self._newest + self.config.delay_s + 1.0) if self._picks else []
+        self._close_before(math.inf)
+        self._gauges()
+        return emitted
+
+    @property
+    def open_events(self) -> list[Event]:
+        return [o.event for o in self._open.values()]
+
+    def _merge(self, found: list[Event], window: list[_Buffered]) -> list[Event]:
+        emitted = []
+        claimed: set[str] = set()
+        emit_wall = self.wall()
+        for event in sorted(found, key=lambda e: e.origin.time):
+            ids = frozenset(window[a.row].pick_id for a in event.arrivals)
+            match = self._best_match(ids, claimed)
+            last_received = max(window[a.row].received for a in event.arrivals)
+            first_time = min(window[a.row].time for a in event.arrivals)
+            if match is None:
+                self._open[event.event_id] = _Open(event, ids, first_time, last_received)
+                claimed.add(event.event_id)
+                self.stats.declared += 1
+                if self.metrics is not None:
+                    self.metrics.declared.inc()
+            else:
+                old = self._open[match]
+                claimed.add(match)
+                if ids == old.pick_ids and not self._moved(old.event, event):
+                    continue
+                event.event_id = old.event.event_id
+                event.version = old.event.version + 1
+                self._open[match] = _Open(event, ids, first_time, last_received)
+                self.stats.updated += 1
+                if self.metrics is not None:
+                    self.metrics.updated.inc()
+            latency = max(emit_wall - last_received, 0.0)
+            self.stats.latencies.append(latency)
+            if self.metrics is not None:
+                self.metrics.latency.observe(latency)
+            emitted.append(event)
+        return emitted
+
+    def _best_match(self, ids: frozenset[str], claimed: set[str]) -> str | None:
+        best, overlap = None, 0
+        for key, open_event in self._open.items():
+            if key in claimed:
+                continue
+            shared = len(ids & open_event.pick_ids)
+            if shared > overlap:
+                best, overlap = key, shared
+        return best
+
+    def _moved(self, old: Event, new: Event) -> bool:
+        a, b = old.origin, new.origin
+        horizontal = math.hypot(a.x_km - b.x_km, a.y_km - b.y_km)
+        return (
+            math.hypot(horizontal, a.depth_km - b.depth_km) > self.config.min_move_km
+            or abs(a.time - b.time) > self.config.min_shift_s
+        )
+
+    def _close_before(self, lo: float) -> None:
+        """Make final the open events whose first pick is older than ``lo``; expire older loose picks."""
+        for key in [k for k, o in self._open.items() if o.first_time < lo]:
+            final = self._open.pop(key)
+            for pid in final.pick_ids:
+                self._picks.pop(pid, None)
+                self._final[pid] = None
+            self.stats.associated += len(final.pick_ids)
+            if self.metrics is not None:
+                self.metrics.picks_associated.inc(len(final.pick_ids))
+        while len(self._final) > self.config.remember_final * 50:
+            self._final.popitem(last=False)
+        in_open = set().union(*(o.pick_ids for o in self._open.values())) if self._open else set()
+        expired = [pid for pid, b in self._picks.items() if b.time < lo and pid not in in_open]
+        for pid in expired:
+            del self._picks[pid]
+        if expired:
+            self.stats.no_event += len(expired)
+            if self.metrics is not None:
+                self.metrics.picks_unassociated.labels("no_event").inc(len(expired))
+
+    def _gauges(self) -> None:
+        if self.metrics is not None:
+            self.metrics.open_events.set(len(self._open))
+            self.metrics.buffered_picks.set(len(self._picks))
