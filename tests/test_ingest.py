@@ -309,8 +309,8 @@ def test_unknown_sequence_falls_back_to_time(archive: tuple[Path, Stream]) -> No
         await server.start()
 
     async def scenario() -> None:
-        collector, source, server = await stream_with_fault(
-            folder, expected, ["XX_STA1", "XX_STA2"], fault=renumber
+        collector, source, server = await stream_with_fault(  # renumbers the SeedLink 3 (per-station) sequences
+            folder, expected, ["XX_STA1", "XX_STA2"], fault=renumber, protocol="3.1"
         )
         assert_exact(collector.traces, expected, records=server_records(server, expected))
         assert all(state.last_seq >= offset for state in source.stations.values())  # new numbering in use

@@ -1,41 +1,67 @@
-"""SeedLink 3 ingest source: a small asyncio client with reconnect and per-station sequence resume.
+"""SeedLink ingest source: an asyncio client for SeedLink 4.0 and 3.1 with reconnect and sequence resume.
 
 Why a client of our own rather than ObsPy's in a thread: resume needs the per-station sequence of every
-packet and control over the exact ``DATA seq time`` commands on each reconnect, ObsPy's clients block a
-thread per connection and (1.5.1) mishandle timeouts, and the protocol subset is small.
+packet and control over the exact start commands on each reconnect, ObsPy's clients block a thread per
+connection, speak SeedLink 3 only and read miniSEED 2 only.
 
-Session: ``HELLO`` (capabilities), ``CAPABILITIES EXTREPLY`` when offered, then per station ``STATION sta
-net``, one ``SELECT`` per selector and a start command, then ``END`` and packets (``SL`` + 6 hex digits of
-sequence + a 512-byte record) until the connection drops. Start commands, first accepted wins:
+Session: ``HELLO``; then ``SLPROTO 4.0`` (and ``USERAGENT``) when the server advertises ``SLPROTO:4.0`` and
+``protocol`` allows it, else SeedLink 3.1 (``CAPABILITIES EXTREPLY`` when offered); per station ``STATION``,
+one ``SELECT`` per selector and a start command (first accepted wins); ``END``; packets until the connection
+drops. Commands, framing and listings: :mod:`.seedlink_wire` and :mod:`.seedlink_commands`.
 
-* a station seen before: ``DATA seq+1 T``, ``DATA seq+1``, ``TIME T``, where T is the oldest per-channel
-  last record end (whole seconds). The server starts at packet seq+1 if it still has it, else at time T;
-  records a channel already delivered (end <= its last end) are dropped as duplicates right after a
-  reconnect, so a time fallback neither loses nor doubles data;
-* a station not seen yet: ``TIME begin_time`` if configured, else ``DATA`` (live end).
+Resume, exactly once: every packet's per-station sequence number is kept. A station seen before asks for
+``DATA seq+1 time``; ``time`` is the oldest per-channel end of what was delivered (SeisComP's seedlink drops
+packets ending before it, so an older channel loses nothing), except on ringserver, which instead checks
+``time`` against the start of the last packet received (libslink's convention) and starts by time when it
+does not match. Fallbacks are ``DATA seq+1`` and a time-only start. Right after a (re)connect, records a
+channel already delivered (end <= its last end) are dropped as duplicates, so a time start neither loses
+nor doubles data. A station not seen yet starts at ``begin_time`` if configured, else at the live end.
 
-Station wildcards go to the server as they are when it has the ``NSWILDCARD`` capability (stations seen
-before get their own resuming ``STATION`` line ahead of the pattern); otherwise they are expanded with
-``CAT``, or ``INFO STATIONS`` when CAT is refused. Silence longer than ``keepalive_s`` sends ``INFO ID``;
-longer than ``idle_timeout_s`` reconnects. Reconnects back off exponentially from ``reconnect_min_s`` to
-``reconnect_max_s``, reset once a session has delivered packets.
+Station wildcards (``GZ_*``) go to the server as they are when it takes them: SeedLink 4 always, SeedLink 3
+with the ``NSWILDCARD`` capability, or when it could not list its stations but answered the wildcard
+``STATION`` with OK (ringserver does). Stations seen before get their own resuming ``STATION`` line ahead of
+the pattern. Otherwise the client expands the pattern from ``CAT``, or ``INFO STATIONS`` when CAT is refused,
+not implemented or unanswered (one log line names each refusal; the session goes on), and re-lists the
+stations every ``reexpand_s`` on a side connection: new matches end the session so that the next one
+subscribes them (resuming everything else by sequence).
+
+Silence longer than ``keepalive_s`` sends ``INFO ID``; longer than ``idle_timeout_s`` reconnects. Reconnects
+back off exponentially from ``reconnect_min_s`` to ``reconnect_max_s``, reset once a session has delivered.
+
+Known server behaviour: ringserver 4.5.3 never delivers the ring's very first packet to a time-positioned
+request (its search steps past a match that has no predecessor); anything after it arrives.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import random
 import time
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import timezone
+from importlib import metadata
 from typing import Any
-from xml.etree import ElementTree
 
 from obspy import Trace, UTCDateTime
 
 from seispick.seedlink.protocol import Selector, selection_matches
+from seispick.service.ingest.seedlink_commands import (
+    V3,
+    V4,
+    begin_commands,
+    resume_commands,
+    sequence_modulus,
+    station_command,
+    v4_selector,
+)
+from seispick.service.ingest.seedlink_wire import (
+    Packet,
+    SeedLinkConnection,
+    SeedLinkError,
+    ServerHello,
+    StationKey,
+)
 from seispick.service.ingest.sources import (
     NS_PER_S,
     RecordError,
@@ -44,7 +70,6 @@ from seispick.service.ingest.sources import (
     StreamSpec,
     TraceCallback,
     decode_record,
-    read_mseed_bytes,
     record_source_id,
     trace_end_ns,
 )
@@ -53,18 +78,8 @@ logger = logging.getLogger(__name__)
 
 __all__ = ["Backoff", "SeedLinkError", "SeedLinkSource", "StationState", "merge_specs"]
 
-SEQ_MODULUS = 1 << 24
-RECORD_BYTES = 512
-StationKey = tuple[str, str]
-
-
-class SeedLinkError(Exception):
-    """The server refused the session, sent something unexpected or went silent."""
-
-
-def seedlink_time(ns: int) -> str:
-    """Epoch ns as a SeedLink time, floored to whole seconds (what every server accepts)."""
-    return datetime.fromtimestamp(ns // NS_PER_S, timezone.utc).strftime("%Y,%m,%d,%H,%M,%S")
+_SESSION_ERRORS = (OSError, EOFError, asyncio.TimeoutError, asyncio.LimitOverrunError, SeedLinkError)
+_POLL_S = 1.0  # longest wait for a packet before looking at keep-alive, idle and re-subscription
 
 
 def merge_specs(specs: list[StreamSpec]) -> list[StreamSpec]:
@@ -79,6 +94,13 @@ def merge_specs(specs: list[StreamSpec]) -> list[StreamSpec]:
         selectors = () if not old.selectors or not spec.selectors else old.selectors + spec.selectors
         merged[key] = StreamSpec(spec.network, spec.station, tuple(dict.fromkeys(selectors)))
     return list(merged.values())
+
+
+def user_agent() -> str:
+    try:
+        return f"seispick/{metadata.version('seispick')}"
+    except metadata.PackageNotFoundError:  # pragma: no cover - running from a source tree
+        return "seispick/dev"
 
 
 @dataclass
@@ -107,6 +129,8 @@ class StationState:
     selectors: tuple[str, ...]
     status: str = "pending"  # pending, subscribed, streaming, refused, disconnected
     last_seq: int | None = None
+    seq_protocol: str | None = None  # the protocol that numbered last_seq (3.1 and 4.0 numbers differ)
+    last_start_ns: int | None = None  # start of the packet last_seq (ringserver checks resumes against it)
     last_end_ns: int | None = None  # end of the newest record delivered, any channel
     last_arrival: float | None = None  # wall clock (epoch s) of the last packet
     records: int = 0
@@ -123,10 +147,13 @@ class StationState:
         latency = None
         if self.last_arrival is not None and self.last_end_ns is not None:
             latency = round(self.last_arrival - self.last_end_ns / NS_PER_S, 3)
+        seq = None
+        if self.last_seq is not None:
+            seq = str(self.last_seq) if self.seq_protocol == V4 else f"{self.last_seq:06X}"
         return {
             "status": self.status,
             "selectors": list(self.selectors),
-            "last_seq": None if self.last_seq is None else f"{self.last_seq:06X}",
+            "last_seq": seq,
             "last_end": None if self.last_end_ns is None else str(UTCDateTime(ns=self.last_end_ns)),
             "last_arrival": None if self.last_arrival is None else str(UTCDateTime(self.last_arrival)),
             "latency_s": latency,
@@ -136,123 +163,24 @@ class StationState:
         }
 
 
-# -------------------------------------------------------------------------------------- connection
-class SeedLinkConnection:
-    """Commands, replies and packets on one SeedLink 3 TCP connection."""
+@dataclass(frozen=True)
+class Subscription:
+    """One ``STATION`` block of a handshake: a station or a pattern, its selectors and start commands."""
 
-    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, timeout: float) -> None:
-        self.reader = reader
-        self.writer = writer
-        self.timeout = timeout
+    network: str
+    station: str
+    selectors: tuple[str, ...]
+    starts: list[str]
+    pattern: bool = False
 
-    @classmethod
-    async def open(cls, host: str, port: int, timeout: float) -> SeedLinkConnection:
-        reader, writer = await asyncio.wait_for(asyncio.open_connection(host, port), timeout)
-        return cls(reader, writer, timeout)
-
-    async def close(self) -> None:
-        self.writer.close()
-        with contextlib.suppress(Exception):
-            await asyncio.wait_for(self.writer.wait_closed(), 1.0)
-
-    async def _read(self, size: int, timeout: float | None = None) -> bytes:
-        return await asyncio.wait_for(self.reader.readexactly(size), timeout or self.timeout)
-
-    async def send(self, command: str) -> None:
-        logger.debug("-> %s", command)
-        self.writer.write(command.encode("ascii") + b"\r\n")
-        await asyncio.wait_for(self.writer.drain(), self.timeout)
-
-    async def line(self) -> str:
-        """Next non-empty reply line."""
-        while True:
-            raw = await asyncio.wait_for(self.reader.readuntil(b"\n"), self.timeout)
-            text = raw.decode("ascii", "replace").strip()
-            if text:
-                return text
-
-    async def command(self, command: str) -> tuple[bool, str]:
-        """Send a command that answers ``OK`` or ``ERROR[ code text]``."""
-        await self.send(command)
-        reply = await self.line()
-        logger.debug("<- %s", reply)
-        if reply.startswith(("OK", "ERROR")):
-            return reply.startswith("OK"), reply
-        raise SeedLinkError(f"unexpected reply to {command!r}: {reply[:80]!r}")
-
-    async def hello(self) -> tuple[str, set[str]]:
-        """Server identification line and its capability tokens."""
-        await self.send("HELLO")
-        ident, _organisation = await self.line(), await self.line()
-        if "seedlink" not in ident.lower():
-            raise SeedLinkError(f"not a SeedLink server: {ident[:80]!r}")
-        caps = ident.split("::", 1)[1].split() if "::" in ident else []
-        return ident.split("::", 1)[0].strip(), {c.upper() for c in caps}
-
-    async def packet(self, timeout: float | None = None) -> tuple[str, int | None, bytes]:
-        """Next packet: ``("data", seq, record)``, ``("info" | "info_last", None, record)``, ``("end", None,
-        b"")`` or ``("error", None, reply)`` for an ``ERROR`` line."""
-        head = await self._read(3, timeout)
-        if head == b"END":
-            return "end", None, b""
-        if head == b"ERR":
-            return "error", None, ("ERR" + await self.line()).encode()
-        if head[:2] != b"SL":
-            raise SeedLinkError(f"lost packet framing at {head!r}")
-        tag = head + await self._read(5)
-        record = await self._read(RECORD_BYTES)
-        if tag.startswith(b"SLINFO"):
-            return ("info" if tag[7:8] == b"*" else "info_last"), None, record
-        try:
-            return "data", int(tag[2:8], 16), record
-        except ValueError:
-            raise SeedLinkError(f"bad sequence number in {tag!r}") from None
-
-    async def catalogue(self) -> list[StationKey] | None:
-        """Stations listed by ``CAT``; None if the server refuses it."""
-        await self.send("CAT")
-        buffer = b""
-        while True:
-            chunk = await asyncio.wait_for(self.reader.read(65536), self.timeout)
-            if not chunk:
-                raise ConnectionError("server closed the connection during CAT")
-            buffer += chunk
-            text = buffer.rstrip()
-            if buffer.startswith(b"ERROR") and b"\n" in buffer:
-                return None
-            if text == b"END" or text.endswith((b"\nEND", b"\rEND")):
-                break
-        lines = text[:-3].decode("ascii", "replace").splitlines()
-        return [(p[0].upper(), p[1].upper()) for p in (line.split() for line in lines) if len(p) >= 2]
-
-    async def info_stations(self) -> list[StationKey] | None:
-        """Stations listed by ``INFO STATIONS``; None if the server refuses it."""
-        await self.send("INFO STATIONS")
-        text, channel, kind = b"", "", "info"
-        while kind == "info":
-            kind, _, record = await self.packet()
-            if kind == "error":
-                return None
-            if not kind.startswith("info"):
-                raise SeedLinkError(f"expected INFO packets, got {kind}")
-            try:
-                trace = read_mseed_bytes(record)[0]
-            except Exception as exc:
-                raise SeedLinkError(f"undecodable INFO packet: {exc}") from exc
-            channel = trace.stats.channel
-            text += trace.data.tobytes()
-        if channel == "ERR":
-            return None
-        try:
-            root = ElementTree.fromstring(text.decode("utf-8", "replace").strip("\x00 \r\n"))
-        except ElementTree.ParseError as exc:
-            raise SeedLinkError(f"bad INFO STATIONS XML: {exc}") from exc
-        return [(s.get("network", "").upper(), s.get("name", "").upper()) for s in root.iter("station")]
+    @property
+    def label(self) -> str:
+        return f"{self.network}_{self.station}"
 
 
 # -------------------------------------------------------------------------------------------- source
 class SeedLinkSource(Source):
-    """Stream traces from a SeedLink 3 server; see the module docstring for resume and wildcards."""
+    """Stream traces from a SeedLink 4.0 or 3.1 server; see the module docstring."""
 
     kind = "seedlink"
 
@@ -262,12 +190,22 @@ class SeedLinkSource(Source):
         super().__init__(on_trace, name or config.name or f"seedlink://{config.host}:{config.port}")
         self.config = config
         self.specs = merge_specs(config.stream_specs())
+        self.patterns = [spec for spec in self.specs if spec.wildcard]
         self.stations: dict[StationKey, StationState] = {}
         self.connected = False
         self.connected_since: float | None = None
         self.next_attempt_at: float | None = None
         self.server_id: str | None = None
         self.capabilities: set[str] = set()
+        self.protocol: str | None = None  # negotiated in the current (or last) session
+        self.wildcards: str | None = None  # how patterns were served: native, CAT, INFO STATIONS, none
+        self.refusals: dict[str, str] = {}  # command -> the server's answer, for state() and one log line
+        self.resubscriptions = 0
+        self._hello: ServerHello | None = None
+        self._wildcards_accepted = False  # a SeedLink 3 server without NSWILDCARD took a wildcard STATION
+        self._listing_method: str | None = None  # CAT or INFO STATIONS, whichever answered
+        self._subscribed: set[StationKey] = set()
+        self._resubscribe = asyncio.Event()
         self._backoff = Backoff(config.reconnect_min_s, config.reconnect_max_s)
         self._selected: dict[tuple[StationKey, str, str], bool] = {}
         self._session_packets = 0
@@ -284,9 +222,11 @@ class SeedLinkSource(Source):
             first = False
             self._session_packets = 0
             try:
-                await self._session()
+                if await self._session() == "resubscribe":
+                    self.resubscriptions += 1
+                    continue
                 self.last_error = "server ended the stream"
-            except (OSError, EOFError, asyncio.TimeoutError, asyncio.LimitOverrunError, SeedLinkError) as exc:
+            except _SESSION_ERRORS as exc:
                 self.last_error = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
             except Exception as exc:  # a bug or a server we misread: log it, but keep the feed alive
                 logger.exception("%s: session failed", self.name)
@@ -299,54 +239,90 @@ class SeedLinkSource(Source):
             await asyncio.sleep(delay)
             self.next_attempt_at = None
 
-    async def _session(self) -> None:
+    async def _session(self) -> str:
+        """One connection from HELLO to its end: ``"ended"`` or ``"resubscribe"`` (new stations listed)."""
         cfg = self.config
         conn = await SeedLinkConnection.open(cfg.host, cfg.port, cfg.timeout_s)
+        watcher: asyncio.Task[None] | None = None
         try:
-            self.server_id, self.capabilities = await conn.hello()
-            if "EXTREPLY" in self.capabilities:
-                await conn.command("CAPABILITIES EXTREPLY")
+            hello = self._hello = await conn.hello()
+            self.server_id, self.capabilities = hello.ident, set(hello.capabilities)
+            self.protocol = await self._negotiate(conn, hello)
+            plan, expanded = await self._plan(conn)
+            self._subscribed = set()
             accepted = 0
-            for key, selectors, starts in await self._plan(conn):
-                accepted += await self._subscribe(conn, key, selectors, starts)
+            for subscription in plan:
+                accepted += await self._subscribe(conn, subscription)
             if not accepted:
                 raise SeedLinkError("the server accepted none of the requested stations")
             for state in self.stations.values():
                 state.guard = dict(state.channel_end_ns)
             await conn.send("END")
             self.connected, self.connected_since = True, time.time()
-            logger.info("%s: streaming %d station request(s) from %s", self.name, accepted, self.server_id)
-            await self._stream(conn)
+            logger.info(
+                "%s: streaming %d station request(s) from %s over SeedLink %s",
+                self.name, accepted, self.server_id, self.protocol,
+            )  # fmt: skip
+            self._resubscribe.clear()
+            if expanded and cfg.reexpand_s > 0:
+                watcher = asyncio.create_task(self._watch_stations(), name=f"relist-{self.name}")
+            return await self._stream(conn)
         finally:
+            if watcher is not None:
+                watcher.cancel()
+                await asyncio.gather(watcher, return_exceptions=True)
             self.connected = False
             for state in self.stations.values():
                 if state.status in ("subscribed", "streaming"):
                     state.status = "disconnected"
             await conn.close()
 
-    async def _stream(self, conn: SeedLinkConnection) -> None:
+    async def _negotiate(self, conn: SeedLinkConnection, hello: ServerHello) -> str:
+        """Switch to SeedLink 4.0 when offered and allowed; the protocol in use."""
+        wanted = self.config.protocol
+        if wanted == V4 or (wanted == "auto" and hello.speaks(V4)):
+            reply = await conn.command("SLPROTO 4.0")
+            if reply.ok:
+                conn.v4 = True
+                await conn.command(f"USERAGENT {user_agent()}")  # informative; a refusal changes nothing
+                return V4
+            if wanted == V4:
+                raise SeedLinkError(f"the server refused SeedLink 4.0: {reply}")
+            self._refused("SLPROTO 4.0", f"{reply}; using SeedLink 3.1")
+        if "EXTREPLY" in hello.capabilities:
+            await conn.command("CAPABILITIES EXTREPLY")
+        return V3
+
+    async def _stream(self, conn: SeedLinkConnection) -> str:
         loop = asyncio.get_running_loop()
         cfg = self.config
-        last = loop.time()
-        while True:
-            wait = max(min(cfg.keepalive_s, cfg.idle_timeout_s - (loop.time() - last)), 0.01)
-            try:
-                kind, seq, record = await conn.packet(timeout=wait)
-            except asyncio.TimeoutError:
-                silence = loop.time() - last
-                if silence >= cfg.idle_timeout_s:
-                    raise SeedLinkError(f"no packets for {silence:.0f} s") from None
+        last = keepalive = loop.time()
+        while not self._resubscribe.is_set():
+            now = loop.time()
+            if now - last >= cfg.idle_timeout_s:
+                raise SeedLinkError(f"no packets for {now - last:.0f} s")
+            quiet = now - max(last, keepalive)
+            if quiet >= cfg.keepalive_s:
                 await conn.send("INFO ID")  # keep-alive; the answer counts as traffic
+                keepalive = now
                 continue
-            if kind == "end":
-                return
-            if kind == "error":
-                raise SeedLinkError(f"server error while streaming: {record[:80].decode('ascii', 'replace')}")
-            if kind == "data":
-                assert seq is not None
+            wait = max(min(cfg.keepalive_s - quiet, cfg.idle_timeout_s - (now - last), _POLL_S), 0.01)
+            try:
+                packet = await conn.packet(timeout=wait)
+            except asyncio.TimeoutError:
+                continue
+            if packet.kind == "end":
+                return "ended"
+            if packet.kind == "error":
+                raise SeedLinkError(
+                    f"server error while streaming: {packet.payload[:80].decode('ascii', 'replace')}"
+                )
+            if packet.kind == "data":
                 self._session_packets += 1
-                await self._on_packet(seq, record)
+                await self._on_packet(packet)
             last = loop.time()
+        logger.info("%s: re-subscribing to take in newly listed stations", self.name)
+        return "resubscribe"
 
     # ------------------------------------------------------------------------ subscriptions
     def _station(self, key: StationKey) -> StationState:
@@ -365,103 +341,172 @@ class SeedLinkSource(Source):
             return ()
         return tuple(dict.fromkeys(s for spec in matching for s in spec.selectors))
 
-    async def _plan(self, conn: SeedLinkConnection) -> list[tuple[StationKey, tuple[str, ...], list[str]]]:
-        """(station, selectors, start commands) to send: concrete stations first, then patterns."""
-        patterns = [spec for spec in self.specs if spec.wildcard]
-        keys = [(spec.network, spec.station) for spec in self.specs if not spec.wildcard]
-        pattern_lines = []
-        if patterns and "NSWILDCARD" in self.capabilities:
-            keys += [k for k, s in self.stations.items() if s.last_seq is not None and k not in keys]
+    def _refused(self, command: str, reason: str) -> None:
+        """Remember a refusal; the first time, say so in one line."""
+        if self.refusals.get(command) != reason:
+            logger.warning("%s: %s: %s", self.name, command, reason)
+        self.refusals[command] = reason
+
+    def _resumable(self, state: StationState) -> bool:
+        return state.last_seq is not None and state.seq_protocol == self.protocol
+
+    async def _plan(self, conn: SeedLinkConnection) -> tuple[list[Subscription], bool]:
+        """The STATION blocks to send (concrete stations first, then patterns), and whether the patterns
+        were expanded by the client (so that the station list must be watched for newcomers)."""
+        concrete = [(spec.network, spec.station) for spec in self.specs if not spec.wildcard]
+        seen = [key for key, state in self.stations.items() if self._resumable(state) and key not in concrete]
+        if not self.patterns:
+            return self._subscriptions(concrete), False
+        native = self.protocol == V4 or "NSWILDCARD" in self.capabilities or self._wildcards_accepted
+        listed = None if native else await self._list_stations(conn)
+        if listed is None:
+            self.wildcards = "native" if native else "wildcard"
             begin = self._begin_commands()
-            pattern_lines = [((p.network, p.station), p.selectors, begin) for p in patterns]
-        elif patterns:
-            listed = await conn.catalogue()
-            if listed is None:
-                listed = await conn.info_stations()
-            if listed is None:  # carry on with the stations known so far
-                logger.warning(
-                    "%s: cannot expand station wildcards: no NSWILDCARD, CAT or INFO STATIONS", self.name
-                )
-                listed = list(self.stations)
-            found = [k for k in listed if any(p.matches(*k) for p in patterns) and k not in keys]
-            if not found:
-                logger.warning(
-                    "%s: no station on the server matches %s", self.name, ", ".join(map(str, patterns))
-                )
-            keys += found
+            patterns = [
+                Subscription(p.network, p.station, p.selectors, begin, pattern=True) for p in self.patterns
+            ]
+            return self._subscriptions(concrete + seen) + patterns, False
+        self.wildcards = self._listing_method
+        found = [key for key in dict.fromkeys(listed) if self._wanted(key) and key not in concrete]
+        if not found:
+            logger.warning(
+                "%s: no station on the server matches %s", self.name, ", ".join(map(str, self.patterns))
+            )
+        return self._subscriptions(concrete + found), True
+
+    def _wanted(self, key: StationKey) -> bool:
+        return any(pattern.matches(*key) for pattern in self.patterns)
+
+    def _subscriptions(self, keys: list[StationKey]) -> list[Subscription]:
         plan = []
         for key in keys:
             state = self._station(key)
-            plan.append((key, state.selectors, self._start_commands(state)))
-        return plan + pattern_lines
+            plan.append(Subscription(*key, state.selectors, self._start_commands(state)))
+        return plan
+
+    async def _list_stations(self, conn: SeedLinkConnection) -> list[StationKey] | None:
+        """Stations from CAT, else INFO STATIONS; None when the server lists neither (both logged)."""
+        for method in ("CAT", "INFO STATIONS"):
+            if method in self.refusals:
+                continue  # refused before: do not wait for it again on every reconnect
+            listing = await (conn.catalogue() if method == "CAT" else conn.info_stations())
+            if listing.stations is not None:
+                self._listing_method = method
+                return listing.stations
+            self._refused(method, listing.reason)
+        self._listing_method = None
+        return None
+
+    async def _watch_stations(self) -> None:
+        """Every ``reexpand_s``, list the server's stations on a side connection; on a new match, ask the
+        stream to end so that the next session subscribes it."""
+        while True:
+            await asyncio.sleep(self.config.reexpand_s)
+            try:
+                listed = await self._side_listing()
+            except _SESSION_ERRORS as exc:
+                logger.debug("%s: re-listing stations failed: %s", self.name, exc)
+                continue
+            new = sorted(key for key in listed or () if self._wanted(key) and key not in self._subscribed)
+            if new:
+                logger.info(
+                    "%s: %d new station(s) match %s: %s", self.name, len(new),
+                    ", ".join(map(str, self.patterns)), ", ".join(f"{n}_{s}" for n, s in new[:10]),
+                )  # fmt: skip
+                self._resubscribe.set()
+                return
+
+    async def _side_listing(self) -> list[StationKey] | None:
+        cfg = self.config
+        conn = await SeedLinkConnection.open(cfg.host, cfg.port, cfg.timeout_s)
+        try:
+            await conn.hello()
+            if self._listing_method == "INFO STATIONS":
+                return (await conn.info_stations()).stations
+            return (await conn.catalogue()).stations
+        finally:
+            await conn.close()
 
     def _begin_commands(self) -> list[str]:
-        if self.config.begin_time is None:
-            return ["DATA"]
         begin = self.config.begin_time
+        if begin is None:
+            return begin_commands(self.protocol or V3, None)
         if begin.tzinfo is None:
             begin = begin.replace(tzinfo=timezone.utc)
-        return [f"TIME {seedlink_time(int(begin.timestamp()) * NS_PER_S)}", "DATA"]
+        return begin_commands(self.protocol or V3, round(begin.timestamp() * NS_PER_S))
 
     def _start_commands(self, state: StationState) -> list[str]:
-        if state.last_seq is None:
-            return self._begin_commands()
-        following = f"{(state.last_seq + 1) % SEQ_MODULUS:06X}"
-        resume_ns = state.resume_time_ns()
-        if resume_ns is None:
-            return [f"DATA {following}"]
-        at = seedlink_time(resume_ns)
-        return [f"DATA {following} {at}", f"DATA {following}", f"TIME {at}"]
+        protocol = self.protocol or V3
+        oldest_end = state.resume_time_ns()
+        if not self._resumable(state):
+            if oldest_end is None:
+                return self._begin_commands()
+            return begin_commands(protocol, oldest_end)  # seen, but numbered by the other protocol
+        assert state.last_seq is not None
+        following = (state.last_seq + 1) % sequence_modulus(protocol)
+        ringserver = self._hello is not None and "ringserver" in self._hello.software.lower()
+        if ringserver and state.last_start_ns is not None:
+            return resume_commands(protocol, following, state.last_start_ns, oldest_end)
+        return resume_commands(protocol, following, oldest_end, oldest_end)
 
-    async def _subscribe(self, conn: SeedLinkConnection, key: StationKey, selectors: tuple[str, ...],
-                         starts: list[str]) -> bool:  # fmt: skip
-        network, station = key
-        concrete = key in self.stations
-        ok, reply = await conn.command(f"STATION {station} {network}")
-        if not ok:
-            logger.warning("%s: station %s_%s refused: %s", self.name, network, station, reply)
-            if concrete:
-                self.stations[key].status = "refused"
+    async def _subscribe(self, conn: SeedLinkConnection, sub: Subscription) -> bool:
+        protocol = self.protocol or V3
+        reply = await conn.command(station_command(sub.network, sub.station, protocol))
+        if not reply.ok:
+            if sub.pattern:
+                self._refused(f"STATION {sub.label}", f"{reply}; stations matching it cannot be subscribed")
+            else:
+                logger.warning("%s: station %s refused: %s", self.name, sub.label, reply)
+                self.stations[(sub.network, sub.station)].status = "refused"
             return False
-        for selector in selectors:
-            ok, reply = await conn.command(f"SELECT {selector}")
-            if not ok:
-                logger.warning(
-                    "%s: %s_%s selector %s refused: %s", self.name, network, station, selector, reply
-                )
-        for start in starts:
-            ok, reply = await conn.command(start)
-            if ok:
-                logger.info("%s: %s_%s from %s", self.name, network, station, start)
+        if sub.pattern and protocol == V3 and "NSWILDCARD" not in self.capabilities:
+            self._wildcards_accepted = True
+        for selector in sub.selectors:
+            reply = await conn.command(f"SELECT {v4_selector(selector) if protocol == V4 else selector}")
+            if not reply.ok:
+                logger.warning("%s: %s selector %s refused: %s", self.name, sub.label, selector, reply)
+        for start in sub.starts:
+            reply = await conn.command(start)
+            if reply.ok:
+                logger.info("%s: %s from %s", self.name, sub.label, start)
                 break
-            logger.debug("%s: %s_%s: %s refused (%s)", self.name, network, station, start, reply)
+            logger.debug("%s: %s: %s refused (%s)", self.name, sub.label, start, reply)
         else:
-            logger.warning(
-                "%s: %s_%s: no start command accepted; live data only", self.name, network, station
-            )
-        if concrete:
+            logger.warning("%s: %s: no start command accepted; live data only", self.name, sub.label)
+        if not sub.pattern:
+            key = (sub.network, sub.station)
             self.stations[key].status = "subscribed"
+            self._subscribed.add(key)
         return True
 
     # ------------------------------------------------------------------------------ packets
-    async def _on_packet(self, seq: int, record: bytes) -> None:
+    async def _on_packet(self, packet: Packet) -> None:
+        record, seq = packet.payload, packet.seq
+        assert seq is not None
         self.stats.bytes += len(record)
         now = time.time()
         try:
             trace = decode_record(record)
         except RecordError as exc:
-            key = record_source_id(record)
+            key = _packet_station(packet)
             state = self.stations.get(key) if key else None
             if state is not None:
-                state.last_seq, state.last_arrival, state.errors = seq, now, state.errors + 1
-            self.reject(exc, f"{key[0]}_{key[1]} seq {seq:06X}" if key else f"seq {seq:06X}")
+                state.last_seq, state.seq_protocol, state.last_start_ns = seq, self.protocol, None
+                state.last_arrival, state.errors = now, state.errors + 1
+            self.reject(exc, f"{key[0]}_{key[1]} seq {seq}" if key else f"seq {seq}")
             return
-        key = (trace.stats.network, trace.stats.station) if trace else record_source_id(record)
+        key = (trace.stats.network, trace.stats.station) if trace else _packet_station(packet)
         if key is None or self.selectors_for(key) is None:
             self.stats.skipped += 1
             return
         state = self._station(key)
-        state.last_seq, state.last_arrival, state.status = seq, now, "streaming"
+        state.last_seq, state.seq_protocol, state.last_arrival, state.status = (
+            seq,
+            self.protocol,
+            now,
+            "streaming",
+        )
+        state.last_start_ns = trace.stats.starttime.ns if trace is not None else None
         if trace is None or not self._is_selected(key, trace):
             self.stats.skipped += 1
             return
@@ -500,7 +545,19 @@ class SeedLinkSource(Source):
                 None if self.next_attempt_at is None else round(max(self.next_attempt_at - time.time(), 0), 3)
             ),
             server=self.server_id,
+            protocol=self.protocol,
             capabilities=sorted(self.capabilities),
+            wildcards=self.wildcards,
+            refusals=dict(self.refusals),
+            resubscriptions=self.resubscriptions,
             stations={f"{n}_{s}": st.as_dict() for (n, s), st in sorted(self.stations.items())},
         )
         return state
+
+
+def _packet_station(packet: Packet) -> StationKey | None:
+    """``(network, station)`` of a packet from its SeedLink 4 header, else from the raw record."""
+    network, sep, station = packet.station_id.partition("_")
+    if sep and station:
+        return network.upper(), station.upper()
+    return record_source_id(packet.payload)

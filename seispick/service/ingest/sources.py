@@ -123,7 +123,7 @@ class _SourceConfig(BaseModel):
 
 
 class SeedLinkSourceConfig(_SourceConfig):
-    """A SeedLink 3 server and the streams to subscribe to."""
+    """A SeedLink server (protocol 4.0 or 3.1) and the streams to subscribe to."""
 
     kind: Literal["seedlink"] = "seedlink"
     host: str = "127.0.0.1"
@@ -138,6 +138,15 @@ class SeedLinkSourceConfig(_SourceConfig):
     timeout_s: float = Field(default=10.0, gt=0, description="Connect and command-reply timeout")
     keepalive_s: float = Field(default=30.0, gt=0, description="Send INFO ID after this long without data")
     idle_timeout_s: float = Field(default=120.0, gt=0, description="Reconnect after this long without data")
+    protocol: Literal["auto", "4.0", "3.1"] = Field(
+        default="auto", description="SeedLink version: auto uses 4.0 when the server offers it"
+    )
+    reexpand_s: float = Field(
+        default=300.0,
+        ge=0,
+        description="Re-list the server's stations this often when station wildcards had to be expanded "
+        "by the client (no native wildcards), to subscribe new matches; 0: never",
+    )
 
     @field_validator("selectors")
     @classmethod
