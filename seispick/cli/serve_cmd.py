@@ -1,84 +1,110 @@
-"""``seispick serve``: the HTTP API and, with a source, real-time picking into Redis and live subscribers."""
+"""``seispick serve``: the HTTP API and, with a source, real-time picking into Redis and live subscribers.
+
+The options are shared with ``seispick config`` (:func:`settings_options`, :func:`settings_from_options`), so
+both read the same effective settings: flags over ``SEISPICK_*`` variables over defaults.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import click
 
+# option name -> (field path in Settings, the flag as a user types it)
+OPTION_FIELDS: dict[str, tuple[tuple[str, ...], str]] = {
+    "host": (("host",), "--host"),
+    "port": (("port",), "--port"),
+    "demo": (("demo",), "--demo"),
+    "model": (("default_model",), "--model"),
+    "redis_url": (("redis_url",), "--redis-url"),
+    "seedlink": (("streaming", "seedlink"), "--seedlink"),
+    "selectors": (("streaming", "selectors"), "--select"),
+    "station_file": (("streaming", "station_file"), "--station-file"),
+    "watch": (("streaming", "watch_dirs"), "--watch"),
+    "spill_dir": (("streaming", "spill_dir"), "--spill-dir"),
+    "shard_index": (("streaming", "shard_index"), "--shard-index"),
+    "shard_count": (("streaming", "shard_count"), "--shard-count"),
+}
+
+
+def settings_options(command: Callable) -> Callable:
+    """The settings flags of ``serve`` (and ``config``); each overrides its ``SEISPICK_*`` variable."""
+    options = [
+        click.option("--host", default=None, help="Address to listen on (SEISPICK_HOST; default 127.0.0.1)."),
+        click.option("--port", type=int, default=None, help="Port (SEISPICK_PORT; default 8000)."),
+        click.option(
+            "--demo",
+            is_flag=True,
+            default=None,
+            help="Replay the bundled demo archive as a live SeedLink stream and pick it.",
+        ),
+        click.option("--model", default=None, help="Default model (SEISPICK_DEFAULT_MODEL)."),
+        click.option(
+            "--redis-url", default=None, help="Publish picks to this Redis (e.g. redis://127.0.0.1:6379/0)."
+        ),
+        click.option("--seedlink", multiple=True, help="SeedLink server HOST:PORT (repeatable)."),
+        click.option(
+            "--select",
+            "selectors",
+            multiple=True,
+            help="Stream selector NET_STA:CHA, wildcards allowed (repeatable).",
+        ),
+        click.option("--station-file", type=click.Path(path_type=Path), default=None),
+        click.option(
+            "--watch",
+            multiple=True,
+            type=click.Path(file_okay=False, path_type=Path),
+            help="Folder of new or growing miniSEED files (repeatable).",
+        ),
+        click.option(
+            "--spill-dir",
+            type=click.Path(file_okay=False, path_type=Path),
+            default=None,
+            help="Outbox spill folder while Redis is down.",
+        ),
+        click.option("--shard-index", type=int, default=None, help="This replica's shard (0-based)."),
+        click.option("--shard-count", type=int, default=None, help="Number of replicas sharing the network."),
+    ]
+    for option in reversed(options):
+        command = option(command)
+    return command
+
+
+def settings_from_options(options: dict[str, Any]):
+    """Effective Settings from the flags given and the environment; a clear error naming the flag or the
+    variable otherwise (unknown ``SEISPICK_*`` names and models that are not installed included)."""
+    from seispick.service.settings import SettingsError, load_settings
+
+    overrides = {}
+    for name, value in options.items():
+        if name not in OPTION_FIELDS or value is None or value == () or value is False:
+            continue
+        path, flag = OPTION_FIELDS[name]
+        overrides[path] = (flag, list(value) if isinstance(value, tuple) else value)
+    try:
+        return load_settings(overrides, installed_models=installed_models)
+    except SettingsError as exc:
+        raise click.ClickException(str(exc)) from exc
+
+
+def installed_models(settings) -> list[str]:
+    from seispick.models.registry import ModelRegistry
+
+    return ModelRegistry(settings.model_dirs or None).names()
+
 
 @click.command()
-@click.option("--host", default=None, help="Address to listen on (default 127.0.0.1 or SEISPICK_HOST).")
-@click.option(
-    "--port", type=click.IntRange(0, 65535), default=None, help="Port (default 8000 or SEISPICK_PORT)."
-)
-@click.option(
-    "--demo", is_flag=True, help="Replay the bundled demo archive as a live SeedLink stream and pick it."
-)
-@click.option("--model", default=None, help="Default model (name from `seispick models list`).")
-@click.option(
-    "--redis-url", default=None, help="Publish picks to this Redis (e.g. redis://127.0.0.1:6379/0)."
-)
-@click.option("--seedlink", multiple=True, help="SeedLink server HOST:PORT (repeatable).")
-@click.option(
-    "--select",
-    "selectors",
-    multiple=True,
-    help="Stream selector NET_STA:CHA, wildcards allowed (repeatable).",
-)
-@click.option("--station-file", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None)
-@click.option(
-    "--watch",
-    multiple=True,
-    type=click.Path(file_okay=False, path_type=Path),
-    help="Folder of growing miniSEED files.",
-)
-@click.option(
-    "--spill-dir", type=click.Path(file_okay=False, path_type=Path), default=None, help="Outbox spill folder."
-)
-def serve(
-    host: str | None,
-    port: int | None,
-    demo: bool,
-    model: str | None,
-    redis_url: str | None,
-    seedlink: tuple[str, ...],
-    selectors: tuple[str, ...],
-    station_file: Path | None,
-    watch: tuple[Path, ...],
-    spill_dir: Path | None,
-) -> None:
+@settings_options
+def serve(**options: Any) -> None:
     """Start the seispick service (FastAPI under uvicorn). Options override SEISPICK_* variables."""
-    from pydantic import ValidationError
-
     from seispick.service.api.app import run_server
-    from seispick.service.settings import Settings
+    from seispick.service.settings import model_warnings
 
-    overrides: dict = {k: v for k, v in {"host": host, "port": port, "redis_url": redis_url}.items() if v}
-    if model:
-        overrides["default_model"] = model
-    if demo:
-        overrides["demo"] = True
-    try:
-        settings = Settings(**overrides)
-        streaming = settings.streaming.model_copy(
-            update={
-                k: v
-                for k, v in {
-                    "seedlink": list(seedlink),
-                    "selectors": list(selectors),
-                    "station_file": station_file,
-                    "watch_dirs": list(watch),
-                    "spill_dir": spill_dir,
-                }.items()
-                if v
-            }
-        )
-        settings = settings.model_copy(update={"streaming": streaming})
-    except ValidationError as exc:
-        raise click.ClickException(str(exc)) from exc
-    if settings.streaming.seedlink and not (settings.streaming.selectors or settings.streaming.station_file):
-        raise click.ClickException("--seedlink needs --select NET_STA:CHA patterns or --station-file")
+    settings = settings_from_options(options)
+    for warning in model_warnings(settings, installed_models(settings)):
+        click.echo(f"warning: {warning}", err=True)
     where = f"http://{settings.host}:{settings.port}"
     click.echo(
         f"seispick serving on {where} (docs {where}/docs, live picks {where}/v1/stream/picks)", err=True

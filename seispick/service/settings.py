@@ -3,19 +3,31 @@
 Lists (model dirs, API keys, CORS origins, models) accept a JSON list or a comma-separated string; model dirs
 also accept the ``os.pathsep``-separated form the model registry reads from the same variable. Nested groups
 use ``__``: ``SEISPICK_BATCHING__MAX_BATCH=128``. Later issues add their groups as further nested models.
+
+``Settings()`` alone ignores names it does not know (library use). The commands that start something
+(``seispick serve``, ``seispick config``) go through :func:`load_settings`, which refuses an unknown
+``SEISPICK_*`` variable with the nearest valid name, and names every bad value as it was given: the
+environment variable or the command-line flag. :func:`masked` gives the effective settings with secrets
+(API keys, passwords in URLs) hidden.
 """
 
 from __future__ import annotations
 
+import difflib
 import json
 import os
+import re
 import zlib
+from collections.abc import Callable, Mapping
 from datetime import datetime
+from fnmatch import fnmatchcase
 from pathlib import Path
 from typing import Annotated, Any
+from urllib.parse import urlsplit, urlunsplit
 
-from pydantic import BaseModel, Field, SecretStr, field_validator
+from pydantic import BaseModel, Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from pydantic_settings import SettingsError as PydanticSettingsError
 
 from seispick.models.registry import DEFAULT_MODEL
 
@@ -66,6 +78,9 @@ class StreamingSettings(BaseModel):
     begin_time: datetime | None = Field(
         default=None, description="Ask SeedLink servers for data from this time on first connect (else live)"
     )
+    selector_grace_s: float = Field(
+        default=120.0, gt=0, description="A station selector that matched no record this long is a warning"
+    )
     shard_index: int = Field(default=0, ge=0, description="This replica's shard of the station network")
     shard_count: int = Field(default=1, ge=1, description="Number of replicas sharing the network")
     stream_key: str = "seispick:picks"
@@ -78,6 +93,14 @@ class StreamingSettings(BaseModel):
     @classmethod
     def _split_list(cls, value: Any) -> Any:
         return _split(value, ",")
+
+    @model_validator(mode="after")
+    def _shard_in_range(self) -> StreamingSettings:
+        if self.shard_index >= self.shard_count:
+            raise ValueError(
+                f"shard_index {self.shard_index} must be below shard_count {self.shard_count} (0-based)"
+            )
+        return self
 
     def owns(self, network: str, station: str) -> bool:
         """Whether this replica's shard holds NET.STA (a stable hash, the same in every replica)."""
@@ -135,6 +158,22 @@ class Settings(BaseSettings):
     def _split_dirs(cls, value: Any) -> Any:
         return _split(value, os.pathsep)
 
+    def select_models(self, available: list[str]) -> tuple[list[str], list[str]]:
+        """Model names to load from ``models`` (names, or patterns such as ``phasenet-*``) and the patterns
+        that matched no available model; an empty ``models`` selects every available one."""
+        if not self.models:
+            return list(available), []
+        selected, unmatched = [], []
+        for entry in self.models:
+            if not any(c in entry for c in "*?["):
+                selected.append(entry)  # a plain name: loading it reports it if it is missing
+                continue
+            found = [name for name in available if fnmatchcase(name, entry)]
+            selected += found
+            if not found:
+                unmatched.append(entry)
+        return list(dict.fromkeys(selected)), unmatched
+
     def thresholds(self) -> dict[str, float]:
         """Threshold overrides set by the operator (the card's defaults fill the rest)."""
         out = {}
@@ -153,3 +192,202 @@ def _split(value: Any, separator: str) -> Any:
     if text.startswith("["):
         return json.loads(text)
     return [part.strip() for part in text.split(separator) if part.strip()]
+
+
+# ------------------------------------------------------------------------------- start-up loading
+ENV_PREFIX = "SEISPICK_"
+# Variables read outside Settings (not service settings, but not typos either).
+OTHER_VARIABLES = {
+    "SEISPICK_USER_MODEL_DIR": "default folder of imported and trained models (seispick.models.registry)",
+    "SEISPICK_ORIGINAL_WEIGHTS": "the original PhaseNet weights.npz, for training (seispick.training)",
+    "SEISPICK_FUZZ_EXAMPLES": "hypothesis examples per fuzz test (the test suite)",
+}
+FieldPath = tuple[str, ...]
+
+
+class SettingsError(ValueError):
+    """Settings that cannot be used; the message names each setting as it was given."""
+
+
+def env_variables() -> dict[str, FieldPath]:
+    """Every ``SEISPICK_*`` variable Settings reads (upper case) and the field it sets."""
+    names: dict[str, FieldPath] = {}
+    for name, field in Settings.model_fields.items():
+        names[f"{ENV_PREFIX}{name.upper()}"] = (name,)
+        group = field.annotation
+        if isinstance(group, type) and issubclass(group, BaseModel):
+            for sub in group.model_fields:
+                names[f"{ENV_PREFIX}{name.upper()}__{sub.upper()}"] = (name, sub)
+    return names
+
+
+def nearest_variable(name: str, valid: list[str] | None = None) -> str | None:
+    """The valid variable most like ``name`` (difflib), comparing whole names and the part after the group
+    (``SEISPICK_SHARD_COUNT`` -> ``SEISPICK_STREAMING__SHARD_COUNT``); None when nothing is close."""
+    valid = valid if valid is not None else [*env_variables(), *OTHER_VARIABLES]
+    upper = name.upper()
+    leaf = upper.removeprefix(ENV_PREFIX)
+
+    def score(candidate: str) -> float:
+        whole = difflib.SequenceMatcher(None, upper, candidate).ratio()
+        tail = difflib.SequenceMatcher(None, leaf, candidate.rpartition("__")[2].removeprefix(ENV_PREFIX))
+        return max(whole, tail.ratio())
+
+    best = max(valid, key=score, default=None)
+    return best if best is not None and score(best) >= 0.6 else None
+
+
+def check_environment(environ: Mapping[str, str] | None = None) -> None:
+    """Refuse ``SEISPICK_*`` variables that no setting reads (a typo or an old name silently does nothing)."""
+    environ = os.environ if environ is None else environ
+    known = env_variables()
+    valid = [*known, *OTHER_VARIABLES]
+    problems = []
+    for name in sorted(environ):
+        upper = name.upper()
+        if upper.startswith(ENV_PREFIX) and upper not in known and upper not in OTHER_VARIABLES:
+            near = nearest_variable(upper, valid)
+            problems.append(f"{name}: no such setting" + (f"; did you mean {near}?" if near else ""))
+    if problems:
+        raise SettingsError(
+            "unknown SEISPICK_* environment variable(s):\n  "
+            + "\n  ".join(problems)
+            + "\n(`seispick config --names` lists every valid name)"
+        )
+
+
+class GivenNames:
+    """How each setting was given, for error messages: a command-line flag, an environment variable, or
+    nothing (its default)."""
+
+    def __init__(self, flags: Mapping[FieldPath, str], environ: Mapping[str, str]) -> None:
+        self.flags = dict(flags)
+        self.env = {name.upper(): name for name in environ}
+
+    def name(self, path: FieldPath) -> str:
+        if path in self.flags:
+            return self.flags[path]
+        variable = f"{ENV_PREFIX}{'__'.join(part.upper() for part in path)}"
+        if variable in self.env:
+            return self.env[variable]
+        group = f"{ENV_PREFIX}{path[0].upper()}"
+        if len(path) > 1 and group in self.env:
+            return f"{self.env[group]} (its {path[1]})"
+        return variable
+
+    def alternatives(self, path: FieldPath, flag: str | None = None) -> str:
+        """How a missing setting can be given: its variable and (when there is one) its flag."""
+        variable = f"{ENV_PREFIX}{'__'.join(part.upper() for part in path)}"
+        return f"{variable} or {flag}" if flag else variable
+
+
+def load_settings(
+    overrides: Mapping[FieldPath, tuple[str, Any]] | None = None,
+    installed_models: Callable[[Settings], list[str]] | None = None,
+) -> Settings:
+    """Settings for a command that starts something: ``overrides`` maps a field path (``("port",)``,
+    ``("streaming", "seedlink")``) to (the flag it came from, its value) and wins over the environment
+    (``os.environ``, which pydantic-settings reads);
+    ``installed_models(settings)`` lists the models there are, to refuse a default or stream model that
+    is not one of them.
+
+    Raises :class:`SettingsError` for unknown ``SEISPICK_*`` variables, invalid values and inconsistent
+    combinations, naming each setting as it was given.
+    """
+    environ = os.environ
+    overrides = dict(overrides or {})
+    check_environment(environ)
+    given = GivenNames({path: flag for path, (flag, _) in overrides.items()}, environ)
+    init: dict[str, Any] = {}
+    for path, (_, value) in overrides.items():
+        target = init
+        for part in path[:-1]:
+            target = target.setdefault(part, {})
+        target[path[-1]] = value
+    try:
+        settings = Settings(**init)
+    except ValidationError as exc:
+        raise SettingsError(_describe(exc, given)) from None
+    except PydanticSettingsError as exc:  # a group variable that is not JSON
+        field = re.search(r'field "(\w+)"', str(exc))
+        name = given.name((field.group(1),)) if field else "a SEISPICK_* variable"
+        raise SettingsError(f"{name}: not a JSON object ({exc.__cause__ or exc})") from None
+    streaming = settings.streaming
+    if streaming.seedlink and not (streaming.selectors or streaming.station_file):
+        raise SettingsError(
+            f"{given.name(('streaming', 'seedlink'))} needs stream selectors: set "
+            f"{given.alternatives(('streaming', 'selectors'), '--select NET_STA:CHA')}, or "
+            f"{given.alternatives(('streaming', 'station_file'), '--station-file')}"
+        )
+    if streaming.station_file is not None and not streaming.station_file.is_file():
+        raise SettingsError(
+            f"{given.name(('streaming', 'station_file'))}: {streaming.station_file} is not a file"
+        )
+    if installed_models is not None:
+        names = installed_models(settings)
+        for path, name in (
+            (("default_model",), settings.default_model),
+            (("streaming", "model"), streaming.model),
+        ):
+            if name is not None and name not in names:
+                raise SettingsError(
+                    f"{given.name(path)}: unknown model {name!r}; installed: {', '.join(names) or 'none'}"
+                )
+    return settings
+
+
+def model_warnings(settings: Settings, available: list[str]) -> list[str]:
+    """One line per ``models`` pattern that matches no available model."""
+    _, unmatched = settings.select_models(available)
+    return [f"SEISPICK_MODELS: {pattern!r} matches no installed model" for pattern in unmatched]
+
+
+def _describe(exc: ValidationError, given: GivenNames) -> str:
+    """A pydantic error as lines naming the variable or flag; secret values are not repeated."""
+    lines = []
+    for error in exc.errors():
+        path = tuple(str(part) for part in error["loc"] if isinstance(part, str))[:2]
+        message = error["msg"].removeprefix("Value error, ")
+        if len(path) == 1 and path[0] in Settings.model_fields:
+            group = Settings.model_fields[path[0]].annotation
+            if isinstance(group, type) and issubclass(group, BaseModel):  # a group-level check: name fields
+                for field in group.model_fields:
+                    message = re.sub(rf"\b{field}\b", given.name((path[0], field)), message)
+                lines.append(message)
+                continue
+        name = given.name(path) if path else "settings"
+        secret = path and path[0] in SECRET_FIELDS
+        value = "" if secret or "input" not in error else f"={_short(error['input'])}"
+        lines.append(f"{name}{value}: {message}")
+    return "invalid settings:\n  " + "\n  ".join(lines)
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+# ---------------------------------------------------------------------------------- display
+SECRET_FIELDS = frozenset({"api_keys"})
+MASK = "****"
+
+
+def mask_url(url: str) -> str:
+    """``redis://user:secret@host:6379/0`` -> ``redis://user:****@host:6379/0`` (URLs without one unchanged)."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    user = parts.username or ""
+    host = parts.hostname or ""
+    if parts.port is not None:
+        host = f"{host}:{parts.port}"
+    return urlunsplit(parts._replace(netloc=f"{user}:{MASK}@{host}"))
+
+
+def masked(settings: Settings) -> dict[str, Any]:
+    """The effective settings as plain JSON-ready values, with API keys and URL passwords hidden."""
+    data = settings.model_dump(mode="json")
+    data["api_keys"] = [MASK for _ in settings.api_keys]
+    if settings.redis_url:
+        data["redis_url"] = mask_url(settings.redis_url)
+    return data

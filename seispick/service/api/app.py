@@ -16,13 +16,14 @@ from redis.asyncio import Redis
 from seispick import __version__
 from seispick.models.registry import ModelRegistry
 from seispick.service.api.dependencies import require_api_key
+from seispick.service.api.docs import install_docs
 from seispick.service.api.handlers import install_handlers
 from seispick.service.api.routers import health, metrics, models, picks, stream
 from seispick.service.api.schemas import WaveformJsonBody
 from seispick.service.api.state import ServiceState, load_models
 from seispick.service.batcher import MicroBatcher
 from seispick.service.metrics import HttpMetricsMiddleware, ServiceMetrics
-from seispick.service.settings import Settings
+from seispick.service.settings import Settings, model_warnings
 from seispick.service.stream.metrics import StreamMetrics
 from seispick.service.stream.runtime import StreamingRuntime
 
@@ -47,6 +48,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     if StreamingRuntime.wanted(settings):
         model = state.model(settings.streaming.model)
         state.streaming = StreamingRuntime(settings, model, state.batcher.predict, app.state.stream_metrics)
+        state.streaming.selection.warnings += model_warnings(settings, state.registry.names())
         await state.streaming.start()
     log.info("serving models %s (default %s)", ", ".join(state.models), settings.default_model)
     try:
@@ -71,7 +73,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         version=__version__,
         summary="Seismic phase picking (PhaseNet in ONNX) with cross-request micro-batching",
         lifespan=lifespan,
+        docs_url=None,  # served by install_docs from local assets (no CDN)
+        redoc_url=None,
     )
+    install_docs(app)
     app.state.seispick = ServiceState(settings=settings, metrics=service_metrics)
     app.state.stream_metrics = StreamMetrics(service_metrics.registry)
     install_handlers(app, service_metrics)

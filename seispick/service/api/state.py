@@ -45,13 +45,16 @@ class ServiceState:
 
 
 def load_models(registry: ModelRegistry, settings: Settings) -> dict[str, OnnxModel]:
-    """Load ``settings.models`` (every registry model when empty) plus the default model.
+    """Load ``settings.models`` (names or patterns; every registry model when empty) plus the default model.
 
     A model named in the settings that fails to load stops start-up; with "load everything", a broken
     folder other than the default model's is logged and skipped.
     """
     explicit = bool(settings.models)
-    names = list(dict.fromkeys([*(settings.models or registry.names()), settings.default_model]))
+    selected, unmatched = settings.select_models(registry.names())
+    for pattern in unmatched:
+        log.warning("configuration: models pattern %r matches no installed model", pattern)
+    names = list(dict.fromkeys([*selected, settings.default_model]))
     models = {}
     for name in names:
         if name not in registry.names():

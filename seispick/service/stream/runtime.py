@@ -19,6 +19,7 @@ from seispick.service.publish.publisher import PickPublisher
 from seispick.service.settings import Settings
 from seispick.service.stream.metrics import StreamMetrics, StreamSnapshot
 from seispick.service.stream.picker import StreamPicker
+from seispick.service.stream.selection import SelectionWatch
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +56,7 @@ class StreamingRuntime:
         self.replay: SeedLinkReplayServer | None = None
         self.sources = SourceManager()
         self.outside_shard = 0
+        self.selection = SelectionWatch((), self.config.owns, self.config.selector_grace_s)
         metrics.attach(self.snapshot)
 
     @staticmethod
@@ -90,10 +92,16 @@ class StreamingRuntime:
                 )
             )
         configs += [DirectorySourceConfig(name=str(d), path=d) for d in self.config.watch_dirs]
+        specs = [spec for c in configs if isinstance(c, SeedLinkSourceConfig) for spec in c.stream_specs()]
+        self.selection = SelectionWatch(
+            specs, self.config.owns, self.config.selector_grace_s, self.selection.warnings
+        )
+        self.selection.start()
         self.sources = SourceManager.from_configs(configs, self._on_trace)
         await self.sources.start()
 
     async def stop(self) -> None:
+        self.selection.stop()
         await self.sources.stop()
         if self.replay is not None:
             await self.replay.stop()
@@ -101,6 +109,7 @@ class StreamingRuntime:
         await self.publisher.stop()
 
     async def _on_trace(self, trace: obspy.Trace) -> None:
+        self.selection.observe(trace)
         if not self.config.owns(trace.stats.network, trace.stats.station):
             self.outside_shard += 1
             return
@@ -123,6 +132,7 @@ class StreamingRuntime:
             "publisher": self.publisher.stats(),
             "record_problems": dict(picker.problems.counts),
             "outside_shard_records": self.outside_shard,
+            "selection": self.selection.state(now),
             "overload": {
                 "behind": picker.monitor.behind,
                 "behind_for_s": round(picker.monitor.behind_for(now), 3),
