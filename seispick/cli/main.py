@@ -6,6 +6,7 @@ import click
 
 from seispick import __version__
 
+from .config_cmd import config
 from .models_cmd import models
 from .pick import pick
 from .replay_cmd import replay
@@ -27,6 +28,7 @@ cli.add_command(evaluate)
 cli.add_command(export)
 cli.add_command(replay)
 cli.add_command(serve)
+cli.add_command(config)
 
 
 if __name__ == "__main__":  # pragma: no cover
