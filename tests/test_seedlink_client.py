@@ -333,7 +333,7 @@ def test_new_stations_are_subscribed_by_relisting() -> None:
 
     async def scenario() -> None:
         collector, source = await collect(
-            server, ["XX_STA*"], first + later, during=add_station, reexpand_s=0.2
+            server, ["XX_STA*"], first + later, during=add_station, relist_s=0.2
         )
         assert_exact(collector.traces, first + later, records=len(feed(first + later)))
         assert source.resubscriptions >= 1 and source.stats.duplicates == 0

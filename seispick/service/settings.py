@@ -22,7 +22,7 @@ from collections.abc import Callable, Mapping
 from datetime import datetime
 from fnmatch import fnmatchcase
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit, urlunsplit
 
 from pydantic import BaseModel, Field, SecretStr, ValidationError, field_validator, model_validator
@@ -75,6 +75,12 @@ class StreamingSettings(BaseModel):
         default=300.0, gt=0, description="/readyz answers 503 once the stream has been behind this long"
     )
     reconnect_max_s: float = Field(default=30.0, gt=0)
+    protocol_version: Literal["auto", "4.0", "3.1"] = Field(
+        default="auto", description="SeedLink protocol version: auto uses 4.0 when the server offers it"
+    )
+    station_relist_s: float = Field(
+        default=300.0, ge=0, description="Re-list SeedLink stations when the client expands wildcards"
+    )
     begin_time: datetime | None = Field(
         default=None, description="Ask SeedLink servers for data from this time on first connect (else live)"
     )

@@ -22,7 +22,7 @@ with the ``NSWILDCARD`` capability, or when it could not list its stations but a
 ``STATION`` with OK (ringserver does). Stations seen before get their own resuming ``STATION`` line ahead of
 the pattern. Otherwise the client expands the pattern from ``CAT``, or ``INFO STATIONS`` when CAT is refused,
 not implemented or unanswered (one log line names each refusal; the session goes on), and re-lists the
-stations every ``reexpand_s`` on a side connection: new matches end the session so that the next one
+stations every ``relist_s`` on a side connection: new matches end the session so that the next one
 subscribes them (resuming everything else by sequence).
 
 Silence longer than ``keepalive_s`` sends ``INFO ID``; longer than ``idle_timeout_s`` reconnects. Reconnects
@@ -264,7 +264,7 @@ class SeedLinkSource(Source):
                 self.name, accepted, self.server_id, self.protocol,
             )  # fmt: skip
             self._resubscribe.clear()
-            if expanded and cfg.reexpand_s > 0:
+            if expanded and cfg.relist_s > 0:
                 watcher = asyncio.create_task(self._watch_stations(), name=f"relist-{self.name}")
             return await self._stream(conn)
         finally:
@@ -398,10 +398,10 @@ class SeedLinkSource(Source):
         return None
 
     async def _watch_stations(self) -> None:
-        """Every ``reexpand_s``, list the server's stations on a side connection; on a new match, ask the
+        """Every ``relist_s``, list the server's stations on a side connection; on a new match, ask the
         stream to end so that the next session subscribes it."""
         while True:
-            await asyncio.sleep(self.config.reexpand_s)
+            await asyncio.sleep(self.config.relist_s)
             try:
                 listed = await self._side_listing()
             except _SESSION_ERRORS as exc:

@@ -141,7 +141,7 @@ class SeedLinkSourceConfig(_SourceConfig):
     protocol: Literal["auto", "4.0", "3.1"] = Field(
         default="auto", description="SeedLink version: auto uses 4.0 when the server offers it"
     )
-    reexpand_s: float = Field(
+    relist_s: float = Field(
         default=300.0,
         ge=0,
         description="Re-list the server's stations this often when station wildcards had to be expanded "

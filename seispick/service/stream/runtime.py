@@ -89,6 +89,8 @@ class StreamingRuntime:
                     station_file=self.config.station_file,
                     reconnect_max_s=self.config.reconnect_max_s,
                     begin_time=self.config.begin_time,
+                    protocol=self.config.protocol_version,
+                    relist_s=self.config.station_relist_s,
                 )
             )
         configs += [DirectorySourceConfig(name=str(d), path=d) for d in self.config.watch_dirs]
