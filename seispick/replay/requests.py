@@ -136,5 +136,13 @@ def start_position(buffer: StationBuffer, request: StationRequest, replay: Repla
     return _by_time(buffer, request.begin_ns, buffer.end), 0
 
 
+def subscribe(
+    buffer: StationBuffer, request: StationRequest, selectors: Sequence[AnySelector], replay: Replay
+) -> Subscription:
+    """The subscription of a client starting on ``buffer`` as ``request`` asks."""
+    cursor, min_number = start_position(buffer, request, replay)
+    return Subscription(buffer, selectors, cursor, request.end_ns, request.begin_ns, min_number)
+
+
 def _by_time(buffer: StationBuffer, begin_ns: int | None, default: int) -> int:
     return default if begin_ns is None else buffer.index_after(begin_ns)

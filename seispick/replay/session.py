@@ -14,7 +14,7 @@ import re
 from seispick.replay.dialect import Dialect, Negotiation, ServerView
 from seispick.replay.dialect_v3 import V3Dialect
 from seispick.replay.dialect_v4 import V4Dialect
-from seispick.replay.requests import CommandError, StationRequest, Subscription, start_position
+from seispick.replay.requests import CommandError, StationRequest, Subscription, subscribe
 
 logger = logging.getLogger(__name__)
 
@@ -93,10 +93,7 @@ class Session:
             selectors = request.selectors or state.selectors
             for key, buffer in self.replay.buffers.items():
                 if key not in subscriptions and request.matches(*key):
-                    cursor, min_number = start_position(buffer, request, self.replay)
-                    subscriptions[key] = Subscription(
-                        buffer, selectors, cursor, request.end_ns, request.begin_ns, min_number
-                    )
+                    subscriptions[key] = subscribe(buffer, request, selectors, self.replay)
         return list(subscriptions.values())
 
     async def _stream(self) -> None:
