@@ -1,4 +1,8 @@
-"""``seispick pick``: miniSEED files in, P/S picks out as CSV, JSON or QuakeML."""
+"""``seispick pick``: waveform files in (miniSEED, SAC, compressed...), P/S picks out as CSV, JSON or QuakeML.
+
+Files are read through ``seispick.models.io`` (the HTTP API's input path too); notes on the input (missing
+components, gaps, resampling, constant or clipped data) are printed and go into the JSON output.
+"""
 
 from __future__ import annotations
 
@@ -28,7 +32,11 @@ from seispick.models.runtime import ModelLoadError
     "--output", "-o", type=click.Path(path_type=Path), default=None, help="Output file (default stdout)."
 )
 @click.option(
-    "--plot", type=click.Path(path_type=Path), default=None, help="PNG of waveforms, probabilities, picks."
+    "--plot",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="PNG (or PDF) of waveforms, probabilities and picks, one panel per instrument and stretch; "
+    "more pages as NAME-2.png, NAME-3.png, ...",
 )
 @click.option(
     "--overlap", type=int, default=None, help="Window overlap in samples (default: the model card's)."
@@ -53,7 +61,11 @@ def pick(
     threads: int | None,
     quiet: bool,
 ) -> None:
-    """Pick P and S arrivals in miniSEED FILES or folders (searched recursively)."""
+    """Pick P and S arrivals in waveform FILES or folders (searched recursively).
+
+    miniSEED, SAC and the other formats ObsPy reads, plain or gzip/bzip2/xz-compressed: the format is
+    recognised from the bytes, not the file name.
+    """
     try:
         loaded = ModelRegistry().load(model, threads=threads)
     except (UnknownModelError, ModelLoadError) as exc:
@@ -102,7 +114,12 @@ def pick(
     if plot:
         from .plot import plot_annotations
 
-        plot_annotations(read.stream, result, loaded.card.labels, plot)
+        drawn = plot_annotations(result, loaded.card.labels, plot)
+        for note in drawn.notes:
+            click.echo(f"note: {note}", err=True)
+        if not quiet:
+            shown = ", ".join(map(str, drawn.paths[:3])) + (", ..." if len(drawn.paths) > 3 else "")
+            click.echo(f"plot: {len(drawn.paths)} file(s): {shown}", err=True)
     if not quiet:
         counts = {phase: sum(p.phase == phase for p in result.picks) for phase in loaded.card.phases}
         summary = ", ".join(f"{phase}: {n}" for phase, n in counts.items())
@@ -114,6 +131,8 @@ def pick(
         )
         if not result.picks:
             click.echo("no probability reached the thresholds: no picks", err=True)
+        if result.notes:
+            click.echo(f"{len(result.notes)} note(s) on the input above (also in --format json)", err=True)
 
 
 class _StationProgress:

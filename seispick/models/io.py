@@ -251,9 +251,12 @@ def read_waveform_bytes(data: bytes, name: str = "the data", max_bytes: int | No
 
 
 def read_waveform_bytes_with_format(
-    data: bytes, name: str = "the data", max_bytes: int | None = None
+    data: bytes, name: str = "the data", max_bytes: int | None = None, is_file: bool = False
 ) -> tuple[obspy.Stream, str]:
-    """As ``read_waveform_bytes``, and the format read (``MSEED``, ``SAC (gzip)``...)."""
+    """As ``read_waveform_bytes``, and the format read (``MSEED``, ``SAC (gzip)``...).
+
+    ``is_file`` words the messages for a file named ``name`` (``<path>: not a miniSEED or SAC file ...``).
+    """
     if not data:
         raise WaveformFormatError(f"{name} is empty", "empty")
     compression = compression_of(data)
@@ -269,9 +272,10 @@ def read_waveform_bytes_with_format(
             raise WaveformFormatError(f"{name} holds {compression} data that unpack to nothing", "empty")
     fmt = sniff_format(payload)
     if fmt is None:
+        what = f"{name}: not a miniSEED or SAC file" if is_file else f"{name} is not valid miniSEED or SAC"
         raise WaveformFormatError(
-            f"{name} is not valid miniSEED or SAC (nor another waveform format ObsPy reads): it looks like "
-            f"{describe_bytes(data)}; accepted: {ACCEPTED_DESCRIPTION}"
+            f"{what} (nor another waveform format ObsPy reads): it looks like {describe_bytes(data)}; "
+            f"accepted: {ACCEPTED_DESCRIPTION}"
         )
     label = FORMAT_LABELS.get(fmt, fmt)
     try:
@@ -307,7 +311,7 @@ def _read_file(path: Path, max_bytes: int | None = None) -> tuple[obspy.Stream, 
         raise WaveformFormatError(f"{path}: cannot be read ({exc.strerror or exc})", "unreadable") from None
     if not data:
         raise WaveformFormatError(f"{path}: empty file", "empty")
-    return read_waveform_bytes_with_format(data, str(path), max_bytes)
+    return read_waveform_bytes_with_format(data, str(path), max_bytes, is_file=True)
 
 
 def expand_paths(paths: list[str | Path]) -> tuple[list[tuple[Path, bool]], list[str]]:

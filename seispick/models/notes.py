@@ -44,8 +44,8 @@ class Notes:
 
 
 def when(t: float | UTCDateTime) -> str:
-    """UTC time to the centisecond, ISO 8601 with a Z."""
-    return UTCDateTime(t).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-4] + "Z"
+    """UTC time rounded to the centisecond, ISO 8601 with a Z."""
+    return UTCDateTime(round(UTCDateTime(t).timestamp, 2)).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-4] + "Z"
 
 
 def duration(seconds: float) -> str:
@@ -63,7 +63,7 @@ def components_note(instrument: str, channels: dict[str, str], channel_order: st
     """The note for components an instrument lacks (``channels``: model letter -> channel code present)."""
     if not channels or len(channels) >= len(channel_order):
         return None
-    codes = ", ".join(channels.values())
+    codes = ", ".join(code for _, code in sorted(channels.items(), key=lambda item: "ZNE12".find(item[0])))
     missing = [c for c in channel_order if c not in channels]
     if "Z" in channel_order and "Z" not in channels:
         return (
@@ -105,6 +105,8 @@ def constant_runs(
     if values.size < 2:
         return []
     same = values[1:] == values[:-1]
+    if not (keep_edges and (same[0] or same[-1])) and np.count_nonzero(same) < min_samples - 1:
+        return []  # the common case, decided without finding runs
     padded = np.concatenate([[False], same, [False]])
     edges = np.flatnonzero(padded[1:] != padded[:-1])
     starts, stops = edges[0::2], edges[1::2] + 1  # same[a:b] true: samples a .. b are equal
@@ -121,16 +123,21 @@ def clipped_samples(data: np.ndarray) -> tuple[int, int, float]:
     not clipping), and only when the magnitude is ``CLIP_MIN_STEPS`` quantisation steps or more.
     """
     values = np.asarray(data, dtype=np.float64)
-    values = values[np.isfinite(values)]
-    if values.size < CLIP_MIN_RUN + 2:
+    if not values.size:
         return 0, 0, 0.0
-    magnitude = np.abs(values)
-    peak = float(magnitude.max())
+    high, low = float(values.max()), float(values.min())
+    if not np.isfinite(high - low):
+        values = values[np.isfinite(values)]
+        high, low = (float(values.max()), float(values.min())) if values.size else (0.0, 0.0)
+    peak = max(high, -low)
+    if peak == 0 or np.count_nonzero(values == (high if high >= -low else low)) < CLIP_MIN_RUN:
+        return 0, 0, peak  # the common case: the peak is reached once or twice
+    at_peak = np.abs(values) == peak
     steps = np.abs(np.diff(values))
     steps = steps[steps > 0]
-    if peak == 0 or not steps.size or peak < CLIP_MIN_STEPS * float(steps.min()):
+    if not steps.size or peak < CLIP_MIN_STEPS * float(steps.min()):
         return 0, 0, peak
-    padded = np.concatenate([[False], magnitude == peak, [False]])
+    padded = np.concatenate([[False], at_peak, [False]])
     edges = np.flatnonzero(padded[1:] != padded[:-1])
     starts, stops = edges[0::2], edges[1::2]
     keep = (stops - starts >= CLIP_MIN_RUN) & (starts > 0) & (stops < values.size)

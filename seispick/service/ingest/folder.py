@@ -30,9 +30,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import obspy
 from obspy import Trace
 
+from seispick.models.io import read_waveform_file
 from seispick.seedlink.records import find_files
 from seispick.service.ingest.sources import (
     DirectorySourceConfig,
@@ -53,6 +53,9 @@ __all__ = ["DirectorySource", "FileCursor", "FileReplaySource", "release", "spli
 
 MAX_READ_BYTES = 4 * 1024 * 1024  # one read per file and step; larger backlogs take several steps
 MAX_POLL_BYTES = 64 * 1024 * 1024  # read per poll over all files; a larger backlog takes several polls
+# Whole traces (SAC, compressed files) go out in pieces of this many samples, in time order across the
+# channels like records: a whole vertical first would be picked before its horizontals arrived.
+PIECE_SAMPLES = 1024
 _MIN_HEADER = 48
 _SCAN_LENGTHS = (256, 512, 1024, 2048, 4096, 8192, 16384, 32768, 65536)
 Decoded = tuple[int, Trace | RecordError | None]  # record size and its trace, error or nothing (no samples)
@@ -99,6 +102,7 @@ class FileCursor:
     reclen: int | None = None  # length of the first record
     records: int = 0
     ignored: bool = False  # does not start like miniSEED
+    read_whole: bool = False  # an ignored file read (or refused) whole through seispick.models.io
     skip: bool = False  # move to the end without delivering (existing files, read_existing=False)
     updated: float = 0.0
     observed: int | None = None  # size at the previous poll (None: not seen at a poll yet)
@@ -108,6 +112,7 @@ class FileCursor:
     def reset(self) -> None:
         """Start again from byte 0 (records already held still go out); the new content is a new file."""
         self.offset, self.reclen, self.records, self.ignored, self.observed = 0, None, 0, False, None
+        self.read_whole = False
 
     def hold(self, trace: Trace) -> None:
         """Keep a decoded record until :func:`release` lets it go."""
@@ -153,6 +158,16 @@ class FileCursor:
     def as_dict(self) -> dict[str, Any]:
         return {"offset": self.offset, "size": self.size, "records": self.records, "reclen": self.reclen,
                 "ignored": self.ignored}  # fmt: skip
+
+
+def pieces(trace: Trace, size: int = PIECE_SAMPLES) -> list[Trace]:
+    """A whole trace as consecutive pieces of ``size`` samples (views of its data)."""
+    stats = trace.stats
+    header = {k: stats[k] for k in ("network", "station", "location", "channel", "sampling_rate")}
+    return [
+        Trace(trace.data[i : i + size], header={**header, "starttime": stats.starttime + i * stats.delta})
+        for i in range(0, stats.npts, size)
+    ]
 
 
 def instrument_of(trace_id: str) -> str:
@@ -240,6 +255,16 @@ class _FileSource(Source):
                 self._latest_start[inst] = max(start_ns(trace), latest or start_ns(trace))
             await self.deliver(trace)
 
+    def _usable(self, trace: Trace, where: str) -> bool:
+        """Whether a whole trace read from a file can go to the picker (counted when not)."""
+        if not plausible_rate(float(trace.stats.sampling_rate)):
+            self.reject(RecordError(f"impossible sampling rate {trace.stats.sampling_rate}", "rate"), where)
+            return False
+        if not trace.stats.npts or trace.data.dtype.kind not in "iuf":
+            self.stats.skipped += 1
+            return False
+        return True
+
     def state(self) -> dict[str, Any]:
         state = super().state()
         state["out_of_order_records"] = self.out_of_order
@@ -247,7 +272,13 @@ class _FileSource(Source):
 
 
 class DirectorySource(_FileSource):
-    """Poll a folder for new and growing miniSEED files (names starting with '.' are left alone)."""
+    """Poll a folder for new and growing miniSEED files (names starting with '.' are left alone).
+
+    Files that are not plain miniSEED (SAC, gzip/bzip2/xz-compressed miniSEED, other formats ObsPy reads)
+    are read whole through the CLI's input path (``seispick.models.io``) once their size stayed the same
+    for a poll and go out in pieces, in time order with the records; files that are no waveforms are
+    logged and left alone.
+    """
 
     kind = "directory"
 
@@ -280,12 +311,17 @@ class DirectorySource(_FileSource):
             cursor = self.files.get(path)
             if cursor is None:
                 cursor = self.files[path] = FileCursor(path, skip=first and not self.config.read_existing)
+            skipping = cursor.skip
             try:
                 if budget > 0:
                     read, caught_up = await self._read(cursor, budget)
                     budget -= read
                 else:
                     caught_up = False  # read at a later poll
+                if cursor.ignored and not cursor.read_whole:
+                    cursor.read_whole = skipping  # an existing file left alone (read_existing=False)
+                    if caught_up and cursor.size == cursor.observed:  # unchanged since the last poll
+                        await self._read_whole(cursor)
             except FileNotFoundError:
                 continue  # removed between listing and reading
             except OSError as exc:
@@ -298,6 +334,19 @@ class DirectorySource(_FileSource):
         for gone in set(self.files) - set(paths):
             released += [(trace, gone) for trace in self.files.pop(gone).take("all")]
         await self._deliver_in_order(released)
+
+    async def _read_whole(self, cursor: FileCursor) -> None:
+        """A complete file that is not plain miniSEED (SAC, gzip'ed miniSEED...): its traces, held in pieces."""
+        cursor.read_whole = True
+        try:
+            stream = await asyncio.to_thread(read_waveform_file, cursor.path)  # the CLI's input path
+        except ValueError as exc:
+            logger.info("%s: %s; ignored", self.name, exc)
+            return
+        for trace in stream:
+            if self._usable(trace, str(cursor.path)):
+                for piece in pieces(trace):
+                    cursor.hold(piece)
 
     @staticmethod
     def _mode(cursor: FileCursor, caught_up: bool) -> str:
@@ -328,8 +377,9 @@ class DirectorySource(_FileSource):
 class FileReplaySource(_FileSource):
     """Read files (folders: every file below them) once, in order, then finish.
 
-    miniSEED is split into records like the directory source; other formats ObsPy reads are delivered
-    as whole traces.
+    miniSEED is split into records like the directory source; other files (SAC, compressed miniSEED, the
+    other formats ObsPy reads) go through the CLI's input path (``seispick.models.io``) and are delivered
+    in pieces, in time order across their channels.
     """
 
     kind = "files"
@@ -353,19 +403,12 @@ class FileReplaySource(_FileSource):
 
     async def _read_other(self, path: Path) -> None:
         try:
-            stream = await asyncio.to_thread(obspy.read, str(path))
+            stream = await asyncio.to_thread(read_waveform_file, path)  # the CLI's input path
         except Exception as exc:
             self.reject(RecordError(f"unreadable file: {exc}"), str(path))
             return
-        for trace in stream:
-            if not plausible_rate(float(trace.stats.sampling_rate)):
-                self.reject(
-                    RecordError(f"impossible sampling rate {trace.stats.sampling_rate}", "rate"), trace.id
-                )
-            elif trace.stats.npts and trace.data.dtype.kind in "iuf":
-                await self.deliver(trace)
-            else:
-                self.stats.skipped += 1
+        usable = [trace for trace in stream if self._usable(trace, trace.id)]
+        await self._deliver_in_order([(piece, path) for trace in usable for piece in pieces(trace)])
 
     def state(self) -> dict[str, Any]:
         state = super().state()

@@ -20,6 +20,7 @@ import numpy as np
 import obspy
 
 from seispick.models.grouping import component_index
+from seispick.models.notes import InstrumentNotes
 from seispick.models.picks import Detection, Pick
 from seispick.models.runtime import OnnxModel
 from seispick.service.stream.continuous import InstrumentPicker, WindowRequest
@@ -51,6 +52,7 @@ class _Instrument:
     last_latency: float = 0.0  # arrival minus record end, seconds
     best_latency: float = math.inf  # the lowest data latency seen (lag = growth over it)
     rate_changes: int = 0
+    notes: InstrumentNotes | None = None  # missing components, gaps, resampling, constant data, clipping
 
 
 class StreamPicker:
@@ -162,7 +164,8 @@ class StreamPicker:
                 time_offset=start_time - index / model_rate,
                 lag_tolerance_s=self.lag_tolerance_s,
             )
-            state = self.instruments[instrument] = _Instrument(picker=picker, rate=rate)
+            notes = InstrumentNotes(instrument, self.card.channel_order, model_rate)
+            state = self.instruments[instrument] = _Instrument(picker=picker, rate=rate, notes=notes)
         elif rate != state.rate:
             state.rate_changes += 1
             log.info("%s: sampling rate changed from %g to %g Hz", instrument, state.rate, rate)
@@ -172,6 +175,9 @@ class StreamPicker:
         state.last_end = max(state.last_end, end_time)
         state.last_latency = arrival - end_time
         state.best_latency = min(state.best_latency, state.last_latency)
+        if state.notes is not None:
+            letter = self.card.channel_order[comp]
+            state.notes.observe(letter, stats.channel, start_time, rate, np.asarray(trace.data))
         if self.on_record:
             self.on_record(trace, state.last_latency)
         requests, emitted = state.picker.add(comp, index, data)
@@ -331,6 +337,7 @@ class StreamPicker:
                     "windows": stats.windows,
                     "picks": stats.picks,
                     "windows_in_flight": state.picker.pending,
+                    "notes": state.notes.messages if state.notes is not None else [],
                 }
             )
         return out

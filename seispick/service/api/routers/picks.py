@@ -89,8 +89,12 @@ async def create_picks(
         raise InvalidInput("probabilities=true needs format=json", kind="query")
     content_type = request.headers.get("content-type", "")
     kind = bare_media_type(content_type)
-    if kind not in ACCEPTED:  # 415, saying what the (bounded) body looks like and what to send
-        raise unsupported_media_type(kind, await read_body(request, settings.max_body_bytes))
+    if kind not in ACCEPTED:  # 415, saying what the body looks like (when within the limit) and what to send
+        try:
+            body: bytes | None = await read_body(request, settings.max_body_bytes)
+        except TooLarge:
+            body = None
+        raise unsupported_media_type(kind, body)
     try:
         result = await asyncio.wait_for(
             _annotate(request, content_type, model, batcher, settings, query), settings.request_timeout_s
