@@ -19,7 +19,8 @@ import click
 )
 @click.option("--restamp", is_flag=True, help="Re-stamp the data so the first sample is now.")
 def replay(paths: tuple[Path, ...], host: str, port: int, speed: float, loop: bool, restamp: bool) -> None:
-    """Serve miniSEED FILES or folders as a SeedLink 3.1 server at SPEED times real time."""
+    """Serve miniSEED FILES or folders as a SeedLink server (protocol 3.1 and 4.0) at SPEED times real
+    time, for SeedLink clients such as slinktool, slarchive, SeisComP or ObsPy."""
     from seispick.replay.server import run_replay_server
 
     if speed < 0:
