@@ -122,7 +122,7 @@ def clipped_samples(data: np.ndarray) -> tuple[int, int, float]:
     Only runs of ``CLIP_MIN_RUN`` samples or more that do not touch the data's ends count (a padded end is
     not clipping), and only when the magnitude is ``CLIP_MIN_STEPS`` quantisation steps or more.
     """
-    values = np.asarray(data, dtype=np.float64)
+    values = np.asarray(data)  # native dtype: no copy on the common path
     if not values.size:
         return 0, 0, 0.0
     high, low = float(values.max()), float(values.min())
@@ -132,12 +132,12 @@ def clipped_samples(data: np.ndarray) -> tuple[int, int, float]:
     peak = max(high, -low)
     if peak == 0 or np.count_nonzero(values == (high if high >= -low else low)) < CLIP_MIN_RUN:
         return 0, 0, peak  # the common case: the peak is reached once or twice
-    at_peak = np.abs(values) == peak
+    values = values.astype(np.float64)
     steps = np.abs(np.diff(values))
     steps = steps[steps > 0]
     if not steps.size or peak < CLIP_MIN_STEPS * float(steps.min()):
         return 0, 0, peak
-    padded = np.concatenate([[False], at_peak, [False]])
+    padded = np.concatenate([[False], np.abs(values) == peak, [False]])
     edges = np.flatnonzero(padded[1:] != padded[:-1])
     starts, stops = edges[0::2], edges[1::2]
     keep = (stops - starts >= CLIP_MIN_RUN) & (starts > 0) & (stops < values.size)

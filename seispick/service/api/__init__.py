@@ -1,5 +1,9 @@
 """The HTTP API: app factory (``app.create_app``), routers, dependencies, request decoding, responses.
 
+``decode`` reads bodies through ``seispick.models.io`` (what ``seispick pick`` reads, and 4xx answers that
+say what anything else looks like); ``responses`` turns results and published records into JSON, CSV and
+QuakeML with the picks' own ids and probabilities as numbers.
+
 May import: the rest of the service (settings, batcher, metrics, errors, the stream runtime, the publisher)
 and seispick.models; not the ingest sources' internals.
 """
