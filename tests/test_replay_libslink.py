@@ -17,6 +17,7 @@ from pathlib import Path
 import jsonschema
 import numpy as np
 import obspy
+import pymseed
 import pytest
 from obspy import Stream, UTCDateTime
 
@@ -288,7 +289,7 @@ def test_v4_refusals_use_the_v4_form(server: ThreadedReplayServer) -> None:
     assert wire.ask(b"STATION XX_STA1\r") == b"OK\r\n"
     assert wire.ask(b"DATA 0x1F\r").startswith(b"ERROR ARGUMENTS ")  # decimal in v4
     assert wire.ask(b"DATA ALL 2024-03-01T12:01:00Z 2024-03-01T12:00:00Z\r").startswith(b"ERROR ARGUMENTS ")
-    assert wire.ask(b"SELECT 00_H_H_Z:3\r").startswith(b"ERROR ARGUMENTS ")  # no conversion filter
+    assert wire.ask(b"SELECT 00_H_H_Z:gzip\r").startswith(b"ERROR ARGUMENTS ")  # unknown filter
     assert wire.ask(b"SLPROTO 4.0\r").startswith(b"ERROR UNEXPECTED ")  # only before selection
     wire.close()
     fresh = Wire(server.port)
@@ -342,3 +343,26 @@ def test_v4_info_is_json_by_the_fdsn_schema(server: ThreadedReplayServer) -> Non
     assert zs == ["00_H_H_Z", "00_H_H_Z", "_H_H_Z"]
     subformat, error = docs["INFO GAPS"]
     assert subformat == "E" and error["error"]["code"] == "ARGUMENTS"
+
+
+def test_v4_filter_3_sends_mseed3_and_the_first_matching_filter_wins(
+    server: ThreadedReplayServer, archive: tuple[Path, Stream]
+) -> None:
+    """SELECT *_H_H_Z:native *:3 (spec example): HHZ stays miniSEED 2, the rest arrives as miniSEED 3."""
+    folder, _ = archive
+    native = {(r.channel, r.start_ns): r.data for r in load_records([folder]) if r.station == "STA1"}
+    wire = v4_handshake(server.port)
+    commands = [b"STATION XX_STA1\r", b"SELECT *_H_H_Z:native *:3\r", b"DATA ALL\r"]
+    wire.send(b"".join(commands))
+    assert [wire.reply() for _ in commands] == [b"OK\r\n"] * len(commands)
+    wire.send(b"ENDFETCH\r\n")
+    packets = wire.v4_packets_until_end()
+    wire.close()
+    assert len(packets) == len(native)
+    for header, payload in packets:
+        record = pymseed.MS3Record.parse(payload, unpack_data=True)
+        channel = record.sourceid.split("_", 3)[3].replace("_", "")
+        assert header.format == ("2" if channel == "HHZ" else "3") == str(record.formatversion)
+        source = pymseed.MS3Record.parse(native[(channel, record.starttime)], unpack_data=True)
+        assert record.sourceid == source.sourceid == f"FDSN:XX_STA1_00_{'_'.join(channel)}"
+        np.testing.assert_array_equal(record.np_datasamples, source.np_datasamples)

@@ -97,8 +97,8 @@ class Dialect:
         """Answer a refused command (version-specific form)."""
         raise NotImplementedError
 
-    def frame(self, buffer: StationBuffer, packet: Packet) -> bytes:
-        """The wire bytes of a data packet (version-specific header)."""
+    def frame(self, buffer: StationBuffer, packet: Packet, filter: str = "") -> bytes:
+        """The wire bytes of a data packet (version-specific header; ``filter`` from a v4 SELECT)."""
         raise NotImplementedError
 
     def info(self, args: list[str]) -> None:

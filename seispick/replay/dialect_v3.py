@@ -59,7 +59,7 @@ class V3Dialect(Dialect):
         else:
             self.send(b"ERROR\r\n")
 
-    def frame(self, buffer: StationBuffer, packet: Packet) -> bytes:
+    def frame(self, buffer: StationBuffer, packet: Packet, filter: str = "") -> bytes:
         return packet.wire
 
     def info(self, args: list[str]) -> None:

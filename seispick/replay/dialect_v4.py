@@ -4,7 +4,8 @@ Replies: ``OK\\r\\n``; refusals ``ERROR <CODE> <text>\\r\\n``. ``STATION NET_STA
 pattern and is accepted even when nothing matches yet (the specification lets a pattern cover stations
 added later, and libslink abandons the whole handshake on any refused command), so a client listing a
 station the archive lacks still gets all the others. ``SELECT`` takes one or more stream-ID patterns
-(``00_H_H_Z``, ``*_H_H_?``, ``!*_L_*``, ``.2D`` format patterns, ``:native`` filter). ``DATA [seq|ALL
+(``00_H_H_Z``, ``*_H_H_?``, ``!*_L_*``, ``.2D`` format patterns, ``:native`` or ``:3`` filter: miniSEED 3
+payloads converted by libmseed). ``DATA [seq|ALL
 [start [end]]]`` with decimal sequences and ISO times; ``END`` streams in real time, ``ENDFETCH`` in
 dial-up mode. Packets: the ``SE`` header of :mod:`seispick.seedlink.v4` with the server-wide release
 number as sequence (so ``STATION *`` + ``DATA seq`` resumes too: SEQWILDCARD) and the station ID
@@ -19,6 +20,7 @@ import re
 
 from seispick.replay.dialect import Action, Dialect
 from seispick.replay.info import info_json
+from seispick.replay.mseed3 import to_mseed3
 from seispick.replay.requests import CommandError, StationRequest
 from seispick.replay.state import Packet, StationBuffer
 from seispick.seedlink import v4
@@ -27,7 +29,7 @@ from seispick.seedlink.protocol import StreamPattern, parse_seedlink_time
 logger = logging.getLogger(__name__)
 
 _STATION_PATTERN = re.compile(r"^[A-Za-z0-9_?*\-]{1,64}$")
-_FILTERS = ("", "native")
+_FILTERS = ("", "native", "3")
 _REMOVED = ("CAT", "BATCH", "CAPABILITIES", "FETCH", "TIME")
 
 
@@ -46,8 +48,11 @@ class V4Dialect(Dialect):
     def refuse(self, error: CommandError, unknown: bool = False) -> None:
         self.send(f"ERROR {error.code} {error}\r\n".encode("utf-8", "replace"))
 
-    def frame(self, buffer: StationBuffer, packet: Packet) -> bytes:
+    def frame(self, buffer: StationBuffer, packet: Packet, filter: str = "") -> bytes:
         station = v4.station_id(buffer.network, buffer.station)
+        if filter == "3":
+            payload = to_mseed3(packet.record)
+            return v4.pack_header(packet.number, station, len(payload), v4.FORMAT_MSEED3) + payload
         return v4.pack_header(packet.number, station, len(packet.record)) + packet.record
 
     def info(self, args: list[str]) -> None:
@@ -88,7 +93,7 @@ class V4Dialect(Dialect):
             raise CommandError("ARGUMENTS", str(exc)) from exc
         for pattern in parsed:
             if pattern.filter not in _FILTERS:
-                raise CommandError("ARGUMENTS", f"filter {pattern.filter!r} not supported (only native)")
+                raise CommandError("ARGUMENTS", f"filter {pattern.filter!r} not supported (native or 3)")
         current = self.state.current()
         (current.selectors if current is not None else self.state.selectors).extend(parsed)
         self.ok()

@@ -36,8 +36,11 @@ V4_CAPABILITIES = ("SLPROTO:3.1", "SLPROTO:4.0", "TIME", "SEQWILDCARD")
 V4_ITEMS = ("ID", "FORMATS", "CAPABILITIES", "STATIONS", "STREAMS")
 V4_FORMATS = {
     "2": {"mimetype": "application/vnd.fdsn.mseed", "subformat": {"D": "data"}},
+    "3": {"mimetype": "application/vnd.fdsn.mseed3", "subformat": {"D": "data"}},
     "J": {"mimetype": "application/json", "subformat": {"I": "seedlink-info", "E": "seedlink-error"}},
 }
+
+V4_FILTERS = {"native": "data in its native format (miniSEED 2)", "3": "data converted to miniSEED 3"}
 
 
 def hello_lines() -> bytes:
@@ -106,6 +109,7 @@ def info_json(replay: Replay, started_ns: int, args: list[str]) -> tuple[dict[st
         doc["capability"] = list(V4_CAPABILITIES)
     elif item == "FORMATS":
         doc["format"] = V4_FORMATS
+        doc["filter"] = V4_FILTERS
     else:
         try:
             streams = StreamPattern.parse(args[2]) if len(args) == 3 else None

@@ -75,7 +75,7 @@ class Subscription:
         self.end_ns = end_ns
         self.begin_ns = begin_ns
         self.min_number = min_number
-        self._selected: dict[tuple[str, str], bool] = {}
+        self._selected: dict[tuple[str, str], tuple[bool, str]] = {}
 
     def pending(self) -> Iterator[Packet]:
         """Yield the selected packets from the read position on, advancing it."""
@@ -101,10 +101,19 @@ class Subscription:
     def caught_up(self) -> bool:
         return self.cursor >= self.buffer.end
 
+    def filter_of(self, packet: Packet) -> str:
+        """The SeedLink 4 filter for a selected packet's stream: the first matching one given, else ""."""
+        return self._selection(packet)[1]
+
     def _is_selected(self, packet: Packet) -> bool:
+        return self._selection(packet)[0]
+
+    def _selection(self, packet: Packet) -> tuple[bool, str]:
         key = (packet.location, packet.channel)
         if key not in self._selected:
-            self._selected[key] = selection_matches(self.selectors, *key)
+            chosen = next((s.filter for s in self.selectors if getattr(s, "filter", "") and not s.negate
+                           and s.matches(*key)), "")  # fmt: skip
+            self._selected[key] = (selection_matches(self.selectors, *key), chosen)
         return self._selected[key]
 
 

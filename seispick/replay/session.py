@@ -122,7 +122,7 @@ class Session:
             sent = 0
             for subscription in subscriptions:
                 for packet in subscription.pending():
-                    self.writer.write(frame(subscription.buffer, packet))
+                    self.writer.write(frame(subscription.buffer, packet, subscription.filter_of(packet)))
                     sent += 1
                     if sent % _DRAIN_EVERY == 0:
                         await self.writer.drain()
