@@ -7,7 +7,13 @@ from pathlib import Path
 
 import click
 
-from seispick.models.registry import DEFAULT_MODEL, ModelRegistry, UnknownModelError, user_model_dir
+from seispick.models.registry import (
+    DEFAULT_MODEL,
+    ModelLoadError,
+    ModelRegistry,
+    UnknownModelError,
+    user_model_dir,
+)
 
 from .lazy import training_module
 
@@ -20,8 +26,12 @@ def models() -> None:
 @models.command("list")
 def list_models() -> None:
     """Shipped and user models."""
-    rows = [("name", "version", "task", "rate", "window", "channels", "sha256", "where")]
-    for entry in ModelRegistry().entries():
+    rows = [("name", "version", "task", "scope", "rate", "window", "channels", "sha256", "where")]
+    try:
+        entries = ModelRegistry().entries()
+    except ModelLoadError as exc:
+        raise click.ClickException(str(exc)) from exc
+    for entry in entries:
         card = entry.card
         mark = " (default)" if card.name == DEFAULT_MODEL else ""
         rows.append(
@@ -29,6 +39,7 @@ def list_models() -> None:
                 card.name + mark,
                 card.version,
                 card.task,
+                card.scope,
                 f"{card.sampling_rate:g} Hz",
                 str(card.window_samples),
                 card.channel_order,
@@ -47,7 +58,7 @@ def show_model(name: str | None) -> None:
     """Print a model's card (JSON)."""
     try:
         entry = ModelRegistry().get(name)
-    except UnknownModelError as exc:
+    except (UnknownModelError, ModelLoadError) as exc:
         raise click.ClickException(str(exc)) from exc
     click.echo(json.dumps(entry.card.model_dump(mode="json"), indent=2))
 
@@ -58,7 +69,12 @@ def show_model(name: str | None) -> None:
 @click.option("--name", default=None, help="Model name (default: from the weights file name).")
 @click.option("--out", type=click.Path(path_type=Path), default=None, help="Model folder to write.")
 def import_seisbench_cmd(weights: Path, metadata: Path | None, name: str | None, out: Path | None) -> None:
-    """Turn a SeisBench PhaseNet checkpoint (WEIGHTS .pt.vN, METADATA .json.vN) into an ONNX model folder."""
+    """Turn a SeisBench PhaseNet checkpoint (WEIGHTS .pt.vN, METADATA .json.vN) into an ONNX model folder.
+
+    Today's layout at any width, the early layout (filters 8, 11, 16, 22, 32) and weights saved as a whole pickled
+    module (read without SeisBench's classes); component and phase order come from the JSON, thresholds from its
+    default_args. The folder gets the ONNX model, its card and a LICENSE.
+    """
     builders = training_module("builders")
     name = name or "phasenet-" + weights.name.split(".pt")[0].replace("_", "-")
     out = out or user_model_dir() / name

@@ -7,9 +7,37 @@ import json
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 CARD_FILE = "card.json"
+Scope = Literal["general", "regional", "station"]
+
+
+class CardError(ValueError):
+    """A model card that cannot be read or does not validate; the message names the file and the fields."""
+
+
+class HeldOutScores(BaseModel):
+    """A picker's F1 on a held-out set: records from stations (and regions) no shipped model was trained on or
+    had its settings selected on. ``stations`` ("NET.STA") let the default-model rule check that."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    description: str
+    dataset: str = Field(description="Name of the dataset folder the records come from")
+    stations: list[str]
+    n_records: int = Field(ge=1)
+    f1: dict[str, float] = Field(description="F1 by 'P@0.1s', 'P@0.5s', 'S@0.1s', 'S@0.5s'")
+
+    @field_validator("f1")
+    @classmethod
+    def _check_f1(cls, value: dict[str, float]) -> dict[str, float]:
+        missing = {"P@0.1s", "P@0.5s", "S@0.1s", "S@0.5s"} - set(value)
+        if missing:
+            raise ValueError(f"f1 lacks {sorted(missing)}")
+        if any(not 0.0 <= v <= 1.0 for v in value.values()):
+            raise ValueError(f"F1 values must lie in [0, 1], got {value}")
+        return value
 
 
 class Normalisation(BaseModel):
@@ -52,6 +80,13 @@ class ModelCard(BaseModel):
     split: dict[str, Any] = Field(default_factory=dict)
     metrics: dict[str, Any] = Field(default_factory=dict)
     location_cells: list[dict[str, float]] | None = None
+    scope: Scope = Field(
+        default="general",
+        description="What the model is for: general, or one region or station (never the default model)",
+    )
+    held_out: dict[str, HeldOutScores] = Field(
+        default_factory=dict, description="F1 on held-out sets, by set name (read by the default-model rule)"
+    )
     onnx_file: str = "model.onnx"
     onnx_sha256: str = ""
     input_name: str = "waveforms"
@@ -63,6 +98,28 @@ class ModelCard(BaseModel):
         if not value or len(set(value)) != len(value) or not value.isalnum():
             raise ValueError(f"channel_order must be distinct component letters, got {value!r}")
         return value.upper()
+
+    @model_validator(mode="after")
+    def _check_labels(self) -> ModelCard:
+        if self.task == "picker":
+            if "N" not in self.labels or len(self.labels) < 2:
+                raise ValueError(f"a picker's labels need the noise class N and a phase, got {self.labels}")
+            unknown = set(self.default_thresholds) - set(self.labels) - {"detection"}
+            if unknown:
+                raise ValueError(f"default_thresholds for {sorted(unknown)}, which are not among the labels")
+        else:
+            if self.labels[:1] != ["noise"] or len(self.labels) < 2:
+                raise ValueError(
+                    f"a detector's labels start with 'noise' and name at least one class: {self.labels}"
+                )
+            cells = len(self.location_cells or [])
+            if cells and len(self.labels) != 1 + cells:
+                raise ValueError(f"{cells} location cells need {1 + cells} labels, got {len(self.labels)}")
+            if self.held_out:
+                raise ValueError("held_out pick scores belong to pickers")
+        if self.overlap_samples >= self.window_samples:
+            raise ValueError(f"overlap_samples {self.overlap_samples} must be below window_samples")
+        return self
 
     @property
     def stride_samples(self) -> int:
@@ -76,19 +133,37 @@ class ModelCard(BaseModel):
 
     @classmethod
     def read(cls, path: str | Path) -> ModelCard:
-        """Read a card from ``card.json`` or from the model folder holding it."""
+        """Read and validate a card from ``card.json`` or from the model folder holding it; :class:`CardError`
+        names the file and what is wrong."""
         path = Path(path)
         if path.is_dir():
             path = path / CARD_FILE
-        return cls.model_validate_json(path.read_text())
+        try:
+            return cls.model_validate_json(path.read_text())
+        except OSError as exc:
+            raise CardError(f"{path}: cannot read the model card ({exc.strerror or exc})") from exc
+        except ValidationError as exc:
+            raise CardError(f"{path}: invalid model card: {_errors(exc)}") from exc
+
+    def validated(self) -> ModelCard:
+        """This card checked again field by field (``model_copy(update=...)`` does not validate)."""
+        try:
+            return type(self).model_validate(self.model_dump())
+        except ValidationError as exc:
+            raise CardError(f"model card {self.name!r} is invalid: {_errors(exc)}") from exc
 
     def write(self, path: str | Path) -> Path:
-        """Write the card as pretty JSON into ``path`` (a folder or a file name)."""
+        """Validate the card, then write it as pretty JSON into ``path`` (a folder or a file name)."""
+        card = self.validated()
         path = Path(path)
         if path.is_dir():
             path = path / CARD_FILE
-        path.write_text(json.dumps(self.model_dump(mode="json"), indent=2) + "\n")
+        path.write_text(json.dumps(card.model_dump(mode="json"), indent=2) + "\n")
         return path
+
+
+def _errors(exc: ValidationError) -> str:
+    return "; ".join(f"{'.'.join(map(str, e['loc'])) or 'card'}: {e['msg']}" for e in exc.errors()[:8])
 
 
 def sha256_file(path: str | Path) -> str:

@@ -12,7 +12,7 @@ from seispick.models.card import ModelCard, Normalisation
 from . import tf_reference
 from .cards import phasenet_card
 from .convert import load_original_phasenet, load_seisbench_checkpoint
-from .export import write_model_folder
+from .export import write_licence, write_model_folder
 from .phasenet import CITATION
 
 MIT_NOTE = "MIT licence (PhaseNet, Copyright (c) 2018 Weiqiang Zhu); see LICENSE in this folder."
@@ -75,27 +75,31 @@ def build_phasenet_original(
 def import_seisbench(
     weights_path: str | Path, metadata_path: str | Path | None, folder: str | Path, name: str
 ) -> ModelCard:
-    """Turn a SeisBench PhaseNet checkpoint into a shipped-style model folder (ONNX + card)."""
+    """Turn a SeisBench PhaseNet checkpoint into a shipped-style model folder (ONNX + card + LICENSE).
+
+    Layout, widths and depth come from the weights (:func:`~seispick.training.convert.load_seisbench_checkpoint`);
+    component order, phase order (e.g. ``ZNE``, ``PSN``) and normalisation from the JSON's ``model_args``;
+    pick thresholds and overlap from its ``default_args``. The probabilities of the ONNX model are checked
+    against the torch network within 1e-5.
+    """
     model, metadata = load_seisbench_checkpoint(weights_path, metadata_path)
-    args = metadata.get("model_args", {})
-    if args.get("norm_amp_per_comp") or args.get("norm_detrend"):
-        raise ValueError(f"{weights_path}: PickBlue normalisation options are not supported")
-    phases = args.get("phases") or "NPS"
-    labels = list(phases)
-    default_args = metadata.get("default_args", {})
+    args = metadata["model_args"]
+    labels = list(str(args.get("phases") or "NPS"))
+    default_args = metadata.get("default_args") or {}
     thresholds = {p: float(default_args.get(f"{p}_threshold", 0.3)) for p in labels if p != "N"}
     thresholds["detection"] = 0.5
+    source = Path(weights_path).name
+    licence = str(metadata.get("licence") or metadata.get("license") or "")
     card = ModelCard(
         name=name,
         version=str(metadata.get("version", "1")),
-        description=metadata.get("docstring", "")
-        or f"SeisBench PhaseNet imported from {Path(weights_path).name}",
+        description=metadata.get("docstring", "") or f"SeisBench PhaseNet imported from {source}",
         architecture="phasenet",
         task="picker",
         sampling_rate=float(args.get("sampling_rate", 100)),
         window_samples=3001,
-        channel_order=str(args.get("component_order", metadata.get("component_order", "ZNE"))),
-        # SeisBench divides by torch's (unbiased) std + 1e-10.
+        channel_order=str(args.get("component_order", "ZNE")),
+        # SeisBench divides by torch's (unbiased) std + 1e-10, or by the peak + 1e-10.
         normalisation=Normalisation(
             demean=True, scale="peak" if args.get("norm") == "peak" else "std", ddof=1, eps=1e-10
         ),
@@ -103,10 +107,20 @@ def import_seisbench(
         default_thresholds=thresholds,
         overlap_samples=int(default_args.get("overlap", 1500)),
         stacking=str(default_args.get("stacking", "avg")),
-        licence=str(metadata.get("licence", "see the checkpoint's source")),
+        licence=licence or "the checkpoint's own terms (not stated in its JSON); see LICENSE in this folder",
         citation=CITATION,
-        provenance=f"Imported by seispick from the SeisBench checkpoint {Path(weights_path).name}",
+        provenance=f"Imported by seispick from the SeisBench checkpoint {source} ({metadata['layout']} layout, "
+        f"widths {list(model.widths)}, read from a {metadata['weights_format']})",
         training_data=str(metadata.get("training_data", "")),
     )
     check = np.random.default_rng(7).standard_normal((3, model.in_channels, 3001)).astype(np.float32)
-    return write_model_folder(model, card, folder, check)
+    card = write_model_folder(model, card, folder, check)
+    write_licence(
+        folder,
+        f"{name}: imported by seispick from the SeisBench checkpoint {source}.\n\n"
+        + (f"Licence stated in its metadata: {licence}\n" if licence else "")
+        + "The weights keep the terms under which their publisher released them (SeisBench publishes its "
+        "pretrained weights with the SeisBench project, https://github.com/seisbench/seisbench); check them "
+        "before redistributing this folder.\n",
+    )
+    return card

@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import json
+import pickle
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
+from torch import nn
 
 from .phasenet import PhaseNet
+from .phasenet_light import PhaseNetLight
+from .pickled import load_pickled_module
 
 
 def _conv(kernel: np.ndarray) -> torch.Tensor:
@@ -61,26 +66,151 @@ def load_original_phasenet(weights_npz: str | Path) -> PhaseNet:
     return model.eval()
 
 
+class SeisBenchImportError(ValueError):
+    """A SeisBench checkpoint that cannot be imported; the message names what was found."""
+
+
+# model_args of SeisBench's PhaseNet / PhaseNetLight that the import understands.
+KNOWN_MODEL_ARGS = {
+    "component_order", "phases", "norm", "sampling_rate", "in_channels", "classes", "filter_factor",
+    "norm_amp_per_comp", "norm_detrend", "in_samples", "grouping", "filter_args", "filter_kwargs",
+}  # fmt: skip
+
+
+def _read_weights(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any], str]:
+    """(state_dict, attributes of a pickled module, what the file was) of a checkpoint file."""
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError:  # a whole pickled module: read without its classes
+        try:
+            pickled = load_pickled_module(path)
+        except ValueError as exc:
+            raise SeisBenchImportError(
+                f"{path}: not a torch checkpoint: neither a state_dict nor a pickled module ({exc})"
+            ) from exc
+        return pickled.state_dict, pickled.attributes, f"pickled module {pickled.class_name}"
+    except (RuntimeError, OSError, EOFError) as exc:
+        raise SeisBenchImportError(f"{path}: not a torch checkpoint ({exc})") from exc
+    if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
+        state = state["state_dict"]
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise SeisBenchImportError(f"{path}: holds a {type(state).__name__}, not a PhaseNet state_dict")
+    return dict(state), {}, "state_dict"
+
+
+def _widths_modern(state: dict[str, torch.Tensor]) -> list[int]:
+    depth = len({k.split(".")[1] for k in state if k.startswith("down_branch.")})
+    return [int(state[f"down_branch.{i}.0.weight"].shape[0]) for i in range(depth)]
+
+
+def _widths_early(state: dict[str, torch.Tensor]) -> list[int]:
+    levels = sum(f"conv{i}.conv.weight" in state for i in range(1, 64))
+    return [int(state["inc.weight"].shape[0])] + [
+        int(state[f"conv{i}.conv.weight"].shape[0]) for i in range(1, levels + 1)
+    ]
+
+
+def seisbench_network(state: dict[str, torch.Tensor], where: str = "checkpoint") -> tuple[nn.Module, str]:
+    """A PhaseNet of the layout, widths and depth found in a SeisBench state_dict, with those weights loaded;
+    and the layout's name ("phasenet" or "phasenet-early")."""
+    keys = sorted(state)
+    try:
+        if "down_branch.0.0.weight" in state and "inc.weight" in state:
+            widths, layout = _widths_modern(state), "phasenet"
+            model: nn.Module = PhaseNet(
+                in_channels=int(state["inc.weight"].shape[1]),
+                classes=int(state["out.weight"].shape[0]),
+                variant="seisbench",
+                depth=len(widths),
+                widths=widths,
+            )
+        elif "conv1.conv.weight" in state and "inc.weight" in state:
+            widths, layout = _widths_early(state), "phasenet-early"
+            model = PhaseNetLight(
+                in_channels=int(state["inc.weight"].shape[1]),
+                classes=int(state["out.weight"].shape[1]),
+                widths=widths,
+            )
+        else:
+            raise SeisBenchImportError(
+                f"{where}: not a SeisBench PhaseNet (no inc/down_branch or inc/conv1 layers; found "
+                f"{', '.join(keys[:6])}{', ...' if len(keys) > 6 else ''})"
+            )
+        model.load_state_dict(state, strict=True)
+    except (RuntimeError, ValueError, KeyError) as exc:
+        if isinstance(exc, SeisBenchImportError):
+            raise
+        raise SeisBenchImportError(f"{where}: weights do not form a PhaseNet ({exc})") from exc
+    return model.eval(), layout
+
+
 def load_seisbench_checkpoint(
     weights_path: str | Path, metadata_path: str | Path | None = None
-) -> tuple[PhaseNet, dict]:
-    """A SeisBench PhaseNet checkpoint (``*.pt.vN`` state_dict + ``*.json.vN``) from disk; returns model and metadata.
+) -> tuple[nn.Module, dict]:
+    """A SeisBench PhaseNet checkpoint (``*.pt.vN`` + ``*.json.vN``) from disk; returns the network and metadata.
 
-    Only the default PhaseNet layout (3 channels, filter_factor 1) is accepted; other model_args raise.
+    Handles today's layout (widths and depth read from the weights, so any ``filter_factor``), the early layout
+    (PhaseNetLight: filters 8, 11, 16, 22, 32), and weights saved as a whole pickled module (read without its
+    classes; its component order, labels and default arguments fill in what the JSON does not say). The
+    metadata gains ``layout``, ``weights_format`` and, from a pickled module, ``model_args`` it lacked.
+    Anything else raises :class:`SeisBenchImportError` naming what was found.
     """
-    metadata = json.loads(Path(metadata_path).read_text()) if metadata_path else {}
-    args = metadata.get("model_args", {})
-    if args.get("filter_factor", 1) != 1:
-        raise ValueError(f"{weights_path}: filter_factor {args['filter_factor']} is not supported")
-    state = torch.load(weights_path, map_location="cpu", weights_only=True)
-    if isinstance(state, dict) and "state_dict" in state:
-        state = state["state_dict"]
-    model = PhaseNet(
-        in_channels=args.get("in_channels", 3), classes=args.get("classes", 3), variant="seisbench"
-    )
-    missing, unexpected = model.load_state_dict(state, strict=False)
-    if missing or unexpected:
-        raise ValueError(
-            f"{weights_path}: not a SeisBench PhaseNet state_dict (missing {missing[:3]}, unexpected {unexpected[:3]})"
+    weights_path = Path(weights_path)
+    try:
+        metadata = json.loads(Path(metadata_path).read_text()) if metadata_path else {}
+    except (OSError, json.JSONDecodeError) as exc:
+        raise SeisBenchImportError(f"{metadata_path}: not a readable SeisBench JSON ({exc})") from exc
+    if not isinstance(metadata, dict):
+        raise SeisBenchImportError(
+            f"{metadata_path}: expected a JSON object, found {type(metadata).__name__}"
         )
-    return model.eval(), metadata
+    state, attributes, found = _read_weights(weights_path)
+    args = dict(metadata.get("model_args") or {})
+    unknown = sorted(set(args) - KNOWN_MODEL_ARGS)
+    if unknown:
+        raise SeisBenchImportError(f"{metadata_path}: model_args {unknown} are not supported by the import")
+    if args.get("norm_amp_per_comp") or args.get("norm_detrend"):
+        raise SeisBenchImportError(f"{metadata_path}: PickBlue normalisation options are not supported")
+    if args.get("filter_args") or args.get("filter_kwargs"):
+        raise SeisBenchImportError(
+            f"{metadata_path}: the model filters its input ({args.get('filter_args')}, "
+            f"{args.get('filter_kwargs')}), which seispick's runtime does not do"
+        )
+    if args.get("grouping", "instrument") != "instrument":
+        raise SeisBenchImportError(
+            f"{metadata_path}: grouping {args['grouping']!r} (seispick groups by instrument)"
+        )
+    if int(args.get("in_samples", 3001)) != 3001:
+        raise SeisBenchImportError(
+            f"{metadata_path}: in_samples {args['in_samples']} (variable-length PhaseNet)"
+        )
+    model, layout = seisbench_network(state, str(weights_path))
+    if "component_order" not in args and isinstance(attributes.get("_component_order"), str):
+        args["component_order"] = attributes["_component_order"]
+    if "phases" not in args and isinstance(attributes.get("labels"), str | list):
+        args["phases"] = "".join(attributes["labels"])
+    for key in ("sampling_rate", "norm"):
+        if key not in args and isinstance(attributes.get(key), int | float | str):
+            args[key] = attributes[key]
+    _check_shape(args, model, weights_path, metadata_path)
+    return model, {**metadata, "model_args": args, "layout": layout, "weights_format": found}
+
+
+def _check_shape(args: dict[str, Any], model: nn.Module, weights: Path, metadata: Any) -> None:
+    """The JSON's channel and class counts must match the weights'."""
+    n_in, n_out = model.in_channels, model.classes
+    order = str(args.get("component_order", "ZNE"))
+    phases = str(args.get("phases") or "NPS")
+    problems = []
+    if int(args.get("in_channels", n_in)) != n_in or len(order) != n_in:
+        problems.append(f"the weights take {n_in} channels, the JSON says {args.get('in_channels', order)!r}")
+    if int(args.get("classes", n_out)) != n_out or len(phases) != n_out:
+        problems.append(f"the weights give {n_out} classes, the JSON's phases are {phases!r}")
+    elif "N" not in phases:
+        problems.append(f"phases {phases!r} have no noise class N")
+    factor = args.get("filter_factor")
+    widths = getattr(model, "widths", [])
+    if factor is not None and isinstance(model, PhaseNet) and widths[0] != 8 * int(factor):
+        problems.append(f"filter_factor {factor} but the weights start with {widths[0]} filters")
+    if problems:
+        raise SeisBenchImportError(f"{weights} with {metadata or 'no JSON'}: " + "; ".join(problems))

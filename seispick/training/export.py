@@ -13,6 +13,10 @@ import torch
 
 from seispick.models.card import ModelCard, sha256_file
 
+from .licences import LICENCE_FILE, default_licence
+
+__all__ = ["OPSET", "ParityError", "export_onnx", "onnx_parity", "write_licence", "write_model_folder"]
+
 OPSET = 17
 
 
@@ -58,10 +62,11 @@ def write_model_folder(
     check_inputs: np.ndarray,
     tolerance: float = 1e-5,
     licence_file: str | Path | None = None,
+    licence_text: str | None = None,
 ) -> ModelCard:
-    """Export ``model`` into ``folder`` with its card (sha256 and parity filled in); raise if parity fails.
-
-    The folder is written only when the parity check passes.
+    """Export ``model`` into ``folder`` with its card (sha256 and parity filled in) and a LICENSE (copied from
+    ``licence_file``, else ``licence_text``, else :func:`~seispick.training.licences.default_licence`); raise
+    if parity fails. The folder is written only when the parity check passes.
     """
     folder = Path(folder)
     with tempfile.TemporaryDirectory() as tmp:
@@ -81,5 +86,14 @@ def write_model_folder(
         shutil.copyfile(onnx_path, folder / card.onnx_file)
     card.write(folder)
     if licence_file:
-        shutil.copyfile(licence_file, folder / "LICENSE")
+        shutil.copyfile(licence_file, folder / LICENCE_FILE)
+    else:
+        write_licence(folder, licence_text or default_licence(card))
     return card
+
+
+def write_licence(folder: str | Path, text: str) -> Path:
+    """Write ``text`` as the model folder's LICENSE."""
+    path = Path(folder) / LICENCE_FILE
+    path.write_text(text if text.endswith("\n") else text + "\n")
+    return path

@@ -12,6 +12,7 @@ Transposed convolutions are cropped as TF's "same" transposed convolution does (
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Literal
 
 import torch
@@ -48,10 +49,20 @@ class PhaseNet(nn.Module):
         depth: int = 5,
         kernel_size: int = 7,
         stride: int = 4,
+        widths: Sequence[int] | None = None,
     ) -> None:
+        """``widths``: filters per depth (default ``filters_root * 2**i``), e.g. SeisBench's ``filter_factor``
+        layouts read from a checkpoint."""
         super().__init__()
         if variant not in WINDOW_SAMPLES:
             raise ValueError(f"unknown PhaseNet variant {variant!r}; use 'seisbench' or 'tf'")
+        widths = list(widths) if widths is not None else [2**i * filters_root for i in range(depth)]
+        if len(widths) != depth:
+            raise ValueError(f"{len(widths)} widths for depth {depth}")
+        if variant == "seisbench" and depth != len(_SEISBENCH_DOWN_PADDING) + 1:
+            raise ValueError(
+                f"SeisBench's PhaseNet has depth {len(_SEISBENCH_DOWN_PADDING) + 1}, not {depth}"
+            )
         self.variant = variant
         self.in_channels = in_channels
         self.classes = classes
@@ -60,13 +71,14 @@ class PhaseNet(nn.Module):
         self.stride = stride
         self.window_samples = WINDOW_SAMPLES[variant]
 
-        self.inc = nn.Conv1d(in_channels, filters_root, kernel_size, padding="same")
-        self.in_bn = nn.BatchNorm1d(filters_root, eps=1e-3)
+        self.widths = widths
+        self.inc = nn.Conv1d(in_channels, widths[0], kernel_size, padding="same")
+        self.in_bn = nn.BatchNorm1d(widths[0], eps=1e-3)
 
         self.down_branch = nn.ModuleList()
-        last = filters_root
+        last = widths[0]
         for i in range(depth):
-            filters = 2**i * filters_root
+            filters = widths[i]
             conv_same = nn.Conv1d(last, filters, kernel_size, padding="same", bias=False)
             last = filters
             bn1 = nn.BatchNorm1d(filters, eps=1e-3)
@@ -79,7 +91,7 @@ class PhaseNet(nn.Module):
 
         self.up_branch = nn.ModuleList()
         for i in range(depth - 1):
-            filters = 2 ** (depth - 2 - i) * filters_root
+            filters = widths[depth - 2 - i]
             conv_up = nn.ConvTranspose1d(last, filters, kernel_size, stride, bias=False)
             last = filters
             bn1 = nn.BatchNorm1d(filters, eps=1e-3)
