@@ -6,31 +6,43 @@ still starts (and says what is missing when one of these commands runs).
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 import click
+from click.core import ParameterSource
+
+from seispick.training.config import FINETUNE_DEFAULTS, TrainConfig
 
 from .lazy import training_module
 
 SPLIT_PARTS = ["test", "val", "train", "all"]
 
 
+GIVEN = (ParameterSource.COMMANDLINE, ParameterSource.ENVIRONMENT, ParameterSource.PROMPT)
+
+
+def _given(ctx: click.Context, name: str) -> bool:
+    """Whether the user gave option ``name`` (click's ParameterSource, not a comparison with the default)."""
+    return ctx.get_parameter_source(name) in GIVEN
+
+
 def _command_line(ctx: click.Context) -> str:
-    """The command as it could be typed again: arguments, then the options that differ from their defaults."""
+    """The command as it could be typed again: its arguments and the options the user gave, nothing else."""
     words = ["seispick", *ctx.command_path.split()[1:]]
     for param in ctx.command.params:
         value = ctx.params.get(param.name)
         if isinstance(param, click.Argument):
             words += [str(v) for v in (value if isinstance(value, tuple | list) else [value])]
             continue
-        if value == param.default or value is None or (isinstance(value, tuple) and not value):
+        if not _given(ctx, param.name):
             continue
         flag = max(param.opts, key=len)
         if getattr(param, "is_flag", False):
             if getattr(param, "secondary_opts", None) and not value:
                 flag = max(param.secondary_opts, key=len)
+            elif not value:
+                continue
             words.append(flag)
         else:
             for v in value if isinstance(value, tuple | list) else [value]:
@@ -59,8 +71,13 @@ def _data_options(func):
     return func
 
 
-def _train_options(func):
-    """Hyper-parameter options of train and finetune."""
+TRAIN_DEFAULTS: dict[str, Any] = {k: v for k, v in TrainConfig().to_dict().items() if k != "threads"}
+
+
+def _train_options(defaults: dict[str, Any]):
+    """Hyper-parameter options of train and finetune, with ``defaults`` (TrainConfig fields)."""
+    d = {**TRAIN_DEFAULTS, **defaults}
+    auto_windows = bool(d.get("epoch_windows"))
     options = [
         click.option(
             "--out", "-o", type=click.Path(path_type=Path), required=True, help="Checkpoint folder to write."
@@ -72,45 +89,108 @@ def _train_options(func):
             help="ONNX model folder (default OUT/model).",
         ),
         click.option("--name", default=None, help="Model name in the card (default: the --out folder name)."),
-        click.option("--epochs", type=click.IntRange(1), default=30, show_default=True),
-        click.option("--batch-size", type=click.IntRange(1), default=16, show_default=True),
-        click.option("--weight-decay", type=click.FloatRange(0), default=1e-4, show_default=True),
+        click.option("--epochs", type=click.IntRange(1), default=d["epochs"], show_default=True),
+        click.option("--batch-size", type=click.IntRange(1), default=d["batch_size"], show_default=True),
+        click.option(
+            "--weight-decay", type=click.FloatRange(0), default=d["weight_decay"], show_default=True
+        ),
         click.option(
             "--schedule",
             type=click.Choice(["cosine", "plateau", "constant"]),
-            default="cosine",
+            default=d["schedule"],
             show_default=True,
+        ),
+        click.option(
+            "--warmup-epochs",
+            type=click.IntRange(0),
+            default=d["warmup_epochs"],
+            show_default=True,
+            help="Epochs of linear learning-rate warm-up before the cosine decay.",
         ),
         click.option(
             "--patience",
             type=click.IntRange(1),
-            default=6,
+            default=d["patience"],
             show_default=True,
             help="Early-stopping patience (epochs).",
         ),
         click.option(
+            "--select-on",
+            type=click.Choice(["f1", "loss"]),
+            default=d["select_on"],
+            show_default=True,
+            help="Keep the epoch of best validation pick F1 (P and S within 0.1 s) or of lowest validation loss.",
+        ),
+        click.option(
             "--windows-per-sample",
             type=click.IntRange(1),
-            default=4,
-            show_default=True,
+            default=None if auto_windows else d["windows_per_sample"],
+            show_default="from --epoch-windows" if auto_windows else True,
             help="Random windows per sample and epoch.",
+        ),
+        click.option(
+            "--epoch-windows",
+            type=click.IntRange(1),
+            default=d.get("epoch_windows"),
+            show_default=True,
+            help="Windows per epoch (windows per sample = this / samples, 1-32) unless --windows-per-sample.",
         ),
         click.option(
             "--edge-probability",
             type=click.FloatRange(0, 1),
-            default=0.1,
+            default=d["edge_probability"],
             show_default=True,
             help="Share of windows aligned with a record's start or end.",
         ),
+        click.option(
+            "--label-sigma",
+            type=click.FloatRange(0, min_open=True),
+            default=d["label_sigma"],
+            show_default=True,
+            help="Std of the Gaussian P (and S) target, in samples.",
+        ),
+        click.option(
+            "--s-label-sigma",
+            type=click.FloatRange(0, min_open=True),
+            default=d["s_label_sigma"],
+            show_default=True,
+            help="Std of the S target in samples (default --label-sigma).",
+        ),
+        click.option(
+            "--class-weights",
+            default=",".join(f"{w:g}" for w in d["class_weights"]),
+            show_default=True,
+            callback=lambda ctx, param, value: _class_weights(value),
+            help="Loss weights of noise, P and S, comma-separated.",
+        ),
+        click.option(
+            "--s-window-probability",
+            type=click.FloatRange(0, 1),
+            default=d["s_window_probability"],
+            show_default=True,
+            help="Share of training windows placed around S rather than P.",
+        ),
+        click.option(
+            "--calibrate-thresholds/--no-calibrate-thresholds",
+            default=d["calibrate_thresholds"],
+            show_default=True,
+            help="Set P and S pick thresholds to those of best validation F1 (0.1 s) in the card.",
+        ),
         click.option("--no-augment", is_flag=True, help="No augmentation (window placement stays random)."),
         click.option(
-            "--licence", default=None, help="Licence text for the card (default: seispick MIT note)."
+            "--licence",
+            default=None,
+            help="Licence text for the card and LICENSE (default: seispick MIT note).",
         ),
         click.option("--quiet", "-q", is_flag=True, help="No progress bar."),
     ]
-    for option in reversed(options):
-        func = option(func)
-    return func
+
+    def decorate(func):
+        for option in reversed(options):
+            func = option(func)
+        return func
+
+    return decorate
 
 
 def _fractions(val_fraction: float, test_fraction: float) -> tuple[float, float, float]:
@@ -133,37 +213,70 @@ def _load_split(data: tuple[Path, ...], split_by: str, fractions, seed: int, all
         raise click.ClickException(f"cannot use the data: {exc}") from exc
 
 
-def _config(kw: dict[str, Any], **fixed: Any):
-    config = training_module("config")
+def _class_weights(text: str | tuple) -> tuple[float, float, float]:
+    """``"1,1,1.5"`` (or an already parsed tuple) as three floats."""
     try:
-        return config.TrainConfig(
-            epochs=kw["epochs"],
-            batch_size=kw["batch_size"],
-            weight_decay=kw["weight_decay"],
-            schedule=kw["schedule"],
-            patience=kw["patience"],
-            seed=kw["seed"],
-            windows_per_sample=kw["windows_per_sample"],
-            val_windows_per_sample=kw["windows_per_sample"],
-            edge_probability=kw["edge_probability"],
-            augment=not kw["no_augment"],
-            **fixed,
+        weights = tuple(float(x) for x in (text.split(",") if isinstance(text, str) else text))
+    except ValueError:
+        weights = ()
+    if len(weights) != 3:
+        raise click.BadParameter(
+            f"give three numbers (noise,P,S), got {text!r}", param_hint="--class-weights"
         )
+    return weights  # type: ignore[return-value]
+
+
+def _config(ctx: click.Context, kw: dict[str, Any], defaults: dict[str, Any], **fixed: Any) -> TrainConfig:
+    """The TrainConfig of ``defaults`` with every option of ``kw`` that names one of its fields; a given
+    ``--windows-per-sample`` replaces the ``--epoch-windows`` rule."""
+    values = {**TRAIN_DEFAULTS, **defaults}
+    values.update({k: v for k, v in kw.items() if k in values and v is not None})
+    values["augment"] = not kw["no_augment"]
+    if _given(ctx, "windows_per_sample") or "val_windows_per_sample" not in defaults:
+        # a fixed number of windows per sample, validation drawing as many
+        values["val_windows_per_sample"] = values["windows_per_sample"]
+    if _given(ctx, "windows_per_sample"):
+        values["epoch_windows"] = None
+    try:
+        return TrainConfig(**{**values, **fixed})
     except ValueError as exc:
         raise click.ClickException(str(exc)) from exc
 
 
 def _report_run(run, quiet: bool) -> None:
-    test = run.card.metrics.get("test")
     click.echo(
         f"checkpoint: {run.checkpoint_dir}  (learning curve: {run.checkpoint_dir / 'learning_curve.png'})"
     )
     click.echo(f"model:      {run.model_dir}  (use it with: seispick pick --model {run.model_dir} FILES)")
-    if test:
-        click.echo("test split: " + json.dumps(test))
-    base = run.card.metrics.get("base_test")
-    if base:
-        click.echo(f"base model {base['model']} on the same test split: " + json.dumps(base))
+    report = getattr(run, "test_report", None)
+    base = getattr(run, "base_test_report", None)
+    if report and base and report.get("task") == "picker":
+        click.echo(_comparison_table(base, report))
+    elif report:
+        click.echo(_format_summary(report))
+    else:
+        click.echo("test split: empty (nothing held out to score on)")
+
+
+def _comparison_table(base: dict[str, Any], new: dict[str, Any]) -> str:
+    """Base vs fine-tuned model on the same test split: precision, recall and F1 per phase and tolerance."""
+    lines = [
+        f"test split ({new['n_samples']} samples): {base['model']} (base) vs {new['model']} (fine-tuned)",
+        "phase  tol    n   base P   base R  base F1   new P    new R   new F1   change",
+    ]
+    for phase, by_tol in new["scores"].items():
+        for tol, s in by_tol.items():
+            b = base["scores"].get(phase, {}).get(tol)
+            if b is None:
+                continue
+            lines.append(
+                f"{phase:5s} {float(tol):4.1f}s {s['n_true']:4d}  {b['precision']:7.3f}  {b['recall']:7.3f}  "
+                f"{b['f1']:7.3f}  {s['precision']:7.3f}  {s['recall']:7.3f}  {s['f1']:7.3f}  {s['f1'] - b['f1']:+7.3f}"
+            )
+    thresholds = ", ".join(f"{k} {v:g}" for k, v in new["thresholds"].items())
+    base_thresholds = ", ".join(f"{k} {v:g}" for k, v in base["thresholds"].items())
+    lines.append(f"thresholds: base {base_thresholds}; fine-tuned {thresholds}")
+    return "\n".join(lines)
 
 
 def _run_training(action, **kwargs):
@@ -179,7 +292,7 @@ def _run_training(action, **kwargs):
 @click.command()
 @click.argument("data", nargs=-1, type=click.Path(path_type=Path))
 @_data_options
-@_train_options
+@_train_options({})
 @click.option(
     "--architecture", type=click.Choice(["phasenet", "convnetquake"]), default="phasenet", show_default=True
 )
@@ -188,10 +301,17 @@ def _run_training(action, **kwargs):
 )
 @click.option(
     "--cells",
-    type=click.IntRange(3),
+    type=click.IntRange(0),
     default=3,
     show_default=True,
-    help="ConvNetQuake location cells (k-means).",
+    help="ConvNetQuake location cells (k-means over training epicentres); 0: a detector without cells.",
+)
+@click.option(
+    "--check-cells/--keep-cells",
+    default=True,
+    show_default=True,
+    help="Drop the cells (detector without cells, said in the card) unless they beat always answering the most "
+    "frequent training cell on the located validation events.",
 )
 @click.option(
     "--synthetic",
@@ -217,7 +337,7 @@ def train(ctx: click.Context, data: tuple[Path, ...], **kw: Any) -> None:
     """
     fractions = _fractions(kw["val_fraction"], kw["test_fraction"])
     split = _load_split(data, kw["split_by"], fractions, kw["seed"])
-    config = _config(kw, lr=kw["lr"])
+    config = _config(ctx, kw, {})
     name = kw["name"] or kw["out"].name
     cards = training_module("cards")
     synthetic = training_module("synthetic")
@@ -235,8 +355,14 @@ def train(ctx: click.Context, data: tuple[Path, ...], **kw: Any) -> None:
     if kw["licence"]:
         changes["licence"] = kw["licence"]
     if kw["architecture"] == "convnetquake":
+        import numpy as np
+
         detector = training_module("train_detector")
-        centroids = _run_training(detector.cells_for, train=split.train, k=kw["cells"], seed=kw["seed"])
+        centroids = (
+            _run_training(detector.cells_for, train=split.train, k=kw["cells"], seed=kw["seed"])
+            if kw["cells"]
+            else np.zeros((0, 2))
+        )
         card = cards.convnetquake_card(name, [tuple(c) for c in centroids], overlap=kw["overlap"], **changes)
         samples = list(synthetic.synthetic_samples(2 * kw["synthetic"], seed=kw["seed"], noise_fraction=0.5))
         run = _run_training(
@@ -246,6 +372,7 @@ def train(ctx: click.Context, data: tuple[Path, ...], **kw: Any) -> None:
             config=config,
             card=card,
             centroids=centroids,
+            check_cells=kw["check_cells"],
             synthetic_events=[s for s in samples if not s.is_noise],
             synthetic_noise=[s for s in samples if s.is_noise],
             **extra,
@@ -269,11 +396,11 @@ def train(ctx: click.Context, data: tuple[Path, ...], **kw: Any) -> None:
     help="phasenet-original, a weights.npz of the original PhaseNet, or a checkpoint folder of seispick training.",
 )
 @_data_options
-@_train_options
+@_train_options(FINETUNE_DEFAULTS)
 @click.option(
     "--lr",
     type=click.FloatRange(0, min_open=True),
-    default=1e-4,
+    default=FINETUNE_DEFAULTS["lr"],
     show_default=True,
     help="Learning rate (lower than for training).",
 )
@@ -285,7 +412,7 @@ def train(ctx: click.Context, data: tuple[Path, ...], **kw: Any) -> None:
 )
 @click.option(
     "--freeze-batchnorm/--no-freeze-batchnorm",
-    default=True,
+    default=FINETUNE_DEFAULTS["freeze_batchnorm"],
     show_default=True,
     help="Keep batch-norm running statistics fixed.",
 )
@@ -299,14 +426,14 @@ def train(ctx: click.Context, data: tuple[Path, ...], **kw: Any) -> None:
 @click.option(
     "--distill-weight",
     type=click.FloatRange(0, 1),
-    default=0.0,
+    default=FINETUNE_DEFAULTS.get("distill_weight", 0.0),
     show_default=True,
     help="Blend the targets of --distill-phases with the base's own probabilities (learning without forgetting).",
 )
 @click.option(
     "--distill-phases",
     type=click.Choice(["P", "S", "PS"]),
-    default="PS",
+    default=FINETUNE_DEFAULTS.get("distill_phases", "PS"),
     show_default=True,
     help="Phases whose targets --distill-weight blends with the base's output.",
 )
@@ -323,23 +450,29 @@ def train(ctx: click.Context, data: tuple[Path, ...], **kw: Any) -> None:
     show_default=True,
     help="Replayed windows per epoch as a fraction of the own training windows.",
 )
+@click.option(
+    "--select-folds",
+    type=click.IntRange(0),
+    default=0,
+    show_default=True,
+    help="K >= 3: choose the epoch count and pick thresholds by K-fold cross-validation over the training and "
+    "validation data (by station, or by time for one station), then fine-tune on all of them (K+1 runs).",
+)
 @click.option("--description", default=None, help="Card description (default: what it was fine-tuned from).")
 @click.pass_context
 def finetune(ctx: click.Context, data: tuple[Path, ...], base: str, **kw: Any) -> None:
-    """Fine-tune PhaseNet from --base on dataset folders DATA; the base is scored on the same test split."""
+    """Fine-tune PhaseNet from --base on dataset folders DATA; ends with base vs fine-tuned on the test split.
+
+    The defaults are meant for 50-500 labelled records: about 800 windows per epoch, a warm-up epoch and cosine
+    decay, the epoch of best validation pick F1 (P and S within 0.1 s) kept, wider S targets, S weighted 1.5x,
+    half the windows placed around S, and P/S thresholds calibrated on the validation split.
+    """
     fractions = _fractions(kw["val_fraction"], kw["test_fraction"])
     split = _load_split(data, kw["split_by"], fractions, kw["seed"])
     replay = _load_split(kw["replay"], kw["split_by"], fractions, kw["seed"]) if kw["replay"] else None
-    config = _config(
-        kw,
-        lr=kw["lr"],
-        freeze_encoder=kw["freeze_encoder"],
-        freeze_batchnorm=kw["freeze_batchnorm"],
-        anchor_weight=kw["anchor_weight"],
-        distill_weight=kw["distill_weight"],
-        distill_phases=kw["distill_phases"],
-        replay_fraction=kw["replay_fraction"] if replay else 0.0,
-    )
+    config = _config(ctx, kw, FINETUNE_DEFAULTS, replay_fraction=kw["replay_fraction"] if replay else 0.0)
+    if kw["select_folds"] and kw["select_folds"] < 3:
+        raise click.BadParameter("use at least 3 folds (or 0 for none)", param_hint="--select-folds")
     train_mod = training_module("train")
     command = _command_line(ctx)
     changes: dict[str, Any] = {"training_data": ", ".join(map(str, data))}
@@ -361,6 +494,8 @@ def finetune(ctx: click.Context, data: tuple[Path, ...], base: str, **kw: Any) -
         progress=not kw["quiet"],
         licence_text=kw["licence"],
         replay=replay,
+        select_folds=kw["select_folds"],
+        split_by=kw["split_by"],
     )
     _report_run(run, kw["quiet"])
 

@@ -1,13 +1,18 @@
-"""Blocked cross-validation in time, for choosing fine-tuning settings without touching the test split.
+"""Cross-validation of fine-tuning: blocked in time for one station, by station for a network.
 
     python -m seispick.training.crossval /data/stead_ta109c --replay /data/ncedc_phasenet --folds 5 \\
-        --variant plain "" --variant distil-S "--distill-weight 0.5 --distill-phases S"
+        --variant plain '{}' --variant distil-S '{"distill_weight": 0.5, "distill_phases": "S"}'
+    python -m seispick.training.crossval /data/ncedc_phasenet --by station --all --folds 5 --defaults
 
-The training and validation events of a one-station dataset (its chronological test part is left out) are cut
-into ``folds`` consecutive blocks; fold i fine-tunes on the other blocks, stops early on block i+1 and picks
-block i through the models/ runtime. Picks of all folds are pooled and scored against the labels, next to the
-base model's picks on the same events, so a setting is judged on every held-out event rather than on a
-handful of test events.
+``--by time`` (:func:`time_folds`): the training and validation events of a one-station dataset (its
+chronological test part is left out, unless ``--all``) are cut into ``folds`` consecutive blocks; fold i
+fine-tunes on the other blocks, stops early on block i+1 and picks block i. ``--by station``
+(:func:`station_folds`): the stations are dealt into ``folds`` groups; fold i picks the records of group i and
+fine-tunes on the other stations, which are split into training and validation stations as ``seispick
+finetune`` splits a user's folder. Picks go through the models/ runtime; they are pooled over all folds and
+scored against the labels (and per fold), next to the base model's picks on the same records, so a setting is
+judged on every held-out record rather than on a handful of test records. ``--defaults`` starts every variant
+from ``seispick finetune``'s default settings (:data:`~seispick.training.config.FINETUNE_DEFAULTS`).
 """
 
 from __future__ import annotations
@@ -20,18 +25,29 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from .evaluate import TOLERANCES, load_model, predict_picks
-from .inputs import DataSplit, load_split
+from .inputs import DataSplit, load_split, split_samples
 from .metrics import Pick, evaluate_picks
 from .samples import WaveformSample, sample_time
 
-__all__ = ["FoldResult", "cross_validate", "time_folds"]
+__all__ = [
+    "FoldResult",
+    "cross_validate",
+    "held_out_blocks",
+    "station_folds",
+    "station_groups",
+    "time_blocks",
+    "time_folds",
+]
+
+# Training and validation shares of what a fold leaves for fine-tuning: seispick finetune's 0.7 / 0.15.
+POOL_FRACTIONS = (0.7 / 0.85, 0.15 / 0.85, 0.0)
 
 
-def time_folds(samples: Sequence[WaveformSample], folds: int) -> list[DataSplit]:
-    """``folds`` splits of chronological blocks: test = block i, validation = block i+1 (cyclic), train = rest."""
-    if folds < 3:
-        raise ValueError(f"need at least 3 folds (train, validation, test blocks), got {folds}")
+def time_blocks(samples: Sequence[WaveformSample], folds: int) -> list[list[WaveformSample]]:
+    """``folds`` consecutive blocks of samples in time order, as equal in size as possible."""
     if len(samples) < folds:
         raise ValueError(f"{len(samples)} sample(s) cannot make {folds} folds")
     ordered = sorted(samples, key=lambda s: (sample_time(s) or 0, s.trace_id))
@@ -41,6 +57,45 @@ def time_folds(samples: Sequence[WaveformSample], folds: int) -> list[DataSplit]
         stop = start + size + (1 if i < extra else 0)
         blocks.append(ordered[start:stop])
         start = stop
+    return blocks
+
+
+def station_groups(
+    samples: Sequence[WaveformSample], folds: int, seed: int = 0
+) -> list[list[WaveformSample]]:
+    """The samples in ``folds`` groups of whole stations: stations shuffled with ``seed`` and dealt, largest
+    first, to the group with the fewest samples so far, so groups hold about as many records."""
+    by_station: dict[str, list[WaveformSample]] = {}
+    for s in samples:
+        by_station.setdefault(s.station, []).append(s)
+    if len(by_station) < folds:
+        raise ValueError(f"{len(by_station)} station(s) cannot make {folds} station folds")
+    stations = sorted(by_station)
+    order = [stations[i] for i in np.random.default_rng(seed).permutation(len(stations))]
+    order.sort(key=lambda st: -len(by_station[st]))  # stable: shuffled within equal sizes
+    groups: list[list[str]] = [[] for _ in range(folds)]
+    for st in order:
+        smallest = min(range(folds), key=lambda g: (sum(len(by_station[x]) for x in groups[g]), g))
+        groups[smallest].append(st)
+    return [[s for st in sorted(group) for s in by_station[st]] for group in groups]
+
+
+def held_out_blocks(
+    samples: Sequence[WaveformSample], folds: int, by: str, seed: int = 0
+) -> list[list[WaveformSample]]:
+    """Blocks of :func:`time_blocks` (``by="time"``) or :func:`station_groups` (``by="station"``)."""
+    if by == "time":
+        return time_blocks(samples, folds)
+    if by == "station":
+        return station_groups(samples, folds, seed)
+    raise ValueError(f"unknown fold method {by!r}; use time or station")
+
+
+def time_folds(samples: Sequence[WaveformSample], folds: int) -> list[DataSplit]:
+    """``folds`` splits of chronological blocks: test = block i, validation = block i+1 (cyclic), train = rest."""
+    if folds < 3:
+        raise ValueError(f"need at least 3 folds (train, validation, test blocks), got {folds}")
+    blocks = time_blocks(samples, folds)
     out = []
     for i in range(folds):
         j = (i + 1) % folds
@@ -48,6 +103,23 @@ def time_folds(samples: Sequence[WaveformSample], folds: int) -> list[DataSplit]
         out.append(
             DataSplit(train=train, val=blocks[j], test=blocks[i], description={"fold": i, "of": folds})
         )
+    return out
+
+
+def station_folds(samples: Sequence[WaveformSample], folds: int, seed: int = 0) -> list[DataSplit]:
+    """``folds`` splits with disjoint stations: test = the records of station group i
+    (:func:`station_groups`); the other stations are split by station into training and validation as
+    ``seispick finetune`` splits a user's folder (0.7 : 0.15)."""
+    if folds < 2:
+        raise ValueError(f"need at least 2 folds, got {folds}")
+    if len({s.station for s in samples}) < folds + 2:
+        raise ValueError(f"{len({s.station for s in samples})} station(s) cannot make {folds} station folds")
+    out = []
+    for i, test in enumerate(station_groups(samples, folds, seed)):
+        held = {id(s) for s in test}
+        inner = split_samples([s for s in samples if id(s) not in held], "station", POOL_FRACTIONS, seed)
+        description = {"fold": i, "of": folds, "test_stations": sorted({s.station for s in test})}
+        out.append(DataSplit(train=inner.train, val=inner.val, test=test, description=description))
     return out
 
 
@@ -70,9 +142,27 @@ class FoldResult:
             for s in evaluate_picks(self.predicted, self.truth, tolerances)
         }
 
+    def fold(self, i: int) -> FoldResult:
+        """The picks and labels of fold ``i`` only."""
+        tag = f"{i}/"
+        keep = lambda picks: [p for p in picks if p.trace_id.startswith(tag)]  # noqa: E731
+        return FoldResult(f"{self.name} fold {i}", keep(self.predicted), keep(self.truth))
+
 
 def _tagged(picks: list[Pick], fold: int) -> list[Pick]:
     return [Pick(f"{fold}/{p.trace_id}", p.phase, p.time) for p in picks]
+
+
+def make_folds(
+    data: Path, folds: int, by: str = "time", use_all: bool = False, seed: int = 0
+) -> list[DataSplit]:
+    """The folds of ``data`` over the training and validation part of its default split (by time or by station,
+    seed 0; so its test part stays unseen), or over every record with ``use_all``."""
+    if by not in ("time", "station"):
+        raise ValueError(f"unknown fold method {by!r}; use time or station")
+    split = load_split([data], by)
+    samples = split.part("all") if use_all else split.train + split.val
+    return time_folds(samples, folds) if by == "time" else station_folds(samples, folds, seed)
 
 
 def cross_validate(
@@ -83,21 +173,24 @@ def cross_validate(
     base: str = "phasenet-original",
     common: dict[str, Any] | None = None,
     work_dir: Path | None = None,
+    by: str = "time",
+    use_all: bool = False,
+    seed: int = 0,
 ) -> list[FoldResult]:
-    """Fine-tune ``base`` with every variant (TrainConfig fields over ``common``) on each fold of ``data``.
+    """Fine-tune ``base`` with every variant (TrainConfig fields over ``common``) on each fold of ``data``
+    (:func:`make_folds`).
 
     ``replay`` folders are split by station and their train parts mixed in as `seispick finetune --replay`
-    does. The base model's picks on the same held-out blocks come first in the result.
+    does. The base model's picks on the same held-out records come first in the result.
     """
     from .config import TrainConfig
     from .train import finetune_phasenet
 
-    split = load_split([data], "time")
     extra = load_split(list(replay), "station") if replay else None
     results = {name: FoldResult(name, [], []) for name in [base, *variants]}
     base_model = load_model(base)
     with tempfile.TemporaryDirectory(dir=work_dir) as tmp:
-        for i, fold in enumerate(time_folds(split.train + split.val, folds)):
+        for i, fold in enumerate(make_folds(data, folds, by, use_all, seed)):
             predicted, truth = predict_picks(base_model, fold.test)
             results[base].predicted += _tagged(predicted, i)
             results[base].truth += _tagged(truth, i)
@@ -114,14 +207,17 @@ def cross_validate(
     return list(results.values())
 
 
-def _table(results: list[FoldResult]) -> str:
+def _table(results: list[FoldResult], folds: int = 0) -> str:
     head = "| setting | P F1 0.1 s | P F1 0.5 s | S F1 0.1 s | S F1 0.5 s | P std (s) | S std (s) |"
     rows = [head, "|" + "---|" * 7]
-    for r in results:
+    parts = [r for r in results] + [r.fold(i) for i in range(folds) for r in results]
+    for r in parts:
         s = r.scores()
         f1 = [s[f"{ph}@{t}s"]["f1"] for ph in "PS" for t in ("0.1", "0.5")]
         std = [s[f"{ph}@0.5s"]["residual_std"] for ph in "PS"]
-        rows.append(f"| {r.name} | " + " | ".join(f"{x:.3f}" for x in f1 + std) + " |")
+        rows.append(
+            f"| {r.name} | " + " | ".join("n/a" if x is None else f"{x:.3f}" for x in f1 + std) + " |"
+        )
     return "\n".join(rows)
 
 
@@ -130,9 +226,17 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("data", type=Path, help="One-station dataset folder (split by time).")
+    parser.add_argument("data", type=Path, help="Dataset folder.")
+    parser.add_argument(
+        "--by", choices=["time", "station"], default="time", help="Fold by event time or station."
+    )
+    parser.add_argument("--all", action="store_true", help="Time folds over every event, test part included.")
+    parser.add_argument("--seed", type=int, default=0, help="Seed of the station folds.")
     parser.add_argument("--replay", type=Path, action="append", default=[])
     parser.add_argument("--folds", type=int, default=5)
+    parser.add_argument(
+        "--defaults", action="store_true", help="Start from seispick finetune's defaults (FINETUNE_DEFAULTS)."
+    )
     parser.add_argument("--base", default="phasenet-original")
     parser.add_argument("--common", type=json.loads, default={}, help="TrainConfig fields (JSON) for all.")
     parser.add_argument(
@@ -145,16 +249,26 @@ def main(argv: list[str] | None = None) -> None:
     )
     parser.add_argument("--out", type=Path, default=None, help="JSON file for the pooled scores.")
     args = parser.parse_args(argv)
-    variants = {name: json.loads(options) for name, options in args.variant}
-    results = cross_validate(args.data, variants, args.folds, args.replay, args.base, args.common)
-    print(_table(results))
+    variants = {name: json.loads(options) for name, options in args.variant} or {"finetuned": {}}
+    common = dict(args.common)
+    if args.defaults:
+        from .config import FINETUNE_DEFAULTS
+
+        common = {**FINETUNE_DEFAULTS, **common}
+    results = cross_validate(
+        args.data, variants, args.folds, args.replay, args.base, common,
+        by=args.by, use_all=args.all, seed=args.seed,
+    )  # fmt: skip
+    print(_table(results, args.folds))
     if args.out:
         payload = {
             "data": str(args.data),
+            "by": args.by,
             "folds": args.folds,
-            "common": args.common,
+            "common": common,
             "variants": variants,
             "scores": {r.name: r.scores() for r in results},
+            "fold_scores": {r.name: [r.fold(i).scores() for i in range(args.folds)] for r in results},
         }
         args.out.write_text(json.dumps(payload, indent=1) + "\n")
 

@@ -49,14 +49,19 @@ def blend_targets(
 
 
 def distillation_loss(
-    teacher: nn.Module, weight: float, phases: Sequence[str]
+    teacher: nn.Module,
+    weight: float,
+    phases: Sequence[str],
+    class_weights: Sequence[float] = (1.0, 1.0, 1.0),
 ) -> Callable[[nn.Module, tuple[torch.Tensor, torch.Tensor]], torch.Tensor]:
-    """Cross-entropy against labels blended with ``teacher``'s probabilities (see :func:`blend_targets`)."""
+    """Cross-entropy against labels blended with ``teacher``'s probabilities (see :func:`blend_targets`), each
+    class's term weighted by ``class_weights`` (N, P, S)."""
+    w = torch.tensor(list(class_weights), dtype=torch.float32).view(1, -1, 1)
 
     def loss(model: nn.Module, batch) -> torch.Tensor:
         x, y = batch
         with torch.no_grad():
             target = blend_targets(y, F.softmax(teacher(x, logits=True), dim=1), weight, phases)
-        return -(target * F.log_softmax(model(x, logits=True), dim=1)).sum(dim=1).mean()
+        return -(w * target * F.log_softmax(model(x, logits=True), dim=1)).sum(dim=1).mean()
 
     return loss

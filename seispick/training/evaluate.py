@@ -33,6 +33,7 @@ __all__ = [
     "load_model",
     "nearest_cells",
     "predict_picks",
+    "sweep_picks",
     "write_report",
 ]
 
@@ -89,6 +90,13 @@ def predict_picks(
     keyed ``"<index>:<trace id>"``; for pooling the picks of several evaluations (e.g. cross-validation folds)."""
     used = {**model.card.default_thresholds, **(thresholds or {})}
     return _predict(model, samples, used, ())[0], _true_picks(samples)
+
+
+def sweep_picks(
+    model: OnnxModel, samples: Sequence[WaveformSample], thresholds: Sequence[float]
+) -> tuple[dict[float, list[Pick]], list[Pick]]:
+    """Picks of every phase at each of ``thresholds`` (one annotation run per record), and the labels."""
+    return _predict(model, samples, model.card.default_thresholds, thresholds)[1], _true_picks(samples)
 
 
 def _predict(

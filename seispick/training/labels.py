@@ -17,10 +17,16 @@ CLASSES = ("N", "P", "S")  # row order of the label array: noise, P, S (as Phase
 @dataclass
 class LabelConfig:
     """Shape of the soft label: ``"gaussian"`` with std ``sigma`` samples, or ``"triangle"`` of half-width
-    ``2 * sigma`` samples (same support as the Gaussian's +/- 2 sigma)."""
+    ``2 * sigma`` samples (same support as the Gaussian's +/- 2 sigma). ``s_sigma`` gives S its own width
+    (default ``sigma``): analyst S picks scatter more than P picks."""
 
     sigma: float = 10.0
     shape: str = "gaussian"
+    s_sigma: float | None = None
+
+    def width(self, row: int) -> float:
+        """Sigma of label row ``row`` (1 = P, 2 = S)."""
+        return self.s_sigma if row == 2 and self.s_sigma is not None else self.sigma
 
 
 def pick_label(n: int, index: float, sigma: float = 10.0, shape: str = "gaussian") -> np.ndarray:
@@ -53,7 +59,7 @@ def make_labels(
     for row, indices in ((1, p_indices), (2, s_indices)):
         for idx in indices:
             if idx is not None:
-                np.maximum(out[row], pick_label(n, idx, cfg.sigma, cfg.shape), out=out[row])
+                np.maximum(out[row], pick_label(n, idx, cfg.width(row), cfg.shape), out=out[row])
     total = out[1] + out[2]
     over = total > 1.0
     out[1:, over] /= total[over]

@@ -18,33 +18,50 @@ from tqdm import tqdm
 
 from .config import TrainConfig
 
-__all__ = ["CHECKPOINT_FILE", "HISTORY_FILE", "CURVE_FILE", "FitResult", "LossFn", "fit", "evaluate_loss"]
+__all__ = [
+    "CHECKPOINT_FILE",
+    "CURVE_FILE",
+    "HISTORY_FILE",
+    "FitResult",
+    "LossFn",
+    "ScoreFn",
+    "evaluate_loss",
+    "fit",
+]
 
 CHECKPOINT_FILE = "model.pt"
 HISTORY_FILE = "history.json"
 CURVE_FILE = "learning_curve.png"
 
 LossFn = Callable[[nn.Module, Sequence[torch.Tensor]], torch.Tensor]
+ScoreFn = Callable[[nn.Module], dict[str, Any]]
 
 
 @dataclass
 class FitResult:
-    """What a run did: per-epoch history (epoch 0 = the starting weights), the best epoch and its loss."""
+    """What a run did: per-epoch history (epoch 0 = the starting weights), the best epoch, its loss and, when
+    checkpoints were selected on a validation score, that score."""
 
     history: list[dict[str, Any]] = field(default_factory=list)
     best_epoch: int = 0
     best_val_loss: float = float("inf")
     stopped_early: bool = False
     seconds: float = 0.0
+    selected_on: str = "loss"
+    best_score: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        out = {
             "best_epoch": self.best_epoch,
             "best_val_loss": self.best_val_loss,
             "stopped_early": self.stopped_early,
             "seconds": round(self.seconds, 1),
             "epochs_run": max((h["epoch"] for h in self.history), default=0),
+            "selected_on": self.selected_on,
         }
+        if self.best_score is not None:
+            out["best_score"] = self.best_score
+        return out
 
 
 def _set_frozen_mode(frozen: Sequence[nn.Module]) -> None:
@@ -66,14 +83,31 @@ def evaluate_loss(model: nn.Module, loss_fn: LossFn, loader: DataLoader) -> floa
 
 def _scheduler(optimizer: torch.optim.Optimizer, config: TrainConfig):
     if config.schedule == "cosine":
-        return torch.optim.lr_scheduler.CosineAnnealingLR(
-            optimizer, T_max=config.epochs, eta_min=config.lr * config.min_lr_factor
+        decay = torch.optim.lr_scheduler.CosineAnnealingLR(
+            optimizer,
+            T_max=max(1, config.epochs - config.warmup_epochs),
+            eta_min=config.lr * config.min_lr_factor,
         )
+        if not config.warmup_epochs:
+            return decay
+        warmup = torch.optim.lr_scheduler.LinearLR(
+            optimizer, start_factor=1.0 / (config.warmup_epochs + 1), total_iters=config.warmup_epochs
+        )
+        return torch.optim.lr_scheduler.SequentialLR(optimizer, [warmup, decay], [config.warmup_epochs])
     if config.schedule == "plateau":
         return torch.optim.lr_scheduler.ReduceLROnPlateau(
             optimizer, factor=0.5, patience=max(1, config.patience // 2)
         )
     return None
+
+
+def _improved(result: FitResult, val_loss: float, score: float | None, min_delta: float) -> bool:
+    """Better than the best so far: a higher score (ties: lower loss), or without a score a lower loss."""
+    if score is None or result.best_score is None:
+        return val_loss < result.best_val_loss - min_delta
+    if abs(score - result.best_score) > 1e-9:
+        return score > result.best_score
+    return val_loss < result.best_val_loss - min_delta
 
 
 def fit(
@@ -87,6 +121,7 @@ def fit(
     progress: bool = True,
     description: str = "",
     eval_modules: Sequence[nn.Module] = (),
+    score_fn: ScoreFn | None = None,
 ) -> FitResult:
     """Train ``model`` in place; at the end it holds the weights of the best validation epoch.
 
@@ -95,6 +130,8 @@ def fit(
     with fixed running statistics but trainable scale and shift). With ``out_dir``, the best weights go to
     ``model.pt`` and the history to ``history.json`` and ``learning_curve.png`` after every epoch.
     Datasets with ``set_epoch`` draw new windows each epoch (the validation set keeps its own).
+    With ``score_fn`` (returns a dict with ``"score"``, higher is better, e.g. validation pick F1) checkpoints are
+    selected and stopped on that score, ties broken by the lower validation loss; its entries go into the history.
     """
     from .plots import plot_learning_curve
 
@@ -120,10 +157,12 @@ def fit(
     if out:
         out.mkdir(parents=True, exist_ok=True)
 
-    result = FitResult()
+    result = FitResult(selected_on="last" if config.select_on == "last" else "score" if score_fn else "loss")
     val_loss = evaluate_loss(model, loss_fn, val_loader)
-    result.history.append({"epoch": 0, "train_loss": None, "val_loss": val_loss, "lr": config.lr})
+    scores = score_fn(model) if score_fn else {}
+    result.history.append({"epoch": 0, "train_loss": None, "val_loss": val_loss, "lr": config.lr, **scores})
     result.best_val_loss, best_state = val_loss, copy.deepcopy(model.state_dict())
+    result.best_score = scores.get("score")
     if out:
         torch.save(best_state, out / CHECKPOINT_FILE)
     waited = 0
@@ -156,10 +195,16 @@ def fit(
         bar.close()
         train_loss = running / max(seen, 1)
         val_loss = evaluate_loss(model, loss_fn, val_loader)
-        result.history.append({"epoch": epoch, "train_loss": train_loss, "val_loss": val_loss, "lr": lr})
-        improved = val_loss < result.best_val_loss - config.min_delta
+        scores = score_fn(model) if score_fn else {}
+        result.history.append(
+            {"epoch": epoch, "train_loss": train_loss, "val_loss": val_loss, "lr": lr, **scores}
+        )
+        improved = config.select_on == "last" or _improved(
+            result, val_loss, scores.get("score"), config.min_delta
+        )
         if improved:
             result.best_epoch, result.best_val_loss = epoch, val_loss
+            result.best_score = scores.get("score")
             best_state = copy.deepcopy(model.state_dict())
             waited = 0
             if out:
@@ -168,15 +213,16 @@ def fit(
             waited += 1
         if progress:
             mark = " *" if improved else ""
+            extra = "".join(f"  {k} {v:.3f}" for k, v in scores.items() if k != "score")
             tqdm.write(
-                f"epoch {epoch}: train {train_loss:.4f}  val {val_loss:.4f}  lr {lr:.1e}{mark}",
+                f"epoch {epoch}: train {train_loss:.4f}  val {val_loss:.4f}{extra}  lr {lr:.1e}{mark}",
                 file=sys.stderr,
             )
         if out:
             (out / HISTORY_FILE).write_text(json.dumps(result.history, indent=1) + "\n")
             plot_learning_curve(result.history, out / CURVE_FILE, description)
         if isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
-            scheduler.step(val_loss)
+            scheduler.step(val_loss if score_fn is None else -scores["score"])
         elif scheduler is not None:
             scheduler.step()
         if waited >= config.patience:

@@ -93,7 +93,9 @@ def training_augmentation(samples: Sequence[WaveformSample], length: int, streng
 class PickingWindows(Dataset):
     """(normalised window, soft N/P/S labels) pairs drawn from labelled samples.
 
-    ``len`` is ``len(samples) * windows_per_sample``; item i uses sample ``i % len(samples)``. ``extra`` samples
+    ``len`` is ``len(samples) * windows_per_sample``; item i uses sample ``i % len(samples)``. A window is placed
+    around S instead of P with ``s_window_probability`` (records with both), and the S target has std
+    ``s_label_sigma`` samples (default ``label_sigma``). ``extra`` samples
     (e.g. other stations replayed while fine-tuning) add ``extra_windows`` windows per epoch, spread evenly over
     them.
     """
@@ -106,6 +108,8 @@ class PickingWindows(Dataset):
         normalisation: Normalisation,
         label_sigma: float = 10.0,
         windows_per_sample: int = 1,
+        s_label_sigma: float | None = None,
+        s_window_probability: float = 0.4,
         seed: int = 0,
         augment: bool = False,
         superpose_probability: float = 0.1,
@@ -120,7 +124,8 @@ class PickingWindows(Dataset):
         self.extra_windows = extra_windows if self.extra else 0
         self.window = window
         self.normalisation = normalisation
-        self.labels = LabelConfig(sigma=label_sigma)
+        self.labels = LabelConfig(sigma=label_sigma, s_sigma=s_label_sigma)
+        self.p_weight = 1.0 - s_window_probability
         self.windows_per_sample = windows_per_sample
         self.seed = seed
         self.epoch = 0
@@ -145,7 +150,9 @@ class PickingWindows(Dataset):
             sample = self.extra[int(rng.integers(len(self.extra)))]
         if self.superpose_probability and rng.random() < self.superpose_probability:
             sample = superpose_event(sample, rng, self.samples)
-        sample = place_window(sample, rng, self.window, edge_probability=self.edge_probability)
+        sample = place_window(
+            sample, rng, self.window, p_weight=self.p_weight, edge_probability=self.edge_probability
+        )
         if self.augment is not None:
             sample = self.augment(sample, rng)
         return sample

@@ -11,14 +11,13 @@ its card, whose metrics come from running the ONNX model over the test split thr
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
-import torch.nn.functional as F
 from torch import nn
 
 from seispick.models.card import ModelCard
@@ -26,13 +25,16 @@ from seispick.models.card import ModelCard
 from .cards import phasenet_card, summarize_report
 from .checkpoint import CheckpointMeta, load_base, load_checkpoint, write_meta
 from .config import TrainConfig
-from .distill import distillation_loss, frozen_teacher
 from .evaluate import evaluate, write_report
 from .export import write_model_folder
+from .fold_selection import select_by_folds
 from .inputs import DataSplit, check_for_model
-from .loop import FitResult, fit
+from .licences import LICENCE_FILE
+from .loop import FitResult
 from .phasenet import PhaseNet
+from .phasenet_fit import encoder_modules, fit_phasenet, picking_loss
 from .picking_data import PickingWindows
+from .selection import calibrate_thresholds, torch_runtime, validation_scorer
 from .validation import DatasetError, validate_dataset
 
 __all__ = [
@@ -43,8 +45,6 @@ __all__ = [
     "picking_loss",
     "train_phasenet",
 ]
-
-LICENCE_FILE = "LICENSE"
 
 
 @dataclass
@@ -57,17 +57,6 @@ class RunResult:
     fit: FitResult
     test_report: dict[str, Any] | None = None
     base_test_report: dict[str, Any] | None = None
-
-
-def picking_loss(model: nn.Module, batch) -> torch.Tensor:
-    """Cross-entropy of the softmax output against the soft N/P/S labels, averaged over samples."""
-    x, y = batch
-    return -(y * F.log_softmax(model(x, logits=True), dim=1)).sum(dim=1).mean()
-
-
-def encoder_modules(model: PhaseNet) -> list[nn.Module]:
-    """The encoder that ``freeze_encoder`` keeps fixed: input convolution and batch norm, and the down branch."""
-    return [model.inc, model.in_bn, model.down_branch]
 
 
 def _check_split(split: DataSplit, card: ModelCard) -> None:
@@ -138,36 +127,14 @@ def train_phasenet(
     model = model if model is not None else PhaseNet(variant=variant)
     if model.window_samples != card.window_samples:
         raise ValueError(f"model takes {model.window_samples} samples, card says {card.window_samples}")
-    args = dict(
-        window=card.window_samples, channel_order=card.channel_order, normalisation=card.normalisation
-    )
-    train_data = PickingWindows(
-        split.train,
-        **args,
-        label_sigma=config.label_sigma,
-        windows_per_sample=config.windows_per_sample,
-        seed=config.seed,
-        augment=config.augment,
-        edge_probability=config.edge_probability,
-        extra=extra,
-        extra_windows=round(config.replay_fraction * len(split.train) * config.windows_per_sample),
-    )
-    val_data = PickingWindows(
-        split.val,
-        **args,
-        label_sigma=config.label_sigma,
-        windows_per_sample=config.val_windows_per_sample,
-        seed=config.seed + 1,
-        edge_probability=config.edge_probability,
-    )
-    frozen = encoder_modules(model) if config.freeze_encoder else []
-    batchnorms = (
-        [m for m in model.modules() if isinstance(m, nn.BatchNorm1d)] if config.freeze_batchnorm else []
-    )
-    loss_fn = picking_loss
-    if config.distill_weight > 0:
-        loss_fn = distillation_loss(frozen_teacher(model), config.distill_weight, config.distill_phases)
-    result = fit(model, loss_fn, train_data, val_data, config, out, frozen, progress, card.name, batchnorms)
+    score_fn = validation_scorer(split.val, card) if config.select_on == "f1" else None
+    result = fit_phasenet(model, split.train, split.val, config, card, out, progress, extra, score_fn)
+    calibration = None
+    if config.calibrate_thresholds:
+        calibration = calibrate_thresholds(torch_runtime(model, card), split.val)
+        card = card.model_copy(
+            update={"default_thresholds": {**card.default_thresholds, **calibration["thresholds"]}}
+        )
 
     description = dict(split.description)
     if extra:
@@ -193,6 +160,8 @@ def train_phasenet(
     base_report = _evaluate_into(base_model, out, split, "evaluation_test_base") if base_model else None
     metrics = dict(card.metrics)
     metrics["training"] = {k: v for k, v in result.to_dict().items() if k != "seconds"}
+    if calibration:
+        metrics["threshold_calibration"] = {"on": "validation split", **calibration}
     if report:
         metrics["test"] = summarize_report(report)
     if base_report:
@@ -207,10 +176,7 @@ def train_phasenet(
 def _export(
     model: nn.Module, card: ModelCard, model_dir: Path, check: np.ndarray, licence_text: str | None
 ) -> ModelCard:
-    card = write_model_folder(model.eval(), card, model_dir, check)
-    if licence_text:
-        (model_dir / LICENCE_FILE).write_text(licence_text)
-    return card
+    return write_model_folder(model.eval(), card, model_dir, check, licence_text=licence_text)
 
 
 def finetune_phasenet(
@@ -221,6 +187,8 @@ def finetune_phasenet(
     name: str = "phasenet-finetuned",
     card_changes: dict[str, Any] | None = None,
     score_base: bool = True,
+    select_folds: int = 0,
+    split_by: str = "auto",
     **kwargs: Any,
 ) -> RunResult:
     """Fine-tune a PhaseNet from ``base`` (see :func:`~seispick.training.checkpoint.load_base`) on ``split``.
@@ -228,6 +196,11 @@ def finetune_phasenet(
     The runtime settings (window, channels, normalisation, thresholds) are the base's; with ``score_base`` the
     base is evaluated on the same test split when it is a runnable model (``phasenet-original`` or a
     ``base_model`` given by name or folder).
+
+    With ``select_folds`` K >= 3 the epoch count and the P/S thresholds are chosen by K-fold cross-validation over
+    the training and validation records (:func:`~seispick.training.fold_selection.select_by_folds`, folds by
+    station, or by time when ``split_by`` is time or the data come from one station), and the model is then
+    fine-tuned on all of them for that many epochs.
     """
     model, base_card, origin = load_base(base)
     command = kwargs.get("command", "")
@@ -244,6 +217,26 @@ def finetune_phasenet(
         base_model = "phasenet-original"
     if not score_base:
         base_model = None
+    if select_folds:
+        pool = split.train + split.val
+        by = (
+            split_by
+            if split_by in ("station", "time")
+            else "time"
+            if len({s.station for s in pool}) == 1
+            else "station"
+        )
+        say = (lambda text: print(text, flush=True)) if kwargs.get("progress", True) else None
+        choice = select_by_folds(
+            pool, lambda: load_base(base)[0], card, config, select_folds, by, config.seed, progress=say
+        )
+        thresholds = {**card.default_thresholds, **choice.thresholds}
+        metrics = {**card.metrics, "fold_selection": choice.to_dict()}
+        card = card.model_copy(update={"default_thresholds": thresholds, "metrics": metrics})
+        config = choice.final_config(config)
+        if choice.epochs == 0:  # the base beat every fine-tuned epoch: keep its weights (epoch 0 of one)
+            config = dataclasses.replace(config, select_on="loss", min_delta=float("inf"))
+        split = DataSplit(train=pool, val=split.val, test=split.test, description=split.description)
     return train_phasenet(
         split, out_dir, config, card, model=model, base=str(base), base_model=base_model, **kwargs
     )
@@ -258,7 +251,10 @@ def export_checkpoint(
     card = meta.card if name is None else meta.card.model_copy(update={"name": name})
     rng = np.random.default_rng(seed)
     check = rng.standard_normal((4, len(card.channel_order), card.window_samples)).astype(np.float32)
-    net = model.probability_model() if meta.architecture == "convnetquake" else model
+    if meta.architecture == "convnetquake":  # a detector whose cells were dropped outputs noise and event
+        net = model.probability_model(merge_cells=len(card.labels) == 2 and model.n_cells > 1)
+    else:
+        net = model
     licence = checkpoint_dir / LICENCE_FILE
     card = write_model_folder(
         net, card, model_dir, check, licence_file=licence if licence.is_file() else None
