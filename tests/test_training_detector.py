@@ -118,3 +118,48 @@ def test_cells_need_enough_located_events():
 
     with pytest.raises(DatasetError, match="at least 3 training events with source coordinates"):
         cells_for(list(synthetic_samples(5)), 3)
+
+
+def _tiny_split():
+    events = located_events(18, seed=2)
+    noise = list(synthetic_samples(6, seed=3, noise_fraction=1.0, config=SyntheticConfig(n_samples=3000)))
+    split = DataSplit()
+    split.add(
+        "synthetic", Split(events[:12] + noise[:4], events[12:15] + noise[4:5], events[15:] + noise[5:], {})
+    )
+    return split
+
+
+def test_cells_that_do_not_beat_the_majority_are_dropped_and_the_card_says_so(tmp_path):
+    from seispick.training.train import export_checkpoint
+
+    split = _tiny_split()
+    centroids = cells_for(split.train, 3)
+    card = convnetquake_card("cnq-check", [tuple(c) for c in centroids])
+    cfg = TrainConfig(epochs=1, batch_size=16, windows_per_sample=2, val_windows_per_sample=1)
+    run = train_convnetquake(split, tmp_path / "run", cfg, card, centroids, progress=False, check_cells=True)
+    verdict = run.card.metrics["cells"]
+    # 3 located validation events are too few to show that cells work, whatever the accuracy
+    assert verdict["n_located_validation"] == 3 and verdict["supported"] is False
+    assert "fewer than 5 located validation events" in verdict["reason"]
+    model = load_model_dir(run.model_dir)
+    assert model.card.labels == ["noise", "event"] and model.card.location_cells is None
+    assert "dropped" in model.card.description
+    out = model.predict(np.random.default_rng(0).standard_normal((2, 3, 1000)).astype(np.float32))
+    assert out.shape == (2, 2) and np.allclose(out.sum(axis=1), 1.0, atol=1e-5)
+    assert math.isnan(run.test_report["cells"]["accuracy"])
+    exported = export_checkpoint(run.checkpoint_dir, tmp_path / "again")
+    assert exported.labels == ["noise", "event"]
+    assert load_model_dir(tmp_path / "again").predict(np.zeros((1, 3, 1000), np.float32)).shape == (1, 2)
+    assert (tmp_path / "again" / "LICENSE").is_file() and (run.model_dir / "LICENSE").is_file()
+
+
+def test_a_detector_without_cells(tmp_path):
+    split = _tiny_split()
+    card = convnetquake_card("cnq-plain", [])
+    assert card.labels == ["noise", "event"] and card.location_cells is None
+    cfg = TrainConfig(epochs=1, batch_size=16, windows_per_sample=2, val_windows_per_sample=1)
+    run = train_convnetquake(split, tmp_path / "run", cfg, card, np.zeros((0, 2)), progress=False)
+    model = load_model_dir(run.model_dir)
+    assert model.card.labels == ["noise", "event"]
+    assert run.test_report["n_events"] == 3 and run.test_report["cells"]["n_cells"] == 0

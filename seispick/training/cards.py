@@ -52,7 +52,8 @@ def convnetquake_card(
     overlap: int = CNQ_WINDOW // 2,
     **changes: Any,
 ) -> ModelCard:
-    """Card of a trained ConvNetQuake with K location cells (labels noise, cell_0..cell_K-1)."""
+    """Card of a trained ConvNetQuake with K location cells (labels noise, cell_0..cell_K-1); without centroids a
+    detector without cells (labels noise, event)."""
     card = ModelCard(
         name=name,
         version="1",
@@ -62,14 +63,14 @@ def convnetquake_card(
         window_samples=CNQ_WINDOW,
         channel_order="ENZ",
         normalisation=Normalisation(demean=True, scale="std", ddof=0, eps=1e-10),
-        labels=["noise"] + [f"cell_{k}" for k in range(len(centroids))],
+        labels=["noise"] + ([f"cell_{k}" for k in range(len(centroids))] if len(centroids) else ["event"]),
         default_thresholds={"detection": threshold},
         overlap_samples=overlap,
         stacking="max",
         licence=MIT_SEISPICK,
         citation=CNQ_CITATION,
         provenance="",
-        location_cells=[{"latitude": float(lat), "longitude": float(lon)} for lat, lon in centroids],
+        location_cells=[{"latitude": float(lat), "longitude": float(lon)} for lat, lon in centroids] or None,
     )
     return card.model_copy(update=changes)
 

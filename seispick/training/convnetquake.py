@@ -23,7 +23,15 @@ WINDOW_SAMPLES = 1000
 SAMPLING_RATE = 100.0
 NOISE_CLASS = 0
 
-__all__ = ["CITATION", "ConvNetQuake", "location_cells", "assign_cells", "WINDOW_SAMPLES", "SAMPLING_RATE"]
+__all__ = [
+    "CITATION",
+    "SAMPLING_RATE",
+    "WINDOW_SAMPLES",
+    "ConvNetQuake",
+    "MergeCells",
+    "assign_cells",
+    "location_cells",
+]
 
 
 class ConvNetQuake(nn.Module):
@@ -58,9 +66,17 @@ class ConvNetQuake(nn.Module):
         """Class probabilities (softmax over logits); column 0 is noise."""
         return torch.softmax(self(x), dim=1)
 
-    def probability_model(self) -> nn.Module:
-        """This network followed by softmax, e.g. to export an ONNX model that outputs probabilities."""
-        return nn.Sequential(self, nn.Softmax(dim=1))
+    def probability_model(self, merge_cells: bool = False) -> nn.Module:
+        """This network followed by softmax, e.g. to export an ONNX model that outputs probabilities; with
+        ``merge_cells`` the cells are summed into one event class (output: noise, event)."""
+        return nn.Sequential(self, nn.Softmax(dim=1), *([MergeCells()] if merge_cells else []))
+
+
+class MergeCells(nn.Module):
+    """(batch, 1 + K) class probabilities -> (batch, 2): noise and any event, for a detector without cells."""
+
+    def forward(self, p: torch.Tensor) -> torch.Tensor:
+        return torch.stack([p[:, 0], 1.0 - p[:, 0]], dim=1)
 
 
 def _unit_vectors(latitudes: Sequence[float], longitudes: Sequence[float]) -> np.ndarray:

@@ -85,9 +85,13 @@ def cells_for(train: Sequence[WaveformSample], k: int, seed: int = 0) -> np.ndar
 
 
 def _examples(samples: Sequence[WaveformSample], centroids: np.ndarray) -> list[EventExample]:
+    """Event examples with their class (cell + 1); without cells every event is class 1 ("event")."""
     out = []
     for s in samples:
         if s.is_noise:
+            continue
+        if not len(centroids):
+            out.append(EventExample(s, 1))
             continue
         where = coordinates(s)
         cell = UNKNOWN_CELL if where is None else int(assign_cells([where[0]], [where[1]], centroids)[0])
@@ -126,6 +130,55 @@ def best_threshold(
     return best
 
 
+def cell_verdict(
+    model_dir: Path, split: DataSplit, centroids: np.ndarray, min_located: int = 5
+) -> dict[str, Any]:
+    """Whether the exported model's cells beat the majority baseline on the located validation events.
+
+    The baseline always answers the cell holding most located training events. Fewer than ``min_located``
+    located validation events cannot show that cells work, so they count as not supported.
+    """
+    train_cells = [int(assign_cells([c[0]], [c[1]], centroids)[0]) for c in _located(split.train)]
+    val_cells = [int(assign_cells([c[0]], [c[1]], centroids)[0]) for c in _located(split.val)]
+    common = max(set(train_cells), key=train_cells.count) if train_cells else 0
+    baseline = sum(c == common for c in val_cells) / len(val_cells) if val_cells else float("nan")
+    report = evaluate(model_dir, [s for s in split.val if not s.is_noise])
+    accuracy = report["cells"]["accuracy"]
+    n_located = report["cells"]["n_located"]
+    supported = n_located >= min_located and accuracy == accuracy and accuracy > baseline
+    reason = (
+        f"cell accuracy {accuracy:.2f} on {n_located} located validation events against {baseline:.2f} for always "
+        f"answering the most frequent training cell"
+        if n_located
+        else "no located validation events"
+    )
+    if n_located < min_located:
+        reason += f"; fewer than {min_located} located validation events cannot show that cells work"
+    return {
+        "supported": bool(supported),
+        "validation_accuracy": accuracy if accuracy == accuracy else None,
+        "validation_majority_baseline": baseline if baseline == baseline else None,
+        "n_located_validation": n_located,
+        "n_cells_tried": len(centroids),
+        "reason": reason,
+    }
+
+
+def _located(samples: Sequence[WaveformSample]) -> list[tuple[float, float]]:
+    return [c for c in (coordinates(s) for s in samples if not s.is_noise) if c is not None]
+
+
+def without_cells(card: ModelCard, verdict: dict[str, Any]) -> ModelCard:
+    """The detector card without location cells: labels noise and event, and why the cells were dropped."""
+    note = (
+        f" Location cells were tried ({verdict['n_cells_tried']}) and dropped: {verdict['reason']}; the data cannot "
+        "support cells, so this detector outputs only noise and event."
+    )
+    return card.model_copy(
+        update={"labels": ["noise", "event"], "location_cells": None, "description": card.description + note}
+    )
+
+
 def _calibrate_threshold(
     model_dir: Path, card: ModelCard, val: Sequence[WaveformSample]
 ) -> tuple[ModelCard, dict[str, Any]]:
@@ -158,11 +211,16 @@ def train_convnetquake(
     noise_ratio: float = 1.0,
     balance: bool = True,
     calibrate: bool = True,
+    check_cells: bool = False,
 ) -> DetectorRun:
-    """Train a ConvNetQuake with ``len(centroids)`` cells on ``split`` (+ synthetics in training only).
+    """Train a ConvNetQuake with ``len(centroids)`` cells on ``split`` (+ synthetics in training only); with no
+    centroids (shape (0, 2)) a detector without cells (classes noise and event).
 
     With ``balance``, located events of small cells are repeated (:func:`balance_cells`); with ``calibrate``
-    the card's detection threshold is the one with the best F1 on the validation split (:func:`best_threshold`). Test metrics come
+    the card's detection threshold is the one with the best F1 on the validation split (:func:`best_threshold`).
+    With ``check_cells`` the cells must earn their place: when their accuracy on the located validation events
+    does not beat always answering the most frequent training cell (:func:`cell_verdict`), the model is exported
+    without cells (noise and event; the cell outputs summed) and its card says why. Test metrics come
     from running the exported ONNX model through ``seispick.models.detect`` over the test events and the noise
     cut before their P.
     """
@@ -198,7 +256,8 @@ def train_convnetquake(
         p_range=p_range,
         seed=config.seed + 1,
     )
-    model = ConvNetQuake(n_cells=len(centroids), in_channels=len(card.channel_order), n_samples=window)
+    n_cells = max(1, len(centroids))  # no cells: one event class
+    model = ConvNetQuake(n_cells=n_cells, in_channels=len(card.channel_order), n_samples=window)
     result = fit(
         model, detection_loss, train_data, val_data, config, out, progress=progress, description=card.name
     )
@@ -215,7 +274,7 @@ def train_convnetquake(
     card = card.model_copy(update={"split": split.description})
     meta = CheckpointMeta(
         architecture="convnetquake",
-        model_args={"n_cells": len(centroids), "in_channels": len(card.channel_order), "n_samples": window},
+        model_args={"n_cells": n_cells, "in_channels": len(card.channel_order), "n_samples": window},
         card=card,
         train=config.to_dict(),
         fit=result.to_dict(),
@@ -226,10 +285,19 @@ def train_convnetquake(
     if licence_text:
         (out / "LICENSE").write_text(licence_text)
     model_dir = Path(model_dir) if model_dir else out / "model"
-    check = np.stack([val_data[i][0].numpy() for i in range(min(6, len(val_data)))])
-    card = write_model_folder(model.probability_model().eval(), card, model_dir, check.astype(np.float32))
-    if licence_text:
-        (model_dir / "LICENSE").write_text(licence_text)
+    check = np.stack([val_data[i][0].numpy() for i in range(min(6, len(val_data)))]).astype(np.float32)
+    card = write_model_folder(
+        model.probability_model().eval(), card, model_dir, check, licence_text=licence_text
+    )
+    if check_cells and len(centroids) > 1:
+        verdict = cell_verdict(model_dir, split, centroids)
+        counts["cells"] = verdict
+        if not verdict["supported"]:
+            card = without_cells(card, verdict)
+            merged = model.probability_model(merge_cells=True).eval()
+            card = write_model_folder(merged, card, model_dir, check, licence_text=licence_text)
+            meta.card = card
+            write_meta(out, meta)
     if calibrate:
         card, calibration = _calibrate_threshold(model_dir, card, split.val)
         card.write(model_dir)
