@@ -2,8 +2,8 @@
 is killed (SIGKILL) for 20 s mid-stream and started again.
 
 The Redis server is this test's own (fsync-always AOF, so SIGKILL loses nothing it acknowledged). Afterwards
-the Redis streams must hold every pick and detection `annotate` finds in the same files, once, in the order the service
-published them (the order its live subscribers saw, which the outage does not touch).
+the Redis streams must hold every pick and detection `annotate` finds in the same files, once, in the order the
+service published them (the order its live subscribers saw, which the outage does not touch).
 """
 
 from __future__ import annotations
