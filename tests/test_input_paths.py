@@ -391,3 +391,33 @@ def test_notes_in_the_cli_the_json_answer_and_the_stations_states(odd_stations, 
             assert any(word in note for note in states[instrument]), (word, states[instrument])
         batch = [n for n in body["notes"] if n.startswith(instrument[:-2])]
         assert sorted(states[instrument]) == sorted(batch), instrument  # worded the same way
+
+
+def test_evaluation_datasets_read_sac_and_compressed_files_like_the_cli(event_files, tmp_path):
+    from seispick.training.datasets import detect_format, read_mseed_picks
+
+    picks = cli_picks(event_files["mseed"])["picks"]
+    table = "station,phase,time\n" + "".join(
+        f"{p['trace_id'].rsplit('.', 2)[0]},{p['phase']},{p['peak_time']}\n" for p in picks
+    )
+    samples = {}
+    for fmt in ("mseed", "mseed.gz", "sac"):
+        folder = tmp_path / fmt.replace(".", "_")
+        folder.mkdir()
+        for path in event_files[fmt]:
+            data = path.read_bytes()
+            name = path.name + (".bz2" if fmt == "sac" else "")  # SAC, bzip2-compressed
+            (folder / name).write_bytes(bz2.compress(data) if fmt == "sac" else data)
+        (folder / "picks.csv").write_text(table)
+        assert detect_format(folder)[0] == "mseed"
+        samples[fmt] = list(read_mseed_picks(folder, pre_s=5.0, post_s=5.0))
+    assert len(samples["mseed"]) == 2
+    for fmt in ("mseed.gz", "sac"):
+        for a, b in zip(samples["mseed"], samples[fmt]):
+            assert (a.station, a.p_index, a.s_index, a.start_time) == (
+                b.station,
+                b.p_index,
+                b.s_index,
+                b.start_time,
+            )
+            assert np.array_equal(a.waveform, b.waveform), fmt

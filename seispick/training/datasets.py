@@ -17,7 +17,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from obspy import Stream, UTCDateTime, read, read_events
+from obspy import Stream, UTCDateTime, read_events
+
+from seispick.models.io import read_waveform_file
 
 from .samples import WaveformSample, reorder
 from .splits import Split, split_by_station, split_by_time
@@ -42,6 +44,19 @@ __all__ = [
 ]
 
 MSEED_SUFFIXES = {".mseed", ".miniseed", ".msd", ".ms"}
+# Waveform files of an "mseed" dataset folder: miniSEED or SAC, plain or compressed (read by seispick.models.io).
+WAVEFORM_SUFFIXES = MSEED_SUFFIXES | {".sac"}
+COMPRESSED_SUFFIXES = {".gz", ".bz2", ".xz"}
+
+
+def is_waveform_file(path: Path) -> bool:
+    """``x.mseed``, ``x.sac``, ``x.mseed.gz``...: a waveform file by its name."""
+    suffixes = [s.lower() for s in path.suffixes]
+    if suffixes and suffixes[-1] in COMPRESSED_SUFFIXES:
+        suffixes = suffixes[:-1]
+    return bool(suffixes) and suffixes[-1] in WAVEFORM_SUFFIXES
+
+
 QUAKEML_SUFFIXES = {".xml", ".qml", ".quakeml"}
 _P_NAMES = re.compile(r"^[Pp][gnb1]?$")
 _S_NAMES = re.compile(r"^[Ss][gnb1]?$")
@@ -569,14 +584,14 @@ def read_mseed_picks(
     max_span_s: float = 120.0,
     missing: str = "raise",
 ) -> Iterator[WaveformSample]:
-    """Cut labelled windows from miniSEED files around the picks of a pick table (CSV or QuakeML).
+    """Cut labelled windows from waveform files (miniSEED, SAC, compressed) around a pick table's picks (CSV, QuakeML).
 
     Picks are grouped per station and event; each group gives one sample from ``pre_s`` before its first pick
     to ``post_s`` after its last (shortened to the span all components cover; gaps inside become zeros), with
     channels in the order Z, N, E (components 1/2 read as N/E; missing ones stay zero). ``missing`` = "raise" or "skip" decides what happens to picks without waveforms.
     """
     folder = Path(folder)
-    files = sorted(p for p in folder.iterdir() if p.suffix.lower() in MSEED_SUFFIXES)
+    files = sorted(p for p in folder.iterdir() if is_waveform_file(p))
     if pick_file is None:
         pick_file = _find_pick_file(folder)
         if pick_file is None:
@@ -587,9 +602,9 @@ def read_mseed_picks(
     stream = Stream()
     for path in files:
         try:
-            stream += read(str(path))
-        except Exception as exc:  # obspy raises many types for corrupt files
-            raise DatasetError(f"{path}: cannot read miniSEED ({exc})") from exc
+            stream += read_waveform_file(path)  # the CLI's and the HTTP API's input path
+        except ValueError as exc:  # the message names the file and what it looks like
+            raise DatasetError(str(exc)) from exc
     for group in _group_picks(read_pick_table(pick_file), max_span_s):
         first, last = group[0], group[-1]
         where = f"{pick_file} ({first.station} {first.time})"
@@ -659,7 +674,7 @@ def detect_format(path: str | Path) -> tuple[str, Callable[[], Iterator[Waveform
             return "stead", partial(read_stead, csv_path, hdf5_path)
     if seisbench_chunks(path):
         return "seisbench", partial(read_seisbench, path)
-    if any(p.suffix.lower() in MSEED_SUFFIXES for p in entries):
+    if any(is_waveform_file(p) for p in entries):
         return "mseed", partial(read_mseed_picks, path)
     names = ", ".join(p.name for p in entries[:10])
     raise DatasetError(f"{path}: unrecognised dataset layout (found {names})")
