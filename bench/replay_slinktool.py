@@ -1,10 +1,10 @@
 """`seispick replay` against EarthScope's slinktool (libslink), SeedLink 3.1 and 4.0, on real data.
 
 slinktool is not shipped: build it from its public source (github.com/EarthScope/slinktool, `make`) and
-pass its path. Two checks, each for `-3` and `-4`, every client asking for all archive stations plus
-one the archive lacks (XX_NONE):
+pass its path (5.x: SeedLink 3.1 with -3 and 4.0 with -4; 4.x: 3.1 only). Two checks per protocol,
+every client asking for all archive stations plus one the archive lacks (XX_NONE):
 
-1. Archive (speed 0, 20 real miniSEED files): a time window (-ts/-te) and a dial-up fetch from the first
+1. Archive (speed 0, 20 real miniSEED files): a time window (-ts/-te, -tw) and a dial-up fetch from the first
    sequence (-d with a state file at sequence 0). Every record the server holds must arrive exactly once,
    byte-identical, and the decoded samples must equal the source files.
 2. Live (speed 1, real 60-s traces of 4 stations on a common start): a client with a state file is
@@ -97,9 +97,31 @@ def station_list(records: list) -> str:
     return ",".join(sorted({f"{r.network}_{r.station}" for r in records}) + [MISSING])
 
 
-def seed_state(path: Path, streams: str) -> None:
-    """A state file at sequence 0 for every station: libslink then asks for DATA/FETCH 1 (the first)."""
-    path.write_text("#V2\n" + "".join(f"{station} 0\n" for station in streams.split(",")))
+class Slinktool:
+    """How one slinktool version is driven: 5.x speaks 3.1 (-3) and 4.0 (-4); 4.x speaks 3.1 only."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        out = subprocess.run([path, "-V"], capture_output=True, text=True)
+        self.version = (out.stdout + out.stderr).strip().split()[-1]
+        self.legacy = int(self.version.split(".")[0]) < 5
+        self.protocols = ("3",) if self.legacy else ("3", "4")
+
+    def protocol_args(self, proto: str) -> list[str]:
+        return [] if self.legacy else [f"-{proto}"]
+
+    def window_args(self) -> list[str]:
+        if self.legacy:
+            return ["-tw", "1980,01,01,00,00,00:2030,01,01,00,00,00"]
+        return ["-ts", "1980-01-01T00:00:00", "-te", "2030-01-01T00:00:00"]
+
+    def seed_state(self, path: Path, streams: str) -> None:
+        """A state file at sequence 0 for every station: libslink then asks for DATA/FETCH 1 (the first)."""
+        stations = streams.split(",")
+        if self.legacy:
+            path.write_text("".join(f"{s.replace('_', ' ', 1)} 0\n" for s in stations))
+        else:
+            path.write_text("#V2\n" + "".join(f"{s} 0\n" for s in stations))
 
 
 def compare(expected: list[bytes], got: list[bytes]) -> dict[str, int]:
@@ -130,8 +152,8 @@ def same_samples(files: list[Path], got: list[bytes]) -> bool:
     )
 
 
-def run_slinktool(slinktool: str, args: list[str], port: int, timeout: float, log: Path) -> int:
-    command = [slinktool, *args, "-nd", "1", "-nt", "20", f"127.0.0.1:{port}"]
+def run_slinktool(slinktool: Slinktool, args: list[str], port: int, timeout: float, log: Path) -> int:
+    command = [slinktool.path, *args, "-nd", "1", "-nt", "20", f"127.0.0.1:{port}"]
     with log.open("a") as out:
         out.write("$ " + " ".join(command) + "\n")
         out.flush()
@@ -141,7 +163,7 @@ def run_slinktool(slinktool: str, args: list[str], port: int, timeout: float, lo
             return -1
 
 
-def archive_check(slinktool: str, work: Path) -> list[dict]:
+def archive_check(slinktool: Slinktool, work: Path) -> list[dict]:
     folder = work / "archive"
     folder.mkdir()
     files = sorted(REAL.glob("*.mseed"))[:18] + sorted(SERVICE.glob("*.mseed"))
@@ -154,15 +176,15 @@ def archive_check(slinktool: str, work: Path) -> list[dict]:
     server = start_replay(folder, port, 0, work / "archive-server.log")
     rows = []
     try:
-        for proto in ("3", "4"):
+        for proto in slinktool.protocols:
             for mode in ("window", "dial-up"):
                 out = work / f"archive-v{proto}-{mode}.mseed"
-                args = [f"-{proto}", "-S", streams, "-o", str(out)]
+                args = [*slinktool.protocol_args(proto), "-S", streams, "-o", str(out)]
                 if mode == "window":
-                    args += ["-ts", "1980-01-01T00:00:00", "-te", "2030-01-01T00:00:00"]
+                    args += slinktool.window_args()
                 else:
                     state = work / f"archive-v{proto}.state"
-                    seed_state(state, streams)
+                    slinktool.seed_state(state, streams)
                     args += ["-d", "-x", str(state)]
                 rc = run_slinktool(slinktool, args, port, 120, work / "slinktool.log")
                 got = read_records(out)
@@ -183,7 +205,7 @@ def live_archive(folder: Path) -> None:
         stream.write(str(folder / f"{name}.mseed"), format="MSEED", reclen=4096)
 
 
-def live_check(slinktool: str, work: Path, restarts: int, seed: int) -> list[dict]:
+def live_check(slinktool: Slinktool, work: Path, restarts: int, seed: int) -> list[dict]:
     folder = work / "live"
     folder.mkdir()
     live_archive(folder)
@@ -195,9 +217,9 @@ def live_check(slinktool: str, work: Path, restarts: int, seed: int) -> list[dic
     server = start_replay(folder, port, 1.0, work / "live-server.log")
     rng = random.Random(seed)
     clients: dict[str, dict] = {}
-    for proto in ("3", "4"):
+    for proto in slinktool.protocols:
         state = work / f"live-v{proto}.state"
-        seed_state(state, streams)
+        slinktool.seed_state(state, streams)
         # restart moments spread over the stream, random within their slot
         slots = np.linspace(1.0, duration - 4.0, restarts + 1)
         moments = [rng.uniform(a, b) for a, b in zip(slots[:-1], slots[1:])]
@@ -210,7 +232,7 @@ def live_check(slinktool: str, work: Path, restarts: int, seed: int) -> list[dic
         out = work / f"live-v{proto}-{client['runs']:02d}.mseed"
         client["outputs"].append(out)
         client["runs"] += 1
-        args = [slinktool, f"-{proto}", "-v", "-k", "2", "-nd", "1", "-nt", "20", "-S", streams,
+        args = [slinktool.path, *slinktool.protocol_args(proto), "-v", "-k", "2", "-nd", "1", "-nt", "20", "-S", streams,
                 "-x", str(client["state"]), "-o", str(out), f"127.0.0.1:{port}"]  # fmt: skip
         with log.open("a") as handle:
             handle.write("$ " + " ".join(args) + "\n")
@@ -263,12 +285,12 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--keep", action="store_true", help="keep the work folder (logs, received data)")
     args = parser.parse_args()
-    version = subprocess.run([args.slinktool, "-V"], capture_output=True, text=True)
-    print((version.stdout + version.stderr).strip(), "\n")
+    slinktool = Slinktool(args.slinktool)
+    print(f"slinktool {slinktool.version}: SeedLink {' and '.join(f'v{p}' for p in slinktool.protocols)}\n")
     work = Path(tempfile.mkdtemp(prefix="replay-slinktool-"))
     try:
-        print_table(archive_check(args.slinktool, work))
-        print_table(live_check(args.slinktool, work, args.restarts, args.seed))
+        print_table(archive_check(slinktool, work))
+        print_table(live_check(slinktool, work, args.restarts, args.seed))
     finally:
         if args.keep:
             print(f"work folder kept: {work}")
