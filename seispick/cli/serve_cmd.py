@@ -56,7 +56,7 @@ def settings_options(command: Callable) -> Callable:
             "--watch",
             multiple=True,
             type=click.Path(file_okay=False, path_type=Path),
-            help="Folder of new or growing miniSEED files (repeatable).",
+            help="Folder of new or growing miniSEED files, and complete SAC or compressed ones (repeatable).",
         ),
         click.option(
             "--spill-dir",

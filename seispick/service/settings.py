@@ -58,7 +58,8 @@ class StreamingSettings(BaseModel):
     )
     station_file: Path | None = Field(default=None, description="One NET_STA[:CHA] per line")
     watch_dirs: Annotated[list[Path], NoDecode] = Field(
-        default_factory=list, description="Folders watched for new or growing miniSEED files"
+        default_factory=list,
+        description="Folders watched for new or growing miniSEED files (complete SAC or compressed files too)",
     )
     silence_timeout_s: float = Field(
         default=30.0, gt=0, description="Close an instrument's data after this silence"
