@@ -271,6 +271,12 @@ def test_missing_or_wrong_content_type_says_what_the_body_is_and_what_to_send(se
     assert "looks like" not in detail
 
 
+def test_waveforms_sent_as_json_are_named(service, event_files):
+    body = event_files["mseed"][0].read_bytes()[:8192]
+    response = service.post("/v1/picks", content=body, headers={"content-type": "application/json"})
+    expect(response, 400, "not valid JSON", "looks like miniSEED", "application/vnd.fdsn.mseed")
+
+
 def test_sac_and_every_compression_are_read_in_any_waveform_content_type(service, event_files):
     raw = next(p for p in event_files["sac"] if p.name.endswith("Z.sac")).read_bytes()
     for packer in (lambda b: b, gzip.compress, bz2.compress, lzma.compress):

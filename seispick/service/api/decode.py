@@ -19,7 +19,13 @@ import obspy
 from pydantic import ValidationError
 from python_multipart.multipart import MultipartParseError, MultipartParser, parse_options_header
 
-from seispick.models.io import WaveformFormatError, describe_bytes, read_waveform_bytes
+from seispick.models.io import (
+    WaveformFormatError,
+    compression_of,
+    describe_bytes,
+    read_waveform_bytes,
+    sniff_format,
+)
 from seispick.service.api.schemas import WaveformJsonBody
 from seispick.service.errors import BadBody, InvalidInput, TooLarge, UnsupportedMediaType
 
@@ -181,7 +187,7 @@ def read_json(body: bytes) -> obspy.Stream:
     try:
         parsed = WaveformJsonBody.model_validate_json(body)
     except ValidationError as error:
-        raise _json_error(error) from None
+        raise _json_error(error, body) from None
     stations = parsed.stations()
     if not stations:
         raise InvalidInput("the JSON body is an empty list; send at least one station object")
@@ -194,12 +200,17 @@ def read_json(body: bytes) -> obspy.Stream:
     return stream
 
 
-def _json_error(error: ValidationError) -> BadBody | InvalidInput:
-    """400 for JSON that does not parse, 422 (with the first few problems) for JSON that does not validate."""
+def _json_error(error: ValidationError, body: bytes) -> BadBody | InvalidInput:
+    """400 for JSON that does not parse (saying what the body looks like), 422 (with the first few problems)
+    for JSON that does not validate."""
     problems = error.errors(include_url=False, include_input=False)
     if any(p["type"] == "json_invalid" for p in problems):
         message = next(p["msg"] for p in problems if p["type"] == "json_invalid")
-        return BadBody(f"the body is not valid JSON: {message}", kind="json")
+        looks = describe_bytes(body)
+        hint = "" if looks.startswith("JSON") else f"; the body looks like {looks}"
+        if compression_of(body) or sniff_format(body):
+            hint += " (waveform bytes go as application/vnd.fdsn.mseed)"
+        return BadBody(f"the body is not valid JSON: {message}{hint}", kind="json")
     # A union of object and list reports both branches; show the object branch's errors first.
     problems.sort(key=lambda p: 0 if p["loc"] and p["loc"][0] == "WaveformJson" else 1)
     shown = []
