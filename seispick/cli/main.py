@@ -1,34 +1,58 @@
-"""The ``seispick`` command: one entry point for everything a person does."""
+"""The ``seispick`` command: one entry point for everything a person does.
+
+Subcommands are imported only when they run (or their own ``--help`` is asked for), so ``seispick --help``
+and ``--version`` start in a fraction of a second and ``seispick pick`` pays for picking alone, not for
+the service, plotting, association or training.
+"""
 
 from __future__ import annotations
+
+import importlib
 
 import click
 
 from seispick import __version__
 
-from .config_cmd import config
-from .models_cmd import models
-from .pick import pick
-from .replay_cmd import replay
-from .serve_cmd import serve
-from .training_cmd import evaluate, export, finetune, train
+# name -> (module in seispick.cli, attribute, one-line help shown by ``seispick --help``)
+COMMANDS: dict[str, tuple[str, str, str]] = {
+    "pick": ("pick", "pick", "Pick P and S phases in waveform files or folders."),
+    "associate": ("associate_cmd", "associate", "Associate picks into located events (PyOcto)."),
+    "serve": ("serve_cmd", "serve", "Start the service: HTTP picking API and real-time streams."),
+    "replay": ("replay_cmd", "replay", "Serve archived miniSEED as a SeedLink server."),
+    "models": ("models_cmd", "models", "List, inspect, import and convert models."),
+    "config": ("config_cmd", "config", "Print the settings `seispick serve` would run with."),
+    "train": ("training_cmd", "train", "Train a PhaseNet or ConvNetQuake model (needs torch)."),
+    "finetune": ("training_cmd", "finetune", "Fine-tune a model on your own labelled data (needs torch)."),
+    "evaluate": ("training_cmd", "evaluate", "Score a model against labelled data (P/R/F1, residuals)."),
+    "export": ("training_cmd", "export", "Export a training checkpoint to ONNX with a model card."),
+}
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class LazyGroup(click.Group):
+    """A group whose subcommands are imported on first use; the listing comes from ``COMMANDS``."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return list(COMMANDS)
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name not in COMMANDS:
+            return None
+        module, attribute, short = COMMANDS[cmd_name]
+        command = getattr(importlib.import_module(f"seispick.cli.{module}"), attribute)
+        command.short_help = command.short_help or short
+        return command
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        rows = [(name, short) for name, (_, _, short) in COMMANDS.items()]
+        with formatter.section("Commands"):
+            formatter.write_dl(rows)
+
+
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="seispick")
 def cli() -> None:
-    """Seismic P/S phase picking with PhaseNet in ONNX: files, HTTP service and real-time streams."""
-
-
-cli.add_command(pick)
-cli.add_command(models)
-cli.add_command(train)
-cli.add_command(finetune)
-cli.add_command(evaluate)
-cli.add_command(export)
-cli.add_command(replay)
-cli.add_command(serve)
-cli.add_command(config)
+    """Seismic P/S phase picking with PhaseNet and ConvNetQuake in ONNX: files, HTTP service, real-time
+    streams, events."""
 
 
 if __name__ == "__main__":  # pragma: no cover
