@@ -7,7 +7,7 @@ import obspy
 import pytest
 
 from seispick.models.annotate import annotate
-from seispick.service.stream.continuous import InstrumentPicker
+from seispick.models.records import InstrumentPicker
 from tests.streams import event_hour
 
 

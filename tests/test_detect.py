@@ -148,3 +148,41 @@ def test_nearest_cells_by_great_circle():
 def test_the_runtime_path_imports_no_torch():
     code = "import sys, seispick.models.detect, seispick.models.annotate; sys.exit('torch' in sys.modules)"
     assert subprocess.run([sys.executable, "-c", code]).returncode == 0
+
+
+def test_detections_record_by_record_equal_detect(detector, stead_events):
+    """The stream's core detects with the detector too: records in, the batch detections out, each once."""
+    from seispick.models.records import InstrumentPicker
+
+    event = reorder(stead_events[-1], "ENZ")
+    data = noise(400, seed=5, scale=float(np.std(event.waveform[:, : event.p_index - 100])) or 1.0)
+    for at in (9_000, 21_000):
+        data[:, at : at + event.n_samples] += event.waveform
+    stream = stream_of(data)
+    expected = detect(stream, detector)
+    assert len(expected) >= 2
+
+    card = detector.card
+    start = int(round(START.timestamp * 100))
+    picker = InstrumentPicker(
+        "TA.109C..BH", card, detector.name, detector.sha256, time_offset=START.timestamp - start / 100
+    )
+    got, waiting = [], []
+    for k in range(0, data.shape[1], 512):  # records of 512 samples, the three components in turn
+        for comp in range(3):
+            requests, done = picker.add(comp, start + k, data[comp, k : k + 512], now=0.0)
+            got += done
+            waiting += requests
+        if len(waiting) >= 3:  # outputs come back late and out of order
+            outputs = detector.predict(np.stack([r.window for r in waiting]))
+            for r, out in reversed(list(zip(waiting, outputs))):
+                got += picker.result(r.start, out)
+            waiting = []
+    requests, done = picker.close()
+    got += done
+    waiting += requests
+    outputs = detector.predict(np.stack([r.window for r in waiting]))
+    for r, out in zip(waiting, outputs):
+        got += picker.result(r.start, out)
+    assert picker.pending == 0 and picker.stats.picks == 0
+    assert [d.as_dict() for d in got] == [d.as_dict() for d in expected]

@@ -2,11 +2,13 @@
 
 The pipeline is split so that the service can put the windows of many requests into one batch:
 
-    job = prepare(stream, card)                 # grouping, windowing (no inference)
+    job = prepare(stream, card)                 # grouping, window placement (no inference)
     outputs = [model.predict(job.windows(a, b)) for a, b in batches]
-    result = finish(job, np.concatenate(outputs), thresholds)   # stacking, picks, detections
+    result = finish(job, np.concatenate(outputs), thresholds)   # the picking core: stacking, triggers
 
-``annotate`` runs the three steps with a plain batch loop, for the CLI and evaluation.
+``finish`` drives the picking core (``segment.SegmentPicker``, the same one the stream drives record by
+record) with each whole segment. ``annotate`` runs the three steps with a plain batch loop, for the CLI and
+evaluation.
 """
 
 from __future__ import annotations
@@ -19,10 +21,10 @@ import obspy
 
 from .card import ModelCard
 from .grouping import Notes, StationSegment, group_stream
-from .picks import Detection, Pick, detections_from_probability, picks_from_probabilities
+from .picks import Detection, Pick
 from .preprocess import normalise_windows
 from .runtime import OnnxModel
-from .stacking import stack_windows
+from .segment import CoreSettings, SegmentPicker, grid_clock
 from .windowing import cut_windows, window_offsets
 
 
@@ -38,6 +40,7 @@ class AnnotationJob:
     segments: list[StationSegment]
     offsets: list[np.ndarray]  # window offsets per segment
     notes: Notes
+    overlap: int  # samples shared by consecutive grid windows
     # flat index of windows: (segment index, window index within segment)
     _flat: np.ndarray = field(default_factory=lambda: np.zeros((0, 2), dtype=np.int64))
 
@@ -131,14 +134,11 @@ def prepare(stream: obspy.Stream, card: ModelCard, overlap: int | None = None) -
     notes = Notes()
     if len(stream) == 0:
         raise NoUsableDataError("no traces in the input")
+    settings = CoreSettings.of(card, card.name, overlap=overlap)  # refuses a bad overlap
     segments = group_stream(stream, card.channel_order, card.sampling_rate, notes)
     if not segments:
         reason = "; ".join(notes.messages) or "no trace has usable samples"
         raise NoUsableDataError(f"no usable data: {reason}")
-    overlap = card.overlap_samples if overlap is None else overlap
-    if not 0 <= overlap < card.window_samples:
-        raise ValueError(f"overlap must be between 0 and {card.window_samples - 1} samples, got {overlap}")
-    stride = card.window_samples - overlap
     offsets = []
     for seg in segments:
         if seg.n_samples < card.window_samples:
@@ -146,8 +146,38 @@ def prepare(stream: obspy.Stream, card: ModelCard, overlap: int | None = None) -
                 f"{seg.instrument}: a segment of {seg.n_samples / seg.sampling_rate:.2f} s is shorter than the "
                 f"{card.window_samples / card.sampling_rate:.2f} s window and was zero-padded"
             )
-        offsets.append(window_offsets(seg.start_index, seg.n_samples, card.window_samples, stride))
-    return AnnotationJob(card=card, segments=segments, offsets=offsets, notes=notes)
+        offsets.append(window_offsets(seg.start_index, seg.n_samples, card.window_samples, settings.stride))
+    return AnnotationJob(
+        card=card,
+        segments=segments,
+        offsets=offsets,
+        notes=notes,
+        overlap=card.window_samples - settings.stride,
+    )
+
+
+def run_core(
+    job: AnnotationJob, outputs: np.ndarray, settings: CoreSettings
+) -> list[tuple[StationSegment, SegmentPicker, list[Pick | Detection]]]:
+    """Each whole segment of ``job`` through the picking core with its window ``outputs`` (in ``job``'s flat
+    window order): the segment, its core (holding its final probabilities) and what it emitted."""
+    out, position = [], 0
+    for seg, offsets in zip(job.segments, job.offsets):
+        seg_out = outputs[position : position + len(offsets)]
+        position += len(offsets)
+        core = SegmentPicker(
+            settings,
+            seg.instrument,
+            seg.start_index,
+            grid_clock(seg.sampling_rate, seg.time_offset),
+            keep=True,
+            capacity=max(seg.n_samples, int(offsets[-1]) + settings.window),
+        )
+        starts = core.close(seg.start_index + seg.n_samples)
+        if not np.array_equal(starts - seg.start_index, offsets):
+            raise RuntimeError(f"{seg.instrument}: the core placed other windows than the job")  # never
+        out.append((seg, core, core.results(starts, seg_out)))
+    return out
 
 
 def finish(
@@ -159,25 +189,13 @@ def finish(
     stacking: str | None = None,
 ) -> AnnotationResult:
     """Stack window outputs (in ``job``'s flat window order) and extract picks and detections."""
-    card = job.card
-    thresholds = {**card.default_thresholds, **(thresholds or {})}
-    stacking = stacking or card.stacking
+    settings = CoreSettings.of(job.card, model_name, model_sha256, thresholds, stacking, job.overlap)
     annotations, picks, detections = [], [], []
-    position = 0
-    for seg, offsets in zip(job.segments, job.offsets):
-        seg_out = outputs[position : position + len(offsets)]
-        position += len(offsets)
-        probabilities = stack_windows(seg_out, offsets, seg.n_samples, stacking)
-        annotation = SegmentAnnotation(segment=seg, probabilities=probabilities)
-        annotations.append(annotation)
-        picks += picks_from_probabilities(
-            probabilities, seg.time_of, card.labels, thresholds, seg.instrument, model_name, model_sha256
-        )
-        if "N" in card.labels and "detection" in thresholds:
-            event = 1.0 - probabilities[card.labels.index("N")]
-            detections += detections_from_probability(
-                event, seg.time_of, thresholds["detection"], seg.instrument, model_name, model_sha256
-            )
+    for segment, core, emitted in run_core(job, outputs, settings):
+        if not settings.per_window:
+            annotations.append(SegmentAnnotation(segment, core.probabilities))
+        picks += [e for e in emitted if isinstance(e, Pick)]
+        detections += [e for e in emitted if isinstance(e, Detection)]
     picks.sort(key=lambda p: (p.peak_time, p.trace_id, p.phase))
     detections.sort(key=lambda d: (d.start_time, d.trace_id))
     return AnnotationResult(

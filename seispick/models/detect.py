@@ -2,8 +2,9 @@
 
 The detector sees windows on the same absolute time grid as the pickers (``annotate.prepare``) and outputs
 (windows, 1 + K) class probabilities: column 0 is noise, column k an event in location cell k - 1. Consecutive
-windows whose event probability (1 - P(noise)) reaches the threshold merge into one :class:`Detection`.
-numpy and onnxruntime only.
+windows whose event probability (1 - P(noise)) reaches the threshold merge into one :class:`Detection`
+(``trigger.WindowRuns``). ``detect`` runs the picking core (``segment.SegmentPicker``) as ``annotate`` does, so
+the stream detects with the same code record by record. numpy and onnxruntime only.
 """
 
 from __future__ import annotations
@@ -12,16 +13,15 @@ from dataclasses import dataclass
 
 import numpy as np
 import obspy
-from obspy import UTCDateTime
 
-from .annotate import AnnotationJob, prepare
+from .annotate import AnnotationJob, finish, prepare
 from .grouping import StationSegment
-from .picks import Detection
+from .picks import Detection, PickContext
 from .runtime import OnnxModel
+from .segment import NOISE, grid_clock
+from .trigger import WindowRuns
 
 __all__ = ["DetectorRun", "SegmentWindows", "detect", "detections_from_windows", "run_detector"]
-
-NOISE = 0
 
 
 @dataclass
@@ -60,10 +60,9 @@ def _check_detector(model: OnnxModel) -> None:
         raise ValueError(f"model {model.name} is a {model.card.task}, not a detector")
 
 
-def run_detector(
-    stream: obspy.Stream, model: OnnxModel, batch_size: int = 256, overlap: int | None = None
-) -> DetectorRun:
-    """Class probabilities for every window of ``stream`` (grouped and gridded as for the pickers)."""
+def _detector_outputs(
+    stream: obspy.Stream, model: OnnxModel, batch_size: int, overlap: int | None
+) -> tuple[AnnotationJob, np.ndarray]:
     _check_detector(model)
     job: AnnotationJob = prepare(stream, model.card, overlap=overlap)
     outputs = [model.predict(job.windows(a, a + batch_size)) for a in range(0, job.n_windows, batch_size)]
@@ -73,6 +72,14 @@ def run_detector(
         raise ValueError(
             f"model {model.name} output {merged.shape[1:]} does not match its {n_classes} labels"
         )
+    return job, merged
+
+
+def run_detector(
+    stream: obspy.Stream, model: OnnxModel, batch_size: int = 256, overlap: int | None = None
+) -> DetectorRun:
+    """Class probabilities for every window of ``stream`` (grouped and gridded as for the pickers)."""
+    job, merged = _detector_outputs(stream, model, batch_size, overlap)
     windows, position = [], 0
     for segment, offsets in zip(job.segments, job.offsets):
         probs = merged[position : position + len(offsets)]
@@ -91,36 +98,16 @@ def detections_from_windows(
     probability of the run, and its cell the most likely cell of that window with the cell's class
     probability (the softmax output, so at most the event probability).
     """
-    event = windows.event_probability
-    above = np.flatnonzero(event >= threshold)
-    runs: list[list[int]] = []
-    for i in above:
-        previous = runs[-1][-1] if runs else -2
-        if i == previous + 1 and windows.offsets[i] <= windows.offsets[previous] + windows.window_samples:
-            runs[-1].append(int(i))
-        else:
-            runs.append([int(i)])
-    has_cells = windows.probabilities.shape[1] > 2
-    out = []
-    for run in runs:
-        best = run[int(np.argmax(event[run]))]
-        cell = cell_probability = None
-        if has_cells:
-            cell = int(np.argmax(windows.probabilities[best, 1:]))
-            cell_probability = float(windows.probabilities[best, 1 + cell])
-        out.append(
-            Detection(
-                trace_id=windows.segment.instrument,
-                start_time=UTCDateTime(windows.window_span(run[0])[0]),
-                end_time=UTCDateTime(windows.window_span(run[-1])[1]),
-                probability=float(event[best]),
-                model=model,
-                model_sha256=model_sha256,
-                cell=cell,
-                cell_probability=cell_probability,
-            )
-        )
-    return out
+    segment = windows.segment
+    runs = WindowRuns(threshold, windows.window_samples)
+    starts = segment.start_index + np.asarray(windows.offsets, dtype=np.int64)
+    closed = runs.feed(starts, windows.event_probability, windows.probabilities)
+    closed += [run] if (run := runs.close()) else []
+    context = PickContext(
+        segment.instrument, model, model_sha256, grid_clock(segment.sampling_rate, segment.time_offset)
+    )
+    end = segment.start_index + segment.n_samples
+    return [context.window_detection(run, windows.window_samples, end) for run in closed]
 
 
 def detect(
@@ -131,10 +118,6 @@ def detect(
     overlap: int | None = None,
 ) -> list[Detection]:
     """Detections in ``stream`` by a detector model (threshold default: the card's ``detection`` threshold)."""
-    _check_detector(model)
-    threshold = model.card.default_thresholds.get("detection", 0.5) if threshold is None else threshold
-    run = run_detector(stream, model, batch_size=batch_size, overlap=overlap)
-    detections = [
-        d for w in run.windows for d in detections_from_windows(w, threshold, run.model, run.model_sha256)
-    ]
-    return sorted(detections, key=lambda d: (d.start_time, d.trace_id))
+    job, merged = _detector_outputs(stream, model, batch_size, overlap)
+    thresholds = None if threshold is None else {"detection": threshold}
+    return finish(job, merged, model.name, model.sha256, thresholds=thresholds).detections

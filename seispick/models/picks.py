@@ -1,13 +1,15 @@
-"""Picks and detections: the records seispick produces, and their extraction from probability traces."""
+"""Picks and detections: the records seispick produces, and how triggers (``trigger.py``) become them."""
 
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 from obspy import UTCDateTime
-from obspy.signal.trigger import trigger_onset
+
+from .trigger import EVENT, Triggered, TriggerSet, WindowRun
 
 
 @dataclass(frozen=True)
@@ -105,22 +107,67 @@ def centis(t: UTCDateTime) -> int:
     return (t.ns + 5_000_000) // 10_000_000
 
 
-def trigger_intervals(values: np.ndarray, threshold: float) -> np.ndarray:
-    """(start, end) sample pairs where ``values`` rise above ``threshold`` until they fall below half of it.
+@dataclass(frozen=True)
+class PickContext:
+    """Who picked where: instrument, model and the sample clock; turns triggers into picks and detections.
 
-    ObsPy's ``trigger_onset`` with off-threshold threshold/2, as SeisBench's ``picks_from_annotations``.
+    ``time_of(i)`` gives the epoch seconds of sample index ``i`` (in the index space the triggers use).
     """
-    values = np.asarray(values)
-    if np.isnan(values).any():
-        values = np.nan_to_num(values, nan=0.0)
-    if values.size == 0 or values.max() < threshold:
-        return np.zeros((0, 2), dtype=np.int64)
-    return np.asarray(trigger_onset(values, threshold, threshold / 2), dtype=np.int64).reshape(-1, 2)
+
+    trace_id: str
+    model: str
+    model_sha256: str
+    time_of: Callable[[int], float]
+
+    def pick(self, t: Triggered) -> Pick:
+        """The pick of a phase trigger: its peak, the peak's probability and the trigger's on and off times."""
+        return Pick(
+            trace_id=self.trace_id,
+            phase=t.label,
+            peak_time=UTCDateTime(self.time_of(t.peak)),
+            probability=float(t.value),
+            start_time=UTCDateTime(self.time_of(t.on)),
+            end_time=UTCDateTime(self.time_of(t.off)),
+            model=self.model,
+            model_sha256=self.model_sha256,
+        )
+
+    def detection(
+        self, on: int, off: int, value: float, cell: int | None = None, cell_probability: float | None = None
+    ) -> Detection:
+        """A detection from sample ``on`` to sample ``off`` (inclusive) with its highest event probability."""
+        return Detection(
+            trace_id=self.trace_id,
+            start_time=UTCDateTime(self.time_of(on)),
+            end_time=UTCDateTime(self.time_of(off)),
+            probability=float(value),
+            model=self.model,
+            model_sha256=self.model_sha256,
+            cell=cell,
+            cell_probability=cell_probability,
+        )
+
+    def window_detection(self, run: WindowRun, window: int, end: int | None = None) -> Detection:
+        """A run of windows of ``window`` samples: from its first window's start to its last window's end
+        (clipped to the segment ``end``, exclusive), with the best window's event probability and, when the
+        detector has location cells (noise + K outputs, K > 1), its likeliest cell and that cell's probability."""
+        last = run.last + window if end is None else min(run.last + window, end)
+        cell = cell_probability = None
+        if len(run.output) > 2:
+            cell = int(np.argmax(run.output[1:]))
+            cell_probability = float(run.output[1 + cell])
+        return self.detection(run.first, max(last - 1, run.last), run.score, cell, cell_probability)
+
+    def emit(self, triggered: list[Triggered]) -> list[Pick | Detection]:
+        """Picks of phase triggers, detections of event triggers."""
+        return [
+            self.detection(t.on, t.off, t.value) if t.label == EVENT else self.pick(t) for t in triggered
+        ]
 
 
 def picks_from_probabilities(
     probabilities: np.ndarray,
-    time_of,
+    time_of: Callable[[int], float],
     labels: list[str],
     thresholds: dict[str, float],
     trace_id: str,
@@ -128,45 +175,7 @@ def picks_from_probabilities(
     model_sha256: str = "",
 ) -> list[Pick]:
     """Picks from (classes, samples) probabilities; ``time_of(i)`` gives epoch seconds of sample i."""
-    picks = []
-    for row, label in enumerate(labels):
-        if label == "N" or label not in thresholds:
-            continue
-        trace = probabilities[row]
-        for s0, s1 in trigger_intervals(trace, thresholds[label]):
-            peak = s0 + int(np.argmax(trace[s0 : s1 + 1]))
-            picks.append(
-                Pick(
-                    trace_id=trace_id,
-                    phase=label,
-                    peak_time=UTCDateTime(time_of(peak)),
-                    probability=float(trace[peak]),
-                    start_time=UTCDateTime(time_of(s0)),
-                    end_time=UTCDateTime(time_of(s1)),
-                    model=model,
-                    model_sha256=model_sha256,
-                )
-            )
-    return picks
-
-
-def detections_from_probability(
-    event_probability: np.ndarray,
-    time_of,
-    threshold: float,
-    trace_id: str,
-    model: str,
-    model_sha256: str = "",
-) -> list[Detection]:
-    """Detections where an event probability trace exceeds ``threshold``."""
-    return [
-        Detection(
-            trace_id=trace_id,
-            start_time=UTCDateTime(time_of(s0)),
-            end_time=UTCDateTime(time_of(s1)),
-            probability=float(np.max(event_probability[s0 : s1 + 1])),
-            model=model,
-            model_sha256=model_sha256,
-        )
-        for s0, s1 in trigger_intervals(event_probability, threshold)
-    ]
+    triggers = TriggerSet(labels, {k: v for k, v in thresholds.items() if k in labels})
+    closed = triggers.feed(probabilities, 0) + triggers.close()
+    context = PickContext(trace_id, model, model_sha256, time_of)
+    return [context.pick(t) for t in sorted(closed, key=lambda t: (labels.index(t.label), t.on))]

@@ -22,8 +22,8 @@ import obspy
 from seispick.models.grouping import component_index
 from seispick.models.notes import InstrumentNotes
 from seispick.models.picks import Detection, Pick
+from seispick.models.records import InstrumentPicker, WindowRequest
 from seispick.models.runtime import OnnxModel
-from seispick.service.stream.continuous import InstrumentPicker, WindowRequest
 from seispick.service.stream.overload import BehindMonitor, Lag
 
 log = logging.getLogger(__name__)
@@ -344,9 +344,4 @@ class StreamPicker:
 
     def buffer_bytes(self) -> int:
         """Bytes held in sample and stacking buffers across instruments."""
-        total = 0
-        for state in self.instruments.values():
-            for seg in [*state.picker.closing, state.picker.current]:
-                if seg is not None:
-                    total += seg.data.nbytes + seg.covered.nbytes + seg.stack.nbytes + seg.count.nbytes
-        return total
+        return sum(state.picker.buffer_bytes() for state in self.instruments.values())
