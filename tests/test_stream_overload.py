@@ -77,6 +77,7 @@ def test_held_model_makes_the_stream_behind_holds_ingest_and_recovers(shipped_mo
 
         picker.check_behind(now=arrival + 5)
         assert not picker.monitor.behind  # waited 5 s: within behind_s
+        assert picker.close_silent(now=arrival + 1000) == []  # ingest held: silence is not judged either
         assert [s["state"] for s in picker.station_states(now=arrival + 5)] == ["streaming"]
 
         picker.check_behind(now=arrival + 20)

@@ -260,11 +260,11 @@ class StreamPicker:
     def close_silent(self, now: float | None = None) -> list[str]:
         """Close instruments whose last record arrived more than ``silence_timeout_s`` ago.
 
-        Not while the job is behind: the silence may be our own backlog.
+        Not while the job is behind or ingest is held for room: the silence may be our own backlog.
         """
         now = time.time() if now is None else now
         closed: list[str] = []
-        if self.monitor.behind:
+        if self.monitor.behind or self.in_flight >= self.max_in_flight:
             return closed
         for name, state in self.instruments.items():
             if state.picker.current is not None and now - state.last_arrival > self.silence_timeout_s:
