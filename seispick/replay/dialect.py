@@ -70,6 +70,11 @@ class Dialect:
             "ENDFETCH": self._endfetch,
             "BYE": lambda args: "close",
         }
+        self.handlers.update(self.commands())
+
+    def commands(self) -> dict[str, Handler]:
+        """This version's own commands (added to, or replacing, the shared ones)."""
+        return {}
 
     @property
     def replay(self) -> Replay:

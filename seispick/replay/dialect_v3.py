@@ -15,7 +15,7 @@ import logging
 import re
 from fnmatch import fnmatchcase
 
-from seispick.replay.dialect import Action, Dialect
+from seispick.replay.dialect import Action, Dialect, Handler
 from seispick.replay.info import ORGANIZATION, info_xml
 from seispick.replay.requests import CommandError, StationRequest
 from seispick.replay.state import Packet, StationBuffer
@@ -33,18 +33,17 @@ class V3Dialect(Dialect):
 
     version = "3.1"
 
-    def __init__(self, *args, **kwargs) -> None:  # type: ignore[no-untyped-def]
-        super().__init__(*args, **kwargs)
-        self.handlers.update(
-            CAT=self._cat,
-            CAPABILITIES=self._capabilities,
-            BATCH=self._batch,
-            STATION=self._station,
-            SELECT=self._select,
-            DATA=self._data,
-            FETCH=lambda args: self._data(args, dialup=True),
-            TIME=self._time,
-        )
+    def commands(self) -> dict[str, Handler]:
+        return {
+            "CAT": self._cat,
+            "CAPABILITIES": self._capabilities,
+            "BATCH": self._batch,
+            "STATION": self._station,
+            "SELECT": self._select,
+            "DATA": self._data,
+            "FETCH": lambda args: self._data(args, dialup=True),
+            "TIME": self._time,
+        }
 
     # ------------------------------------------------------------------------------------ replies
     def ok(self) -> None:

@@ -18,7 +18,7 @@ import json
 import logging
 import re
 
-from seispick.replay.dialect import Action, Dialect
+from seispick.replay.dialect import Action, Dialect, Handler
 from seispick.replay.info import info_json
 from seispick.replay.mseed3 import to_mseed3
 from seispick.replay.requests import CommandError, StationRequest
@@ -38,11 +38,15 @@ class V4Dialect(Dialect):
 
     version = "4.0"
 
-    def __init__(self, *args, **kwargs) -> None:  # type: ignore[no-untyped-def]
-        super().__init__(*args, **kwargs)
-        self.handlers.update(STATION=self._station, SELECT=self._select, DATA=self._data, AUTH=self._auth)
-        for verb in _REMOVED:
-            self.handlers[verb] = self._removed(verb)
+    def commands(self) -> dict[str, Handler]:
+        removed = {verb: self._removed for verb in _REMOVED}
+        return {
+            **removed,
+            "STATION": self._station,
+            "SELECT": self._select,
+            "DATA": self._data,
+            "AUTH": self._auth,
+        }
 
     # ------------------------------------------------------------------------------------ replies
     def refuse(self, error: CommandError, unknown: bool = False) -> None:
@@ -62,11 +66,10 @@ class V4Dialect(Dialect):
         self.send(v4.pack_packet(v4.INFO_SEQUENCE, "", payload, v4.FORMAT_JSON, subformat))
 
     # ----------------------------------------------------------------------------------- commands
-    def _removed(self, verb: str):  # type: ignore[no-untyped-def]
-        def refuse(args: list[str]) -> Action:
-            raise CommandError("UNSUPPORTED", f"{verb} is not part of SeedLink 4")
-
-        return refuse
+    def _removed(self, args: list[str]) -> Action:
+        raise CommandError(
+            "UNSUPPORTED", "command removed in SeedLink 4 (CAT, BATCH, CAPABILITIES, FETCH, TIME)"
+        )
 
     def _auth(self, args: list[str]) -> Action:
         raise CommandError("UNSUPPORTED", "authentication is not supported (no restricted data)")
