@@ -72,3 +72,24 @@ def test_garbage_and_impossible_rates_are_record_errors() -> None:
     with pytest.raises(RecordError, match="impossible sampling rate") as fast:
         decode_record(_ms3_record(rate=50_000.0))
     assert fast.value.kind == "rate"
+
+
+def test_files_read_through_libmseed_equal_obspy() -> None:
+    import obspy
+
+    from seispick.models.io import read_mseed_libmseed
+
+    files = REAL + sorted((Path(__file__).parent / "data" / "service").glob("*.mseed"))
+    for path in files:
+        ours = read_mseed_libmseed(path.read_bytes())
+        theirs = obspy.read(str(path), format="MSEED")
+        key = lambda tr: (tr.id, tr.stats.starttime)  # noqa: E731
+        assert len(ours) == len(theirs), path.name
+        for a, b in zip(sorted(ours, key=key), sorted(theirs, key=key)):
+            assert (a.id, a.stats.starttime, a.stats.sampling_rate) == (
+                b.id,
+                b.stats.starttime,
+                b.stats.sampling_rate,
+            )
+            assert a.data.dtype == b.data.dtype
+            np.testing.assert_array_equal(a.data, b.data)

