@@ -366,3 +366,17 @@ def test_v4_filter_3_sends_mseed3_and_the_first_matching_filter_wins(
         source = pymseed.MS3Record.parse(native[(channel, record.starttime)], unpack_data=True)
         assert record.sourceid == source.sourceid == f"FDSN:XX_STA1_00_{'_'.join(channel)}"
         np.testing.assert_array_equal(record.np_datasamples, source.np_datasamples)
+
+
+def test_a_31_only_server_for_clients_that_must_fall_back(archive: tuple[Path, Stream]) -> None:
+    """protocols=("3.1",) stands in for a server without SeedLink 4: libslink then stays on 3.1."""
+    with pytest.raises(ValueError, match="3.1"):
+        ThreadedReplayServer([archive[0]], port=0, protocols=("4.0",))
+    with ThreadedReplayServer([archive[0]], port=0, speed=0, protocols=("3.1",)) as old:
+        wire = Wire(old.port)
+        ident, _ = wire.hello()
+        assert ident.startswith(b"SeedLink v3.1 (seispick) :: SLPROTO:3.1 CAP ")
+        assert b"SLPROTO:4.0" not in ident
+        assert wire.ask(b"SLPROTO 4.0\r\n") == b"ERROR\r\n"
+        assert wire.ask(b"SLPROTO 3.1\r\n") == b"OK\r\n"
+        wire.close()

@@ -18,7 +18,22 @@ import click
     "--loop", is_flag=True, help="Start again at the end, times shifted forward (continuous stream)."
 )
 @click.option("--restamp", is_flag=True, help="Re-stamp the data so the first sample is now.")
-def replay(paths: tuple[Path, ...], host: str, port: int, speed: float, loop: bool, restamp: bool) -> None:
+@click.option(
+    "--seedlink-version",
+    type=click.Choice(["3.1", "4.0"]),
+    default="4.0",
+    show_default=True,
+    help="Highest SeedLink protocol version offered (3.1: act as a server without SeedLink 4).",
+)
+def replay(
+    paths: tuple[Path, ...],
+    host: str,
+    port: int,
+    speed: float,
+    loop: bool,
+    restamp: bool,
+    seedlink_version: str,
+) -> None:
     """Serve miniSEED FILES or folders as a SeedLink server (protocol 3.1 and 4.0) at SPEED times real
     time, for SeedLink clients such as slinktool, slarchive, SeisComP or ObsPy."""
     from seispick.replay.server import run_replay_server
@@ -27,6 +42,9 @@ def replay(paths: tuple[Path, ...], host: str, port: int, speed: float, loop: bo
         raise click.BadParameter("speed must be >= 0", param_hint="--speed")
     click.echo(f"SeedLink replay of {len(paths)} path(s) on {host}:{port} at {speed:g}x", err=True)
     try:
-        run_replay_server(list(paths), host=host, port=port, speed=speed, restamp=restamp, loop=loop)
+        protocols = ("3.1", "4.0") if seedlink_version == "4.0" else ("3.1",)
+        run_replay_server(
+            list(paths), host=host, port=port, speed=speed, restamp=restamp, loop=loop, protocols=protocols
+        )
     except (FileNotFoundError, ValueError, OSError) as exc:
         raise click.ClickException(str(exc)) from exc

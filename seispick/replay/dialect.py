@@ -32,6 +32,7 @@ class ServerView(Protocol):
     def replay(self) -> Replay: ...
 
     started_ns: int
+    protocols: tuple[str, ...]  # versions offered: ("3.1",) or ("3.1", "4.0")
 
 
 @dataclass
@@ -112,16 +113,17 @@ class Dialect:
 
     # --------------------------------------------------------------------------- shared commands
     def _hello(self, args: list[str]) -> Action:
-        self.send(hello_lines())
+        self.send(hello_lines(self.server.protocols))
         return None
 
     def _slproto(self, args: list[str]) -> Action:
         match = _PROTO_VERSION.match(args[0]) if len(args) == 1 else None
-        if match is None or not (match[1] == "3" or (match[1], match[2]) == ("4", "0")):
+        version = "3.1" if match and match[1] == "3" else args[0] if args else ""
+        if match is None or version not in self.server.protocols:
             raise CommandError("UNSUPPORTED", "unsupported protocol version")
         if self.state.begun:
             raise CommandError("UNEXPECTED", "SLPROTO must come before any station selection")
-        self.state.version = "4.0" if match[1] == "4" else "3.1"
+        self.state.version = version
         self.ok()
         return None
 

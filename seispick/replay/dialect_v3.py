@@ -65,10 +65,11 @@ class V3Dialect(Dialect):
         if len(args) != 1:
             raise CommandError("ARGUMENTS", "INFO requires one level")
         level = args[0].upper()
-        xml, channel = info_xml(self.replay, self.server.started_ns, level), "INF"
+        started, protocols = self.server.started_ns, self.server.protocols
+        xml, channel = info_xml(self.replay, started, level, protocols), "INF"
         if xml is None:
             logger.debug("unsupported INFO level %s", level)
-            xml, channel = info_xml(self.replay, self.server.started_ns, "ID"), "ERR"
+            xml, channel = info_xml(self.replay, started, "ID", protocols), "ERR"
         assert xml is not None
         records = text_records(xml, channel=channel)
         for number, record in enumerate(records, start=1):

@@ -19,8 +19,8 @@ from seispick.seedlink.protocol import (
     stream_id,
 )
 
-SERVER_ID = "SeedLink v4.0 (seispick)"
-HELLO_CAPABILITIES = "SLPROTO:4.0 SLPROTO:3.1 CAP EXTREPLY NSWILDCARD BATCH"
+PROTOCOLS = ("3.1", "4.0")  # what the replay server can speak; 3.1 always
+V3_FLAGS = "CAP EXTREPLY NSWILDCARD BATCH"
 ORGANIZATION = "seispick replay server"
 V3_CAPABILITIES = (
     "dialup",
@@ -32,7 +32,7 @@ V3_CAPABILITIES = (
     "info:streams",
     "info:all",
 )
-V4_CAPABILITIES = ("SLPROTO:3.1", "SLPROTO:4.0", "TIME", "SEQWILDCARD")
+V4_CAPABILITIES = ("TIME", "SEQWILDCARD")
 V4_ITEMS = ("ID", "FORMATS", "CAPABILITIES", "STATIONS", "STREAMS")
 V4_FORMATS = {
     "2": {"mimetype": "application/vnd.fdsn.mseed", "subformat": {"D": "data"}},
@@ -43,16 +43,32 @@ V4_FORMATS = {
 V4_FILTERS = {"native": "data in its native format (miniSEED 2)", "3": "data converted to miniSEED 3"}
 
 
-def hello_lines() -> bytes:
+def server_id(protocols: tuple[str, ...] = PROTOCOLS) -> str:
+    """``SeedLink vX.Y (seispick)``, X.Y the highest protocol version offered (SeedLink 4.0, HELLO)."""
+    return f"SeedLink v{max(protocols)} (seispick)"
+
+
+def hello_line(protocols: tuple[str, ...] = PROTOCOLS) -> str:
+    """HELLO's first line: server ID, one ``SLPROTO:X.Y`` flag per version offered, 3.1 capability flags."""
+    flags = " ".join(f"SLPROTO:{version}" for version in sorted(protocols, reverse=True))
+    return f"{server_id(protocols)} :: {flags} {V3_FLAGS}"
+
+
+def hello_lines(protocols: tuple[str, ...] = PROTOCOLS) -> bytes:
     """The two-line HELLO answer (server ID with capability flags, organisation)."""
-    return f"{SERVER_ID} :: {HELLO_CAPABILITIES}\r\n{ORGANIZATION}\r\n".encode()
+    return f"{hello_line(protocols)}\r\n{ORGANIZATION}\r\n".encode()
 
 
 # ------------------------------------------------------------------------------------- SeedLink 3.1
-def info_xml(replay: Replay, started_ns: int, level: str) -> str | None:
+def info_xml(
+    replay: Replay, started_ns: int, level: str, protocols: tuple[str, ...] = PROTOCOLS
+) -> str | None:
     """INFO XML for ``level`` (ID, CAPABILITIES, STATIONS, STREAMS, ALL); None for unsupported levels."""
     root = ElementTree.Element(
-        "seedlink", software=SERVER_ID, organization=ORGANIZATION, started=format_info_time(started_ns)
+        "seedlink",
+        software=server_id(protocols),
+        organization=ORGANIZATION,
+        started=format_info_time(started_ns),
     )
     if level == "CAPABILITIES":
         for name in V3_CAPABILITIES:
@@ -95,7 +111,7 @@ def stream_spans(buffer: StationBuffer, replay: Replay) -> list[tuple[str, str, 
 def info_json(replay: Replay, started_ns: int, args: list[str]) -> tuple[dict[str, Any], bool]:
     """The INFO document for ``INFO item [station_pattern [stream_pattern[.format]]]`` and whether it
     is an error document."""
-    doc: dict[str, Any] = {"software": f"{SERVER_ID} :: {HELLO_CAPABILITIES}", "organization": ORGANIZATION}
+    doc: dict[str, Any] = {"software": hello_line(), "organization": ORGANIZATION}
     item = args[0].upper() if args else ""
     if not args or len(args) > 3 or item not in V4_ITEMS:
         message = (
@@ -106,7 +122,7 @@ def info_json(replay: Replay, started_ns: int, args: list[str]) -> tuple[dict[st
     if item == "ID":
         doc["server_start"] = format_iso_time(started_ns)
     elif item == "CAPABILITIES":
-        doc["capability"] = list(V4_CAPABILITIES)
+        doc["capability"] = [f"SLPROTO:{version}" for version in PROTOCOLS] + list(V4_CAPABILITIES)
     elif item == "FORMATS":
         doc["format"] = V4_FORMATS
         doc["filter"] = V4_FILTERS

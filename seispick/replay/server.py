@@ -24,7 +24,7 @@ from collections.abc import Awaitable, Callable, Iterable
 from pathlib import Path
 from typing import Any, TypeVar
 
-from seispick.replay.info import SERVER_ID
+from seispick.replay.info import PROTOCOLS
 from seispick.replay.session import Session
 from seispick.replay.state import Packet, Replay, StationBuffer
 from seispick.seedlink.protocol import (
@@ -39,7 +39,6 @@ logger = logging.getLogger(__name__)
 
 __all__ = [
     "SEQ_MODULUS",
-    "SERVER_ID",
     "Packet",
     "Replay",
     "SeedLinkReplayServer",
@@ -59,7 +58,8 @@ class SeedLinkReplayServer:
 
     ``speed``: replay rate (1 = real time; 0 or ``inf`` = everything at once). ``restamp``: shift all
     times so the first sample is "now" at the first start. ``loop``: replay again after the end, shifted
-    by the archive duration. ``port=0`` binds a free port, kept for later restarts.
+    by the archive duration. ``port=0`` binds a free port, kept for later restarts. ``protocols``: the
+    SeedLink versions offered, ``("3.1", "4.0")`` or ``("3.1",)`` to stand in for a 3.1-only server.
     """
 
     def __init__(
@@ -70,7 +70,11 @@ class SeedLinkReplayServer:
         speed: float = 1.0,
         restamp: bool = False,
         loop: bool = False,
+        protocols: Iterable[str] = PROTOCOLS,
     ) -> None:
+        self.protocols = tuple(sorted(set(protocols)))
+        if "3.1" not in self.protocols or not set(self.protocols) <= set(PROTOCOLS):
+            raise ValueError(f"protocols must include 3.1 and be among {', '.join(PROTOCOLS)}")
         if speed < 0 or math.isnan(speed):
             raise ValueError("speed must be >= 0 (0 or inf: as fast as possible)")
         if loop and (speed == 0 or math.isinf(speed)):
@@ -245,9 +249,12 @@ def run_replay_server(
     speed: float = 1.0,
     restamp: bool = False,
     loop: bool = False,
+    protocols: Iterable[str] = PROTOCOLS,
 ) -> None:
     """Serve ``paths`` as a SeedLink stream until interrupted (blocking; for ``seispick replay``)."""
-    server = SeedLinkReplayServer(paths, host=host, port=port, speed=speed, restamp=restamp, loop=loop)
+    server = SeedLinkReplayServer(
+        paths, host=host, port=port, speed=speed, restamp=restamp, loop=loop, protocols=protocols
+    )
     try:
         asyncio.run(server.serve_forever())
     except KeyboardInterrupt:
