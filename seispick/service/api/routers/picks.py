@@ -104,8 +104,12 @@ async def create_picks(
             f"the request took longer than the {settings.request_timeout_s:g} s limit; send less data"
         ) from None
     _count_picks(state, result)
-    if query.format == "json":
-        return await asyncio.to_thread(picks_document, result, model.card.labels, query)
+    if query.format == "json":  # serialised once, in pydantic's Rust core (no second response_model pass)
+        if query.probabilities:  # large: built off the event loop
+            document = await asyncio.to_thread(picks_document, result, model.card.labels, query)
+        else:
+            document = picks_document(result, model.card.labels, query)
+        return Response(document.model_dump_json(exclude_none=True), media_type="application/json")
     return await asyncio.to_thread(text_response, query.format, result)
 
 
