@@ -102,7 +102,7 @@ def test_stack_in_any_order_equals_stack_windows(method):
         stack.add(777 + int(offsets[i]), preds[i])
     # sums of up to three windows in another order differ in the last bit at most; a maximum not at all
     tolerance = 5e-7 if method == "avg" else 0
-    np.testing.assert_allclose(stack.values(777, 777 + 20_000), expected, rtol=0, atol=tolerance)
+    np.testing.assert_allclose(stack.final(777, 777 + 20_000), expected, rtol=0, atol=tolerance)
     with pytest.raises(ValueError, match="stacking"):
         Stack(3, "median", 0)
 

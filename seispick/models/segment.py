@@ -175,7 +175,7 @@ class SegmentPicker:
             if self.settings.per_window:
                 emitted += self._advance_windows(limit)
             else:
-                values = self.stack.values(self.final_until, limit)
+                values = self.stack.final(self.final_until, limit)
                 emitted += self.context.emit(self.triggers.feed(values, self.final_until))
                 if self.keep:
                     self.kept.append(values)

@@ -45,12 +45,14 @@ class Stack:
             part += output
         self.count[a:b] += 1
 
-    def values(self, start: int, stop: int) -> np.ndarray:
-        """Stacked values (classes, stop - start) of absolute samples start..stop (new array)."""
+    def final(self, start: int, stop: int) -> np.ndarray:
+        """Stacked values (classes, stop - start) of absolute samples start..stop, which no window may be added
+        to any more: averaged in place, returned as a view (asked once per sample)."""
         a, b = start - self.base, stop - self.base
-        if self.method == "max":
-            return self.sums[:, a:b].copy()
-        return self.sums[:, a:b] / np.maximum(self.count[a:b], 1)
+        part = self.sums[:, a:b]
+        if self.method == "avg":
+            part /= np.maximum(self.count[a:b], 1)
+        return part
 
     def drop(self, until: int) -> None:
         """Forget samples before absolute index ``until`` (they are final and consumed)."""
@@ -76,4 +78,4 @@ def stack_windows(
     stack = Stack(n_classes, method, 0, capacity=max(n_samples, int(offsets.max()) + window))
     for prediction, offset in zip(predictions, offsets.tolist()):
         stack.add(offset, prediction)
-    return stack.values(0, n_samples)
+    return stack.final(0, n_samples)
