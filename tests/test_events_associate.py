@@ -52,22 +52,12 @@ def hypocentral_error_km(event, hypo) -> float:
     return math.hypot(metres / 1000.0, event.origin.depth_km - hypo.depth_km)
 
 
-@pytest.mark.parametrize("seed", range(5))
-def test_one_event_at_the_truth_with_its_picks(seed: int):
-    stations, hypo, true, spurious = scenario(seed)
-    assert len(spurious) >= 0.3 * (len(true) + len(spurious)) - 1
-    result = Associator(stations).associate(PickSet.from_picks(true + spurious))
-
-    assert len(result.events) == 1
-    event = result.events[0]
-    assert hypocentral_error_km(event, hypo) < 2.0
-    assert abs(event.origin.time - hypo.time.timestamp) < 0.3
-
-    # the right picks: every true pick, except where a spurious pick of the same station and phase lies
-    # within the pick-match tolerance of the true arrival (then one of the two, never both)
+def assert_right_picks(event, stations, hypo, true, spurious) -> None:
+    """Every true pick, except where a spurious pick of the same station and phase lies within the
+    pick-match tolerance of the true arrival (then one of the two, never both); no other spurious pick."""
     arrivals = syn.arrival_times(stations, hypo, VP, VS)
     tolerance = AssociationConfig().pick_match_tolerance_s
-    chosen = {a.pick.id for a in event.arrivals}
+    chosen = {a.pick_id for a in event.arrivals}
     ambiguous = set()
     for p in spurious:
         near = abs(p.peak_time.timestamp - arrivals[p.trace_id[:7]][p.phase]) <= tolerance
@@ -81,6 +71,20 @@ def test_one_event_at_the_truth_with_its_picks(seed: int):
     keys = [(a.pick.trace_id, a.phase) for a in event.arrivals]
     assert len(keys) == len(set(keys))  # one pick per station and phase
     assert event.n_picks >= len(true) - len(ambiguous)
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_one_event_at_the_truth_with_its_picks(seed: int):
+    stations, hypo, true, spurious = scenario(seed)
+    assert len(spurious) >= 0.3 * (len(true) + len(spurious)) - 1
+    result = Associator(stations).associate(PickSet.from_picks(true + spurious))
+
+    assert len(result.events) == 1
+    event = result.events[0]
+    assert hypocentral_error_km(event, hypo) < 2.0
+    assert abs(event.origin.time - hypo.time.timestamp) < 0.3
+
+    assert_right_picks(event, stations, hypo, true, spurious)
     assert result.unassociated["no_event"] == len(true) + len(spurious) - event.n_picks
 
 

@@ -106,6 +106,7 @@ class LiveAssociator:
         self._newest: float = -math.inf  # newest pick time seen
         self._newest_wall: float = 0.0
         self._lo: float = -math.inf  # window start of the last step
+        self._hi: float = -math.inf  # window end of the last step
 
     # -- input
 
@@ -144,21 +145,25 @@ class LiveAssociator:
     # -- association
 
     def step(self, now: float | None = None) -> list[Event]:
-        """Associate the window ending ``delay_s`` before ``now``; the events declared or changed, in time order."""
+        """Associate the window ending ``delay_s`` before ``now``; the events declared or changed, in time order.
+
+        After a jump of the clock (a backlog read at once, a restart) the windows in between are associated
+        first, half a window apart, so no buffered pick leaves the window without having been associated.
+        """
         started = time.perf_counter()
         now = self.clock() if now is None else now
         if now == -math.inf:
             return []
-        hi = now - self.config.delay_s
-        lo = hi - self.config.window_s
-        self._lo = max(self._lo, lo)
-        self._close_before(lo)
-        window = [b for b in self._picks.values() if b.time <= hi]
+        target = now - self.config.delay_s
+        stride = self.config.window_s / 2
+        if self._hi == -math.inf:  # the first step starts at the oldest pick
+            self._hi = min((b.time for b in self._picks.values()), default=target)
         emitted: list[Event] = []
-        if window:
-            picks = PickSet.from_picks([b.pick for b in window], [b.pick_id for b in window])
-            found = self.associator.run_window(picks, np.arange(len(window)))
-            emitted = self._merge(found, window)
+        while self._hi + stride < target:
+            self._hi += stride
+            emitted += self._associate(self._hi)
+        self._hi = max(self._hi, target)
+        emitted += self._associate(target)
         self._gauges()
         seconds = time.perf_counter() - started
         self.stats.steps += 1
@@ -166,6 +171,16 @@ class LiveAssociator:
         if self.metrics is not None:
             self.metrics.step_duration.observe(seconds)
         return emitted
+
+    def _associate(self, hi: float) -> list[Event]:
+        lo = hi - self.config.window_s
+        self._lo = max(self._lo, lo)
+        self._close_before(lo)
+        window = [b for b in self._picks.values() if b.time <= hi]
+        if not window:
+            return []
+        picks = PickSet.from_picks([b.pick for b in window], [b.pick_id for b in window])
+        return self._merge(self.associator.run_window(picks, np.arange(len(window))), window)
 
     def flush(self) -> list[Event]:
         """Associate everything buffered (end of input) and make every event final; the events emitted."""

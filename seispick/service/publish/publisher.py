@@ -33,7 +33,7 @@ from seispick.service.publish.outbox import Outbox
 
 log = logging.getLogger(__name__)
 
-Kind = Literal["pick", "detection"]
+Kind = Literal["pick", "detection", "event"]
 Since = UTCDateTime | str | float | None
 
 PICK_FIELDS = (
@@ -79,12 +79,20 @@ class Record:
     def id(self) -> str:
         return self.fields["id"]
 
+    @property
+    def key(self) -> str:
+        """What is published once: the id, and for versioned records (events) the id at that version."""
+        return dedupe_key(self.fields)
+
     def json(self) -> str:
         return json.dumps(self.fields, separators=(",", ":"))
 
     @classmethod
     def of(cls, item: Pick | Detection, published_at: UTCDateTime | None = None) -> Record:
         published_at = published_at or UTCDateTime()
+        if hasattr(item, "record_fields"):  # events (seispick.events.Event): flat fields of their own
+            fields = {**item.record_fields(), "published_at": iso(published_at)}
+            return cls("event", fields, published_at.timestamp)
         if isinstance(item, Pick):
             kind: Kind = "pick"
         elif isinstance(item, Detection):
@@ -108,6 +116,11 @@ class Record:
     @classmethod
     def from_fields(cls, kind: Kind, fields: dict[str, str]) -> Record:
         return cls(kind, dict(fields), UTCDateTime(fields["published_at"]).timestamp)
+
+
+def dedupe_key(fields: dict[str, str]) -> str:
+    """``id``, or ``id@version`` for versioned records: each event version is published once."""
+    return f"{fields['id']}@{fields['version']}" if "version" in fields else fields["id"]
 
 
 def _split_station(trace_id: str) -> tuple[str, str, str]:
@@ -269,6 +282,8 @@ class PickPublisher:
         detections_stream: str = "seispick:detections",
         channel: str = "seispick:picks:live",
         detections_channel: str = "seispick:detections:live",
+        events_stream: str = "seispick:events",
+        events_channel: str = "seispick:events:live",
         maxlen: int = 100_000,
         memory_limit: int = 100_000,
         spill_dir: Path | None = None,
@@ -280,13 +295,23 @@ class PickPublisher:
         max_backoff_s: float = 5.0,
     ) -> None:
         self.redis_url = redis_url
-        self.streams: dict[Kind, str] = {"pick": stream, "detection": detections_stream}
-        self.channels: dict[Kind, str] = {"pick": channel, "detection": detections_channel}
+        self.streams: dict[Kind, str] = {
+            "pick": stream,
+            "detection": detections_stream,
+            "event": events_stream,
+        }
+        self.channels: dict[Kind, str] = {
+            "pick": channel,
+            "detection": detections_channel,
+            "event": events_channel,
+        }
         self.maxlen = maxlen
         self.dedupe_ttl_s = dedupe_ttl_s
         self._socket_timeout_s = socket_timeout_s
         self.broadcaster = Broadcaster(subscriber_queue)
-        self._rings: dict[Kind, deque[Record]] = {k: deque(maxlen=ring_size) for k in ("pick", "detection")}
+        self._rings: dict[Kind, deque[Record]] = {
+            k: deque(maxlen=ring_size) for k in ("pick", "detection", "event")
+        }
         self._seen: dict[str, None] = {}  # ids published by this process, oldest first
         self._seen_limit = max(ring_size, 100_000)
         self.published = 0
@@ -346,17 +371,17 @@ class PickPublisher:
         if self._stopped:
             raise RuntimeError("publisher is stopped")
         record = Record.of(item)
-        if record.id in self._seen:
+        if record.key in self._seen:
             self.repeats += 1
             return record.id
-        self._seen[record.id] = None
+        self._seen[record.key] = None
         if len(self._seen) > self._seen_limit:
             del self._seen[next(iter(self._seen))]
         self.published += 1
         self._rings[record.kind].append(record)
         self.broadcaster.send(record)
         if self.outbox is not None and not self.outbox.put({"kind": record.kind, "fields": record.fields}):
-            del self._seen[record.id]  # dropped (memory full, no spill directory): a retry may try again
+            del self._seen[record.key]  # dropped (memory full, no spill directory): a retry may try again
         return record.id
 
     def publish_many(self, items: Iterable[Pick | Detection]) -> list[str]:
@@ -375,7 +400,7 @@ class PickPublisher:
                 args = [self.maxlen, self.dedupe_ttl_s, self.channels[kind], message]
                 for name, value in fields.items():
                     args += [name, value]
-                pipe.evalsha(self._script.sha, 2, stream, f"{stream}:seen:{fields['id']}", *args)
+                pipe.evalsha(self._script.sha, 2, stream, f"{stream}:seen:{dedupe_key(fields)}", *args)
             results = await pipe.execute()
         self.duplicates += sum(result is None for result in results)
 
