@@ -114,7 +114,7 @@ def test_events_found_slice_by_slice_over_hours():
     hypos = [syn.Hypocentre(T0 + 1200 * i - 2, 46.0, 8.0 + 0.1 * (i % 3), 8.0) for i in range(1, 10)]
     picks = [p for h in hypos for p in syn.event_picks(stations, h, rng=rng)]
     calls = []
-    result = Associator(stations).associate(
+    result = Associator(stations, AssociationConfig(slice_s=3600)).associate(
         PickSet.from_picks(picks), progress=lambda d, t: calls.append((d, t))
     )
     assert [round(e.origin.time - h.time.timestamp, 0) for e, h in zip(result.events, hypos)] == [0.0] * 9

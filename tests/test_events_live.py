@@ -245,3 +245,34 @@ def test_cli_follow_publishes_events(redis_server: RedisServer, tmp_path: Path):
     fields = asyncio.run(events())
     assert {f["id"] for f in fields} == {fields[-1]["id"]}
     assert set(fields[-1]["pick_ids"].split(",")) == {p.id for p in true[0]}
+
+
+@pytestmark_redis
+def test_follow_waits_for_redis_and_reads_only_new_picks(tmp_path: Path):
+    """Redis down when the follower starts: it retries; once up, picks published from then on are associated."""
+    stations, hypos, true, _, arrival, _ = sequence(seed=6, events=1, spurious=5)
+    directory = tmp_path / "redis"
+    directory.mkdir()
+    server = RedisServer(directory)
+    published = []
+
+    async def main():
+        live = LiveAssociator(Associator(stations), LiveConfig(window_s=120, delay_s=0))
+        stop = asyncio.Event()
+        task = asyncio.create_task(
+            follow(server.url, live, published.append, step_s=0.05, stop=stop, max_backoff_s=0.2)
+        )
+        await asyncio.sleep(0.6)
+        await asyncio.to_thread(server.start)
+        await asyncio.sleep(0.6)
+        await publish_picks(server.url, arrival)
+        await asyncio.sleep(1.5)
+        stop.set()
+        return await task
+
+    try:
+        stats = asyncio.run(main())
+    finally:
+        server.kill()
+    assert stats.reconnects >= 1 and stats.entries == len(arrival)
+    assert {a.pick_id for a in published[-1].arrivals} == {p.id for p in true[0]}

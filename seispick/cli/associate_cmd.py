@@ -68,7 +68,7 @@ FORMATS = ("csv", "json", "quakeml")
     "--depth-max",
     type=click.FloatRange(min=0, min_open=True),
     default=None,
-    help="Deepest hypocentre, km (default from the extent, 30-300).",
+    help="Deepest hypocentre, km (default a third of the stations' extent, 30-100).",
 )
 @click.option(
     "--cutoff-km",
@@ -79,7 +79,7 @@ FORMATS = ("csv", "json", "quakeml")
 @click.option(
     "--slice-s",
     type=click.FloatRange(min=60),
-    default=3600.0,
+    default=14_400.0,
     show_default=True,
     help="Time slice (progress step), s.",
 )
@@ -196,6 +196,8 @@ def associate(
     if follow_url:
         if picks:
             raise click.UsageError("give either PICKS files or --follow REDIS_URL, not both")
+        if not follow_url.startswith(("redis://", "rediss://", "unix://")):
+            raise click.UsageError(f"--follow {follow_url}: not a Redis URL (redis://host:port/db)")
         _follow(associator, follow_url, picks_stream, from_start, window_s, delay_s, step_s, duration, quiet)
         return
     if not picks:

@@ -43,9 +43,9 @@ class AssociationConfig:
     min_s: int = 2
     min_p_and_s: int = 1  # stations with both P and S
     margin_km: float | None = None  # around the stations (default max(10 km, 10 % of the extent))
-    depth_km: tuple[float, float] | None = None  # default 0 to clip(half the extent's diagonal, 30, 300)
+    depth_km: tuple[float, float] | None = None  # default 0 to clip(a third of the diagonal, 30, 100)
     time_before_s: float | None = None  # default: S time across the search area's diagonal
-    slice_s: float = 3600.0  # progress/time slice of ``associate``
+    slice_s: float = 14_400.0  # progress/time slice of ``associate`` (each adds 2 x time_before)
     pyocto_slice_s: float = 1200.0  # PyOcto's own time slicing inside a call
     pick_match_tolerance_s: float = 1.5
     min_node_size_km: float = 10.0
@@ -383,7 +383,7 @@ def azimuthal_gap(azimuths: np.ndarray) -> float:
 
 
 def search_area(stations: StationTable, config: AssociationConfig) -> Area:
-    """The stations' extent plus a margin; depth from 0 to clip(half the diagonal, 30, 300) km by default."""
+    """The stations' extent plus a margin; depth from 0 to clip(a third of the diagonal, 30, 100) km by default."""
     lat0, lat1, lon0, lon1 = stations.extent()
     mid = math.radians((lat0 + lat1) / 2)
     width = (lon1 - lon0) * KM_PER_DEG * max(math.cos(mid), 0.01)
@@ -394,6 +394,6 @@ def search_area(stations: StationTable, config: AssociationConfig) -> Area:
     dlon = margin / (KM_PER_DEG * max(math.cos(mid), 0.01))
     lat = (max(lat0 - dlat, -90.0), min(lat1 + dlat, 90.0))
     lon = (lon0 - dlon, lon1 + dlon)
-    depth = config.depth_km or (0.0, float(np.clip(extent / 2.0, 30.0, 300.0)))
+    depth = config.depth_km or (0.0, float(np.clip(extent / 3.0, 30.0, 100.0)))
     diagonal = math.hypot(width + 2 * margin, height + 2 * margin)
     return Area(lat, lon, (float(depth[0]), float(depth[1])), diagonal)

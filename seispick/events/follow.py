@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from obspy import UTCDateTime
 from redis.asyncio import Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from seispick.models.picks import Pick
@@ -70,12 +71,6 @@ async def follow(
     stop = stop or asyncio.Event()
     stats = FollowStats(last_id=start_id)
     client = Redis.from_url(redis_url, decode_responses=True, socket_timeout=max(block_ms / 1000 + 2, 3))
-    if start_id == "$":  # resolve "now" once, so a reconnect does not skip what arrived meanwhile
-        try:
-            info = await client.xinfo_stream(stream)
-            stats.last_id = info.get("last-generated-id") or "0-0"
-        except Exception:  # no stream yet (or Redis down): everything from the start once it appears
-            stats.last_id = "0-0"
     backoff = 0.1
     next_step = time.monotonic() + step_s
 
@@ -89,6 +84,8 @@ async def follow(
     try:
         while not stop.is_set():
             try:
+                if stats.last_id == "$":  # resolved once, so a reconnect does not skip what arrived meanwhile
+                    stats.last_id = await _last_id(client, stream)
                 reply = await client.xread({stream: stats.last_id}, count=count, block=block_ms)
                 backoff = 0.1
             except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
@@ -116,3 +113,12 @@ async def follow(
     finally:
         await client.aclose()
     return stats
+
+
+async def _last_id(client: Redis, stream: str) -> str:
+    """The stream's newest entry id, or ``0-0`` when the stream does not exist yet."""
+    try:
+        info = await client.xinfo_stream(stream)
+    except ResponseError:  # no such key: every entry, once it appears
+        return "0-0"
+    return info.get("last-generated-id") or "0-0"
