@@ -14,10 +14,11 @@ import numpy as np
 import pytest
 from obspy import Stream, Trace, UTCDateTime
 
+from seispick.seedlink.protocol import format_iso_time
 from seispick.service.ingest.seedlink import SeedLinkSource
-from seispick.service.ingest.seedlink_commands import v4_selector
+from seispick.service.ingest.seedlink_commands import seedlink_time, v4_selector
 from seispick.service.ingest.seedlink_wire import parse_cat
-from seispick.service.ingest.sources import SeedLinkSourceConfig
+from seispick.service.ingest.sources import SeedLinkSourceConfig, trace_end_ns
 from tests.seedlink_fakes import (
     FakeRingServer,
     FakeSeisComP,
@@ -194,11 +195,19 @@ def test_ringserver_resume_by_sequence_is_exact(protocol: str) -> None:
     thirds = [records[: len(records) // 3], records[len(records) // 3 : 2 * len(records) // 3],
               records[2 * len(records) // 3 :]]  # fmt: skip
     server = FakeRingServer([other_record(), *thirds[0]])
-    seq_form = r"DATA \d+ 2024-03-01T" if protocol == "4.0" else r"DATA [0-9A-F]{6} 2024,03,01"
+    expected: list[str] = []
+
+    def resume_times(collector: Collector) -> None:
+        """ringserver's check: the time sent is the start of the station's last packet (whole seconds)."""
+        last = {t.stats.station: t for t in collector.traces}
+        for trace in last.values():
+            at = trace.stats.starttime.ns
+            expected.append(format_iso_time(at) if protocol == "4.0" else seedlink_time(at))
 
     async def drop_and_feed(collector: Collector, source: SeedLinkSource) -> None:
         for part, more in enumerate(thirds[1:], start=1):
             await until(lambda part=part: len(collector.traces) == sum(map(len, thirds[:part])))
+            resume_times(collector)
             assert await server.disconnect_clients() == 1
             server.add(more)
 
@@ -207,9 +216,12 @@ def test_ringserver_resume_by_sequence_is_exact(protocol: str) -> None:
                                           protocol=protocol)  # fmt: skip
         assert_exact(collector.traces, original, records=len(records))
         assert source.stats.reconnects >= 2 and source.stats.duplicates == 0
-        import re
-
-        assert sum(bool(re.match(seq_form, c)) for c in server.commands) >= 3  # every known station resumed
+        sent = [
+            c.split()[2]
+            for c in server.commands
+            if c.startswith("DATA ") and c.split()[1:2] != ["ALL"] and len(c.split()) == 3
+        ]
+        assert sorted(sent) == sorted(expected) and len(sent) == 6  # 3 stations resumed, twice
 
     run(scenario())
 
@@ -279,8 +291,17 @@ def test_seiscomp_wildcards_expanded_by_cat_and_resumed_exactly() -> None:
     half = len(records) // 2
     server = FakeSeisComP([*feed(make_stream(["OTHER"], "Z")), *records[:half]])
 
+    expected: list[str] = []
+
     async def drop_and_feed(collector: Collector, source: SeedLinkSource) -> None:
         await until(lambda: len(collector.traces) == half)
+        for station in (
+            "STA1",
+            "STA2",
+        ):  # seedlink drops packets ending before the time: the oldest channel end
+            mine = [t for t in collector.traces if t.stats.station == station]
+            oldest = min(trace_end_ns(t) for t in {t.id: t for t in mine}.values())
+            expected.append(f"DATA {len(mine):06X} {seedlink_time(oldest)}")  # sequences count from 0
         assert await server.disconnect_clients() == 1
         server.add(records[half:])
 
@@ -291,7 +312,7 @@ def test_seiscomp_wildcards_expanded_by_cat_and_resumed_exactly() -> None:
         assert not any(c.startswith(("SLPROTO", "CAPABILITIES", "STATION ST*")) for c in server.commands)
         assert "STATION OTHER XX" not in server.commands
         resumes = [c for c in server.commands if c.startswith("DATA ") and len(c.split()) == 3]
-        assert len(resumes) == 2  # both stations: DATA seq+1 YYYY,MM,DD,hh,mm,ss
+        assert resumes == expected  # DATA seq+1 (per-station sequences from 0) and the oldest channel end
 
     run(scenario())
 
@@ -350,5 +371,29 @@ def test_seiscomp_refused_station_does_not_stop_the_others() -> None:
         collector, source = await collect(server, ["XX_STA1", "XX_GONE"], original)
         assert_exact(collector.traces, original, records=len(feed(original)))
         assert source.state()["stations"]["XX_GONE"]["status"] == "refused"
+
+    run(scenario())
+
+
+class RingServerRefusingV4(FakeRingServer):
+    """A server that advertises SLPROTO:4.0 but refuses the switch (as ringserver answers a bad version)."""
+
+    def session(self, writer: asyncio.StreamWriter) -> Any:
+        session = super().session(writer)
+        session.cmd_slproto = lambda argv: session.send("ERROR UNSUPPORTED unsupported protocol version\r\n")
+        return session
+
+
+def test_refused_slproto_falls_back_to_v3_on_the_same_connection(caplog: pytest.LogCaptureFixture) -> None:
+    original = make_stream(["STA1"], "Z")
+    server = RingServerRefusingV4([other_record(), *feed(original)])
+
+    async def scenario() -> None:
+        with caplog.at_level(logging.WARNING):
+            collector, source = await collect(server, ["XX_STA1"], original)
+        assert_exact(collector.traces, original, records=len(feed(original)))
+        assert source.protocol == "3.1" and server.connections == 1
+        assert server.commands[:3] == ["HELLO", "SLPROTO 4.0", "STATION STA1 XX"]
+        assert any("unsupported protocol version" in r.getMessage() for r in caplog.records)
 
     run(scenario())
