@@ -300,7 +300,8 @@ class Associator:
             )
             for r, e, d, a in zip(rows, res, dist, azimuth)
         ]
-        first = min(arrivals, key=lambda a: (a.time, a.pick_id))
+        earliest = min(a.time for a in arrivals)  # pick ids (built lazily) only for the first arrival(s)
+        first = min((a for a in arrivals if a.time == earliest), key=lambda a: a.pick_id)
         return Event(event_id(first.pick_id), origin, arrivals, model=self.model_name)
 
     def _predict(self, m: np.ndarray, sx, sy, sz, is_s) -> tuple[np.ndarray, np.ndarray]:
