@@ -309,7 +309,11 @@ def test_unknown_sequence_falls_back_to_time(archive: tuple[Path, Stream]) -> No
         await server.start()
 
     async def scenario() -> None:
-        collector, source, server = await stream_with_fault(  # renumbers the SeedLink 3 (per-station) sequences
+        (
+            collector,
+            source,
+            server,
+        ) = await stream_with_fault(  # renumbers the SeedLink 3 (per-station) sequences
             folder, expected, ["XX_STA1", "XX_STA2"], fault=renumber, protocol="3.1"
         )
         assert_exact(collector.traces, expected, records=server_records(server, expected))

@@ -160,9 +160,7 @@ class PickContext:
 
     def emit(self, triggered: list[Triggered]) -> list[Pick | Detection]:
         """Picks of phase triggers, detections of event triggers."""
-        return [
-            self.detection(t.on, t.off, t.value) if t.label == EVENT else self.pick(t) for t in triggered
-        ]
+        return [self.detection(t.on, t.off, t.value) if t.label == EVENT else self.pick(t) for t in triggered]
 
 
 def picks_from_probabilities(
