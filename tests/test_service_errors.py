@@ -195,11 +195,18 @@ def test_unknown_model(service, name):
     assert service.get(f"/v1/models/{name}").status_code == 404
 
 
-def test_detector_model_is_refused_for_picking(service):
+def test_detector_model_refuses_what_only_pickers_answer(service):
+    """A detector answers detections (tests/test_detector_service.py); QuakeML, P/S thresholds and
+    probability traces are a picker's, and asking a detector for them is a 422 naming why."""
     detectors = [m["name"] for m in service.get("/v1/models").json()["models"] if m.get("task") == "detector"]
     if not detectors:
         pytest.skip("no detector model shipped")
-    expect(service.post_mseed(event_bytes(0), params={"model": detectors[0]}), 422, "not a phase picker")
+    for params, reason in (
+        ({"format": "quakeml"}, "no QuakeML form"),
+        ({"p_threshold": 0.5}, "no P/S thresholds"),
+        ({"probabilities": "true"}, "probability traces"),
+    ):
+        expect(service.post_mseed(event_bytes(0), params={"model": detectors[0], **params}), 422, reason)
 
 
 @pytest.mark.parametrize(

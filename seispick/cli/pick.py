@@ -1,7 +1,8 @@
 """``seispick pick``: waveform files in (miniSEED, SAC, compressed...), P/S picks out as CSV, JSON or QuakeML.
 
 Files are read through ``seispick.models.io`` (the HTTP API's input path too); notes on the input (missing
-components, gaps, resampling, constant or clipped data) are printed and go into the JSON output.
+components, gaps, resampling, constant or clipped data) are printed and go into the JSON output. With a
+detector (``--model convnetquake-ta109c``) the output is its detections, as CSV or JSON.
 """
 
 from __future__ import annotations
@@ -13,8 +14,8 @@ import click
 import numpy as np
 from tqdm import tqdm
 
-from seispick.models.annotate import AnnotationJob, NoUsableDataError, annotate
-from seispick.models.formats import FORMATS, render
+from seispick.models.annotate import AnnotationJob, AnnotationResult, NoUsableDataError, annotate
+from seispick.models.formats import FORMATS, render, render_detections
 from seispick.models.io import WaveformReadError, read_waveforms
 from seispick.models.registry import ModelRegistry, UnknownModelError
 from seispick.models.runtime import ModelLoadError
@@ -27,6 +28,12 @@ from seispick.models.runtime import ModelLoadError
 )
 @click.option("--p-threshold", type=click.FloatRange(0, 1), default=None, help="P probability threshold.")
 @click.option("--s-threshold", type=click.FloatRange(0, 1), default=None, help="S probability threshold.")
+@click.option(
+    "--detection-threshold",
+    type=click.FloatRange(0, 1),
+    default=None,
+    help="Event probability threshold of detections (a detector's, or a picker's 1 - noise in JSON).",
+)
 @click.option("--format", "fmt", type=click.Choice(FORMATS), default="csv", show_default=True)
 @click.option(
     "--output", "-o", type=click.Path(path_type=Path), default=None, help="Output file (default stdout)."
@@ -52,6 +59,7 @@ def pick(
     model: str | None,
     p_threshold: float | None,
     s_threshold: float | None,
+    detection_threshold: float | None,
     fmt: str,
     output: Path | None,
     plot: Path | None,
@@ -64,14 +72,18 @@ def pick(
     """Pick P and S arrivals in waveform FILES or folders (searched recursively).
 
     miniSEED, SAC and the other formats ObsPy reads, plain or gzip/bzip2/xz-compressed: the format is
-    recognised from the bytes, not the file name.
+    recognised from the bytes, not the file name. With a detector model (ConvNetQuake) the output is its
+    detections: start, end, probability and, where the model has location cells, the cell and its probability.
     """
     try:
         loaded = ModelRegistry().load(model, threads=threads)
     except (UnknownModelError, ModelLoadError) as exc:
         raise click.ClickException(str(exc)) from exc
-    if loaded.card.task != "picker":
-        raise click.ClickException(f"model {loaded.name} is a {loaded.card.task}, not a phase picker")
+    detector = loaded.card.task == "detector"
+    if detector:
+        _check_detector_options(loaded.name, fmt, p_threshold, s_threshold, stacking, plot)
+    elif loaded.card.task != "picker":
+        raise click.ClickException(f"model {loaded.name} is a {loaded.card.task}, not a picker or detector")
     try:
         read = read_waveforms(list(paths))
     except WaveformReadError as exc:
@@ -79,24 +91,38 @@ def pick(
     for problem in read.problems:
         click.echo(f"warning: {problem}", err=True)
 
-    thresholds = {k: v for k, v in {"P": p_threshold, "S": s_threshold}.items() if v is not None}
+    given = {"P": p_threshold, "S": s_threshold, "detection": detection_threshold}
+    thresholds = {k: v for k, v in given.items() if v is not None}
     bar = _StationProgress(disable=quiet)
     try:
-        result = annotate(
-            read.stream,
-            loaded,
-            thresholds=thresholds,
-            batch_size=batch_size,
-            overlap=overlap,
-            stacking=stacking,
-            progress=bar.update,
-        )
+        if detector:
+            from seispick.models.detect import detect_result
+
+            result = detect_result(
+                read.stream, loaded, detection_threshold, batch_size, overlap, progress=bar.update
+            )
+        else:
+            result = annotate(
+                read.stream,
+                loaded,
+                thresholds=thresholds,
+                batch_size=batch_size,
+                overlap=overlap,
+                stacking=stacking,
+                progress=bar.update,
+            )
     except (NoUsableDataError, ValueError) as exc:
         raise click.ClickException(str(exc)) from exc
     finally:
         bar.close()
     for note in result.notes:
         click.echo(f"note: {note}", err=True)
+    if detector:
+        extra = {"model": loaded.name, "model_sha256": loaded.sha256, "notes": result.notes}
+        _write(render_detections(fmt, result.detections, **extra), output)
+        if not quiet:
+            _detections_summary(result, len(read.files), output)
+        return
 
     text = render(
         fmt,
@@ -107,10 +133,7 @@ def pick(
         model_sha256=loaded.sha256,
         notes=result.notes,
     )
-    if output:
-        output.write_text(text)
-    else:
-        sys.stdout.write(text)
+    _write(text, output)
     if plot:
         from .plot import plot_annotations
 
@@ -133,6 +156,47 @@ def pick(
             click.echo("no probability reached the thresholds: no picks", err=True)
         if result.notes:
             click.echo(f"{len(result.notes)} note(s) on the input above (also in --format json)", err=True)
+
+
+def _check_detector_options(
+    name: str,
+    fmt: str,
+    p_threshold: float | None,
+    s_threshold: float | None,
+    stacking: str | None,
+    plot: Path | None,
+) -> None:
+    """Refuse the options that have no meaning for a detector, naming them."""
+    if fmt == "quakeml":
+        raise click.UsageError(
+            f"model {name} is a detector: its detections have no QuakeML form; use --format csv or json"
+        )
+    if p_threshold is not None or s_threshold is not None:
+        raise click.UsageError(
+            f"model {name} is a detector: it has no P/S thresholds; use --detection-threshold"
+        )
+    if stacking is not None:
+        raise click.UsageError(f"model {name} is a detector: its windows are classified, not stacked")
+    if plot is not None:
+        raise click.UsageError(f"model {name} is a detector: --plot draws a picker's probabilities")
+
+
+def _write(text: str, output: Path | None) -> None:
+    if output:
+        output.write_text(text)
+    else:
+        sys.stdout.write(text)
+
+
+def _detections_summary(result: AnnotationResult, files: int, output: Path | None) -> None:
+    instruments = {d.trace_id for d in result.detections}
+    click.echo(
+        f"{len(result.detections)} detection(s) on {len(instruments)} instrument(s) from {files} file(s) "
+        f"with {result.model}" + (f"; wrote {output}" if output else ""),
+        err=True,
+    )
+    if not result.detections:
+        click.echo("no window reached the detection threshold: no detections", err=True)
 
 
 class _StationProgress:

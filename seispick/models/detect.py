@@ -9,19 +9,27 @@ the stream detects with the same code record by record. numpy and onnxruntime on
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 import obspy
 
-from .annotate import AnnotationJob, finish, prepare
+from .annotate import AnnotationJob, AnnotationResult, finish, prepare
 from .grouping import StationSegment
 from .picks import Detection, PickContext
 from .runtime import OnnxModel
 from .segment import NOISE, grid_clock
 from .trigger import WindowRuns
 
-__all__ = ["DetectorRun", "SegmentWindows", "detect", "detections_from_windows", "run_detector"]
+__all__ = [
+    "DetectorRun",
+    "SegmentWindows",
+    "detect",
+    "detect_result",
+    "detections_from_windows",
+    "run_detector",
+]
 
 
 @dataclass
@@ -60,12 +68,23 @@ def _check_detector(model: OnnxModel) -> None:
         raise ValueError(f"model {model.name} is a {model.card.task}, not a detector")
 
 
+Progress = Callable[[AnnotationJob, int], None]
+
+
 def _detector_outputs(
-    stream: obspy.Stream, model: OnnxModel, batch_size: int, overlap: int | None
+    stream: obspy.Stream,
+    model: OnnxModel,
+    batch_size: int,
+    overlap: int | None,
+    progress: Progress | None = None,
 ) -> tuple[AnnotationJob, np.ndarray]:
     _check_detector(model)
     job: AnnotationJob = prepare(stream, model.card, overlap=overlap)
-    outputs = [model.predict(job.windows(a, a + batch_size)) for a in range(0, job.n_windows, batch_size)]
+    outputs = []
+    for start in range(0, job.n_windows, batch_size):
+        outputs.append(model.predict(job.windows(start, start + batch_size)))
+        if progress:
+            progress(job, min(start + batch_size, job.n_windows))
     n_classes = len(model.card.labels)
     merged = np.concatenate(outputs) if outputs else np.zeros((0, n_classes), np.float32)
     if merged.ndim != 2 or merged.shape[1] != n_classes:
@@ -116,8 +135,24 @@ def detect(
     threshold: float | None = None,
     batch_size: int = 256,
     overlap: int | None = None,
+    progress: Progress | None = None,
 ) -> list[Detection]:
-    """Detections in ``stream`` by a detector model (threshold default: the card's ``detection`` threshold)."""
-    job, merged = _detector_outputs(stream, model, batch_size, overlap)
+    """Detections in ``stream`` by a detector model (threshold default: the card's ``detection`` threshold).
+
+    ``progress(job, windows_done)`` is called after each batch (as ``annotate`` does).
+    """
+    return detect_result(stream, model, threshold, batch_size, overlap, progress).detections
+
+
+def detect_result(
+    stream: obspy.Stream,
+    model: OnnxModel,
+    threshold: float | None = None,
+    batch_size: int = 256,
+    overlap: int | None = None,
+    progress: Progress | None = None,
+) -> AnnotationResult:
+    """``detect`` with the notes on the input: an ``AnnotationResult`` holding detections and no picks."""
+    job, merged = _detector_outputs(stream, model, batch_size, overlap, progress)
     thresholds = None if threshold is None else {"detection": threshold}
-    return finish(job, merged, model.name, model.sha256, thresholds=thresholds).detections
+    return finish(job, merged, model.name, model.sha256, thresholds=thresholds)

@@ -1,5 +1,9 @@
 """Pick and detection output formats shared by the CLI and the service: CSV, JSON and QuakeML (via ObsPy).
 
+A detector's detections (ConvNetQuake) are written as CSV (``DETECTION_CSV_COLUMNS``: the location cell and its
+probability are empty for a detector without cells) or JSON (``detections``); QuakeML has no form for a
+detection without an origin, so ``render_detections`` refuses it.
+
 Every format carries the pick's own id (``Pick.id``): the CSV ``id`` column, the JSON ``id`` field and the
 QuakeML resource id ``smi:seispick/pick/<id>``. QuakeML picks name the channel they were picked on
 (``pick_channels``): P on the vertical; S on the horizontal with the larger amplitude around the pick (N/1
@@ -40,7 +44,19 @@ CSV_COLUMNS = [
     "model",
     "model_sha256",
 ]
+DETECTION_CSV_COLUMNS = [
+    "id",
+    "trace_id",
+    "start_time",
+    "end_time",
+    "probability",
+    "cell",
+    "cell_probability",
+    "model",
+    "model_sha256",
+]
 FORMATS = ("csv", "json", "quakeml")
+DETECTION_FORMATS = ("csv", "json")
 
 
 def picks_to_csv(picks: list[Pick]) -> str:
@@ -50,6 +66,16 @@ def picks_to_csv(picks: list[Pick]) -> str:
     writer.writeheader()
     for pick in picks:
         writer.writerow(pick.as_dict())
+    return buffer.getvalue()
+
+
+def detections_to_csv(detections: list[Detection]) -> str:
+    """CSV, one row per detection (``DETECTION_CSV_COLUMNS``), times in UTC ISO 8601."""
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=DETECTION_CSV_COLUMNS, lineterminator="\n", restval="")
+    writer.writeheader()
+    for detection in detections:
+        writer.writerow(detection.as_dict())
     return buffer.getvalue()
 
 
@@ -160,3 +186,17 @@ def render(
     if fmt == "quakeml":
         return picks_to_quakeml(picks, pick_channels(picks, segments or []))
     raise ValueError(f"unknown format {fmt!r}; use one of {', '.join(FORMATS)}")
+
+
+def render_detections(fmt: str, detections: list[Detection], **extra) -> str:
+    """Render a detector's detections in ``fmt`` (csv or json); QuakeML is refused with the reason."""
+    if fmt == "csv":
+        return detections_to_csv(detections)
+    if fmt == "json":
+        return picks_to_json([], detections, **extra)
+    if fmt == "quakeml":
+        raise ValueError(
+            "a detector's detections have no QuakeML form (QuakeML events need an origin or picks); "
+            "use format csv or json"
+        )
+    raise ValueError(f"unknown format {fmt!r}; use one of {', '.join(DETECTION_FORMATS)}")

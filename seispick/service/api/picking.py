@@ -1,4 +1,4 @@
-"""Picking a Stream with the batcher: prepare and finish off the event loop, inference batched across callers."""
+"""A Stream through a picker or detector with the batcher: prepare and finish off the event loop, batched inference."""
 
 from __future__ import annotations
 
@@ -21,12 +21,15 @@ def _prepare(stream: obspy.Stream, model: OnnxModel) -> tuple[AnnotationJob, np.
 async def pick_stream(
     stream: obspy.Stream, model: OnnxModel, batcher: MicroBatcher, thresholds: dict[str, float]
 ) -> AnnotationResult:
-    """What ``annotate.annotate(stream, model, thresholds)`` returns, with inference through ``batcher``.
+    """What ``annotate.annotate(stream, model, thresholds)`` returns for a picker, and
+    ``detect.detect_result`` for a detector, with inference through ``batcher``.
 
     Raises ``NoUsableDataError`` when nothing in the stream suits the model.
     """
-    if model.card.task != "picker":
-        raise InvalidInput(f"model {model.name} is a {model.card.task}, not a picker", kind="model_task")
+    if model.card.task not in ("picker", "detector"):
+        raise InvalidInput(
+            f"model {model.name} is a {model.card.task}, not a picker or detector", kind="model_task"
+        )
     with batcher.incoming(model.name):
         job, windows = await asyncio.to_thread(_prepare, stream, model)
     outputs = await batcher.predict(model.name, windows)

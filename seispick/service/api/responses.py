@@ -14,7 +14,7 @@ import numpy as np
 from starlette.responses import Response
 
 from seispick.models.annotate import AnnotationResult
-from seispick.models.formats import render
+from seispick.models.formats import render, render_detections
 from seispick.models.picks import iso
 from seispick.service.api.schemas import PicksQuery, PicksResponse, ProbabilityTrace
 
@@ -53,10 +53,12 @@ def probability_traces(result: AnnotationResult, labels: list[str], decimate: in
     return traces
 
 
-def text_response(fmt: str, result: AnnotationResult) -> Response:
-    """CSV or QuakeML, exactly as ``seispick pick`` writes them."""
-    segments = [a.segment for a in result.annotations]
-    body = render(fmt, result.picks, result.detections, segments=segments)
+def text_response(fmt: str, result: AnnotationResult, detector: bool = False) -> Response:
+    """CSV or QuakeML (a detector's detections: CSV), exactly as ``seispick pick`` writes them."""
+    if detector:
+        body = render_detections(fmt, result.detections)
+    else:
+        body = render(fmt, result.picks, result.detections, segments=[a.segment for a in result.annotations])
     return Response(content=body, media_type=TEXT_MEDIA_TYPES[fmt])
 
 

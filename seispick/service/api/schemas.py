@@ -100,6 +100,13 @@ class PicksQuery(BaseModel):
     )
     p_threshold: float | None = Field(default=None, gt=0, le=1, allow_inf_nan=False)
     s_threshold: float | None = Field(default=None, gt=0, le=1, allow_inf_nan=False)
+    detection_threshold: float | None = Field(
+        default=None,
+        gt=0,
+        le=1,
+        allow_inf_nan=False,
+        description="Event probability threshold of detections (a detector's, or a picker's 1 - noise)",
+    )
     format: OutputFormat = "json"
     probabilities: bool = Field(default=False, description="Also return probability traces (JSON only)")
     decimate: int = Field(default=1, ge=1, le=10_000, description="Keep every n-th probability sample")

@@ -1,6 +1,8 @@
 """``POST /v1/picks``: waveforms in (miniSEED, SAC, compressed, multipart or JSON), picks out.
 
-The answer is JSON, CSV or QuakeML, as ``seispick pick`` writes them.
+The answer is JSON, CSV or QuakeML, as ``seispick pick`` writes them. With a detector (``model=
+convnetquake-ta109c``) the same route answers its detections (JSON ``detections``, or CSV), as ``seispick pick
+--model convnetquake-ta109c`` writes them.
 """
 
 from __future__ import annotations
@@ -71,7 +73,11 @@ SUCCESS = {200: {"content": {media.split(";")[0]: {} for media in TEXT_MEDIA_TYP
     "/picks",
     response_model=PicksResponse,
     response_model_exclude_none=True,
-    summary="Pick P and S arrivals in uploaded waveforms",
+    summary="Pick P and S arrivals in uploaded waveforms (or detect events, with a detector model)",
+    description="A picker (PhaseNet) answers P/S picks and its event detections (1 - noise); a detector "
+    "(ConvNetQuake, `model=convnetquake-ta109c`) answers its detections: start, end, probability and, when the "
+    "model has location cells, the likeliest cell and its probability (JSON `detections` or CSV; `picks` is "
+    "empty). QuakeML, P/S thresholds and probability traces are for pickers.",
     responses={**SUCCESS, **ERRORS},
     openapi_extra={"requestBody": REQUEST_BODY},
 )
@@ -80,9 +86,12 @@ async def create_picks(
 ) -> Response | PicksResponse:
     settings = state.settings
     model = state.model(query.model)
-    if model.card.task != "picker":
+    detector = model.card.task == "detector"
+    if detector:
+        _check_detector_query(model, query)
+    elif model.card.task != "picker":
         raise InvalidInput(
-            f"model {model.name} is a {model.card.task}, not a phase picker; choose a picker from /v1/models",
+            f"model {model.name} is a {model.card.task}, not a picker or detector; see /v1/models",
             kind="query",
         )
     if query.probabilities and query.format != "json":
@@ -110,7 +119,26 @@ async def create_picks(
         else:
             document = picks_document(result, model.card.labels, query)
         return Response(document.model_dump_json(exclude_none=True), media_type="application/json")
-    return await asyncio.to_thread(text_response, query.format, result)
+    return await asyncio.to_thread(text_response, query.format, result, detector)
+
+
+def _check_detector_query(model: OnnxModel, query: PicksQuery) -> None:
+    """422 for what a detector cannot answer, naming the parameter."""
+    if query.format == "quakeml":
+        raise InvalidInput(
+            f"model {model.name} is a detector: its detections have no QuakeML form; use format=json or csv",
+            kind="query",
+        )
+    if query.p_threshold is not None or query.s_threshold is not None:
+        raise InvalidInput(
+            f"model {model.name} is a detector: it has no P/S thresholds; use detection_threshold",
+            kind="query",
+        )
+    if query.probabilities:
+        raise InvalidInput(
+            f"model {model.name} is a detector: probabilities=true gives a picker's probability traces",
+            kind="query",
+        )
 
 
 async def _annotate(
@@ -131,6 +159,8 @@ async def _annotate(
         thresholds["P"] = query.p_threshold
     if query.s_threshold is not None:
         thresholds["S"] = query.s_threshold
+    if query.detection_threshold is not None:
+        thresholds["detection"] = query.detection_threshold
     return await pick_stream(stream, model, batcher, thresholds)
 
 
