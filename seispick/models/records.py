@@ -42,6 +42,7 @@ class InstrumentStats:
     gaps: int = 0
     windows: int = 0
     picks: int = 0
+    detections: int = 0
 
 
 class RecordSegment:
@@ -223,6 +224,7 @@ class InstrumentPicker:
 
     def _counted(self, emitted: list[Pick | Detection]) -> list[Pick | Detection]:
         self.stats.picks += sum(isinstance(e, Pick) for e in emitted)
+        self.stats.detections += sum(isinstance(e, Detection) for e in emitted)
         return emitted
 
     @property

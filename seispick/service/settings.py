@@ -49,6 +49,12 @@ class StreamingSettings(BaseModel):
     """Real-time picking: where records come from, how picks are published, how the network is sharded."""
 
     model: str | None = Field(default=None, description="Model for the stream (default: the default model)")
+    models: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Models run side by side on the stream, pickers and detectors, comma-separated (e.g. "
+        "phasenet-ta109c,convnetquake-ta109c); each with its own window, through the shared batcher. "
+        "Overrides model",
+    )
     seedlink: Annotated[list[str], NoDecode] = Field(
         default_factory=list, description="SeedLink servers as host:port, comma-separated"
     )
@@ -96,10 +102,14 @@ class StreamingSettings(BaseModel):
     maxlen: int = Field(default=100_000, ge=1, description="Approximate length cap of the Redis streams")
     spill_dir: Path | None = Field(default=None, description="Outbox spill folder while Redis is down")
 
-    @field_validator("seedlink", "selectors", "watch_dirs", mode="before")
+    @field_validator("seedlink", "selectors", "watch_dirs", "models", mode="before")
     @classmethod
     def _split_list(cls, value: Any) -> Any:
         return _split(value, ",")
+
+    def stream_models(self, default_model: str) -> list[str]:
+        """The models the stream runs: ``models``, else ``model``, else the service's default model."""
+        return list(dict.fromkeys(self.models)) or [self.model or default_model]
 
     @model_validator(mode="after")
     def _shard_in_range(self) -> StreamingSettings:
@@ -335,6 +345,7 @@ def load_settings(
         for path, name in (
             (("default_model",), settings.default_model),
             (("streaming", "model"), streaming.model),
+            *((("streaming", "models"), name) for name in streaming.models),
         ):
             if name is not None and name not in names:
                 raise SettingsError(

@@ -46,7 +46,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
             settings.redis_url, socket_connect_timeout=timeout, socket_timeout=timeout
         )
     if StreamingRuntime.wanted(settings):
-        model = state.model(settings.streaming.model)
+        model = [state.model(name) for name in settings.streaming.stream_models(settings.default_model)]
         state.streaming = StreamingRuntime(settings, model, state.batcher.predict, app.state.stream_metrics)
         state.streaming.selection.warnings += model_warnings(settings, state.registry.names())
         await state.streaming.start()

@@ -29,6 +29,7 @@ class ServiceState:
     batcher: MicroBatcher | None = None
     redis: Redis | None = None
     streaming: Any = None  # StreamingRuntime when a real-time source is configured
+    events: Any = None  # stream.events.LiveEvents when the service associates its picks
 
     @property
     def ready(self) -> bool:
@@ -45,7 +46,8 @@ class ServiceState:
 
 
 def load_models(registry: ModelRegistry, settings: Settings) -> dict[str, OnnxModel]:
-    """Load ``settings.models`` (names or patterns; every registry model when empty) plus the default model.
+    """Load ``settings.models`` (names or patterns; every registry model when empty) plus the default model
+    and the stream's models.
 
     A model named in the settings that fails to load stops start-up; with "load everything", a broken
     folder other than the default model's is logged and skipped.
@@ -54,7 +56,8 @@ def load_models(registry: ModelRegistry, settings: Settings) -> dict[str, OnnxMo
     selected, unmatched = settings.select_models(registry.names())
     for pattern in unmatched:
         log.warning("configuration: models pattern %r matches no installed model", pattern)
-    names = list(dict.fromkeys([*selected, settings.default_model]))
+    streamed = settings.streaming.stream_models(settings.default_model)
+    names = list(dict.fromkeys([*selected, settings.default_model, *streamed]))
     models = {}
     for name in names:
         if name not in registry.names():

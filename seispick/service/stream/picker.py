@@ -1,9 +1,11 @@
 """Real-time picking: records from any source in, picks and detections out, through the shared micro-batcher.
 
 Each record (an ObsPy Trace) goes to the ``InstrumentPicker`` of its instrument (NET.STA.LOC + band/instrument
-code); the windows it completes go through ``predict`` (the service's micro-batcher, shared with HTTP
-requests) and their outputs back to the picker, which emits picks once final. Instruments that go silent
-are closed after ``silence_timeout_s`` so the picks at the end of their data come out too.
+code) for every model the stream runs (pickers and detectors side by side, each with its own window, channel
+order and rate); the windows it completes go through ``predict`` (the service's micro-batcher, shared with
+HTTP requests, one lane per model) and their outputs back to the picker, which emits picks and detections once
+final. Instruments that go silent are closed after ``silence_timeout_s`` so the picks at the end of their
+data come out too.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ import contextlib
 import logging
 import math
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -45,7 +47,7 @@ class RecordProblems:
 
 @dataclass
 class _Instrument:
-    picker: InstrumentPicker
+    pickers: dict[str, InstrumentPicker]  # model name -> its picker (the first model first)
     rate: float
     last_arrival: float = 0.0  # wall clock (time.time) of the last record
     last_end: float = 0.0  # epoch seconds of the last sample received
@@ -54,13 +56,27 @@ class _Instrument:
     rate_changes: int = 0
     notes: InstrumentNotes | None = None  # missing components, gaps, resampling, constant data, clipping
 
+    @property
+    def picker(self) -> InstrumentPicker:
+        """The first model's picker (its segment and counters describe the instrument)."""
+        return next(iter(self.pickers.values()))
+
+    @property
+    def open(self) -> bool:
+        """Whether some model's picker has an open segment (not closed by a gap or silence)."""
+        return any(p.current is not None for p in self.pickers.values())
+
+    @property
+    def pending(self) -> int:
+        return sum(p.pending for p in self.pickers.values())
+
 
 class StreamPicker:
     """Continuous picking for every instrument seen; see the module docstring."""
 
     def __init__(
         self,
-        model: OnnxModel,
+        model: OnnxModel | Sequence[OnnxModel],
         predict: Predict,
         emit: Emit,
         thresholds: dict[str, float] | None = None,
@@ -71,8 +87,11 @@ class StreamPicker:
         behind_timeout_s: float = 300.0,
         max_in_flight: int = 10_000,
     ) -> None:
-        self.model = model
-        self.card = model.card
+        self.models = [model] if isinstance(model, OnnxModel) else list(model)
+        if not self.models:
+            raise ValueError("the stream needs at least one model")
+        self.model = self.models[0]
+        self.card = self.model.card
         self.predict = predict
         self.emit = emit
         self.thresholds = thresholds or {}
@@ -81,7 +100,7 @@ class StreamPicker:
         self.on_record = on_record
         self.instruments: dict[str, _Instrument] = {}
         self.problems = RecordProblems()
-        self._window_arrival: dict[tuple[str, int], float] = {}
+        self._window_arrival: dict[tuple[str, str, int], float] = {}  # (instrument, model, start) -> arrival
         self._tasks: set[asyncio.Task] = set()
         self._watchdog: asyncio.Task | None = None
         self.monitor = BehindMonitor(behind_s=behind_s, timeout_s=behind_timeout_s)
@@ -137,52 +156,66 @@ class StreamPicker:
             self.problems.add("bad_sampling_rate")
             log.warning("%s: impossible sampling rate %r Hz, record dropped", trace.id, rate)
             return
-        comp = component_index(stats.channel[-1:].upper(), self.card.channel_order)
-        if comp is None:
+        letter = stats.channel[-1:].upper()
+        comps = [component_index(letter, m.card.channel_order) for m in self.models]
+        if all(c is None for c in comps):
             self.problems.add("unknown_component")
             return
-        data = np.asarray(trace.data, dtype=np.float32)
-        if data.size == 0:
+        raw = np.asarray(trace.data, dtype=np.float32)
+        if raw.size == 0:
             return
-        if not np.isfinite(data).all():
+        if not np.isfinite(raw).all():
             self.problems.add("non_finite_samples")
             return
         instrument = f"{stats.network}.{stats.station}.{stats.location}.{stats.channel[:-1]}"
         state = self.instruments.get(instrument)
-        model_rate = self.card.sampling_rate
-        if rate != model_rate:
-            data = self._resample(trace, data, model_rate)
         start_time = stats.starttime.timestamp
-        index = int(round(start_time * model_rate))
         if state is None:
-            picker = InstrumentPicker(
-                instrument,
-                self.card,
-                self.model.name,
-                self.model.sha256,
-                thresholds=self.thresholds,
-                time_offset=start_time - index / model_rate,
-                lag_tolerance_s=self.lag_tolerance_s,
+            notes = InstrumentNotes(instrument, self.card.channel_order, self.card.sampling_rate)
+            state = self.instruments[instrument] = _Instrument(
+                pickers=self._pickers(instrument, start_time), rate=rate, notes=notes
             )
-            notes = InstrumentNotes(instrument, self.card.channel_order, model_rate)
-            state = self.instruments[instrument] = _Instrument(picker=picker, rate=rate, notes=notes)
         elif rate != state.rate:
             state.rate_changes += 1
             log.info("%s: sampling rate changed from %g to %g Hz", instrument, state.rate, rate)
             state.rate = rate
-        end_time = start_time + (len(data) - 1) / model_rate
+        end_time = start_time + (len(raw) - 1) / rate
         state.last_arrival = arrival
         state.last_end = max(state.last_end, end_time)
         state.last_latency = arrival - end_time
         state.best_latency = min(state.best_latency, state.last_latency)
-        if state.notes is not None:
-            letter = self.card.channel_order[comp]
-            state.notes.observe(letter, stats.channel, start_time, rate, np.asarray(trace.data))
+        if state.notes is not None and comps[0] is not None:
+            order = self.card.channel_order
+            state.notes.observe(order[comps[0]], stats.channel, start_time, rate, np.asarray(trace.data))
         if self.on_record:
             self.on_record(trace, state.last_latency)
-        requests, emitted = state.picker.add(comp, index, data)
-        self._emit(emitted, arrival)
-        self._submit(instrument, requests, arrival)
+        resampled: dict[float, np.ndarray] = {rate: raw}
+        for model, comp in zip(self.models, comps):
+            if comp is None:
+                continue
+            model_rate = model.card.sampling_rate
+            if model_rate not in resampled:
+                resampled[model_rate] = self._resample(trace, raw, model_rate)
+            index = int(round(start_time * model_rate))
+            requests, emitted = state.pickers[model.name].add(comp, index, resampled[model_rate])
+            self._emit(emitted, arrival)
+            self._submit(instrument, model.name, requests, arrival)
+
+    def _pickers(self, instrument: str, start_time: float) -> dict[str, InstrumentPicker]:
+        """One ``InstrumentPicker`` per model, on its model's sample grid."""
+        pickers = {}
+        for model in self.models:
+            rate = model.card.sampling_rate
+            pickers[model.name] = InstrumentPicker(
+                instrument,
+                model.card,
+                model.name,
+                model.sha256,
+                thresholds=self.thresholds,
+                time_offset=start_time - int(round(start_time * rate)) / rate,
+                lag_tolerance_s=self.lag_tolerance_s,
+            )
+        return pickers
 
     def _resample(self, trace: obspy.Trace, data: np.ndarray, rate: float) -> np.ndarray:
         self.problems.add("resampled")
@@ -192,19 +225,19 @@ class StreamPicker:
         return tr.data.astype(np.float32)
 
     # -- windows through the batcher ---------------------------------------------------------------------------
-    def _submit(self, instrument: str, requests: list[WindowRequest], arrival: float) -> None:
+    def _submit(self, instrument: str, model: str, requests: list[WindowRequest], arrival: float) -> None:
         if not requests:
             return
         for r in requests:
-            self._window_arrival[(instrument, r.start)] = arrival
+            self._window_arrival[(instrument, model, r.start)] = arrival
         self.in_flight += len(requests)
-        task = asyncio.create_task(self._run(instrument, requests))
+        task = asyncio.create_task(self._run(instrument, model, requests))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def _run(self, instrument: str, requests: list[WindowRequest]) -> None:
+    async def _run(self, instrument: str, model: str, requests: list[WindowRequest]) -> None:
         try:
-            await self._infer(instrument, requests)
+            await self._infer(instrument, model, requests)
         except asyncio.CancelledError:  # only stop() cancels: these windows are lost
             self.dropped_windows += len(requests)
             raise
@@ -212,12 +245,12 @@ class StreamPicker:
             self.in_flight -= len(requests)
             self._room.set()
 
-    async def _infer(self, instrument: str, requests: list[WindowRequest]) -> None:
+    async def _infer(self, instrument: str, model: str, requests: list[WindowRequest]) -> None:
         windows = np.stack([r.window for r in requests])
         delay = 0.5
         while True:  # a failing inference loses no window: it waits and is retried (stop() cancels)
             try:
-                outputs = await self.predict(self.model.name, windows)
+                outputs = await self.predict(model, windows)
                 break
             except asyncio.CancelledError:
                 raise
@@ -230,10 +263,10 @@ class StreamPicker:
                 )
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 10.0)
-        state = self.instruments[instrument]
+        picker = self.instruments[instrument].pickers[model]
         for request, output in zip(requests, outputs):
-            arrival = self._window_arrival.pop((instrument, request.start), time.time())
-            self._emit(state.picker.result(request.start, output), arrival)
+            arrival = self._window_arrival.pop((instrument, model, request.start), time.time())
+            self._emit(picker.result(request.start, output), arrival)
 
     def _emit(self, items: list, arrival: float) -> None:
         if not items:
@@ -245,10 +278,11 @@ class StreamPicker:
     # -- silence -----------------------------------------------------------------------------------------------
     def _close(self, instrument: str) -> None:
         state = self.instruments[instrument]
-        requests, emitted = state.picker.close()
         now = time.time()
-        self._emit(emitted, now)
-        self._submit(instrument, requests, now)
+        for model, picker in state.pickers.items():
+            requests, emitted = picker.close()
+            self._emit(emitted, now)
+            self._submit(instrument, model, requests, now)
 
     async def _close_silent_loop(self) -> None:
         period = max(min(self.silence_timeout_s / 4, 5.0), 0.05)
@@ -267,7 +301,7 @@ class StreamPicker:
         if self.monitor.behind or self.in_flight >= self.max_in_flight:
             return closed
         for name, state in self.instruments.items():
-            if state.picker.current is not None and now - state.last_arrival > self.silence_timeout_s:
+            if state.open and now - state.last_arrival > self.silence_timeout_s:
                 self._close(name)
                 closed.append(name)
         return closed
@@ -277,7 +311,7 @@ class StreamPicker:
         """Lag of every open instrument (see :mod:`seispick.service.stream.overload`)."""
         now = time.time() if now is None else now
         oldest: dict[str, float] = {}
-        for (instrument, _), arrival in self._window_arrival.items():
+        for (instrument, _, _), arrival in self._window_arrival.items():
             oldest[instrument] = min(arrival, oldest.get(instrument, arrival))
         return {
             name: Lag(
@@ -285,7 +319,7 @@ class StreamPicker:
                 inference_wait=now - oldest[name] if name in oldest else 0.0,
             )
             for name, state in self.instruments.items()
-            if state.picker.current is not None
+            if state.open
         }
 
     def oldest_window_s(self, now: float | None = None) -> float:
@@ -315,6 +349,7 @@ class StreamPicker:
         out = []
         for name, state in sorted(self.instruments.items()):
             stats = state.picker.stats
+            every = [p.stats for p in state.pickers.values()]
             lag = lags.get(name)
             out.append(
                 {
@@ -334,9 +369,10 @@ class StreamPicker:
                     "gaps": stats.gaps,
                     "late_records": stats.late_records,
                     "duplicate_records": stats.duplicate_records,
-                    "windows": stats.windows,
-                    "picks": stats.picks,
-                    "windows_in_flight": state.picker.pending,
+                    "windows": sum(s.windows for s in every),
+                    "picks": sum(s.picks for s in every),
+                    "detections": sum(s.detections for s in every),
+                    "windows_in_flight": state.pending,
                     "notes": state.notes.messages if state.notes is not None else [],
                 }
             )
@@ -344,4 +380,4 @@ class StreamPicker:
 
     def buffer_bytes(self) -> int:
         """Bytes held in sample and stacking buffers across instruments."""
-        return sum(state.picker.buffer_bytes() for state in self.instruments.values())
+        return sum(p.buffer_bytes() for state in self.instruments.values() for p in state.pickers.values())
