@@ -22,6 +22,7 @@ OPTION_FIELDS: dict[str, tuple[tuple[str, ...], str]] = {
     "seedlink": (("streaming", "seedlink"), "--seedlink"),
     "selectors": (("streaming", "selectors"), "--select"),
     "station_file": (("streaming", "station_file"), "--station-file"),
+    "stations": (("events", "stations"), "--stations"),
     "watch": (("streaming", "watch_dirs"), "--watch"),
     "spill_dir": (("streaming", "spill_dir"), "--spill-dir"),
     "shard_index": (("streaming", "shard_index"), "--shard-index"),
@@ -52,6 +53,13 @@ def settings_options(command: Callable) -> Callable:
             help="Stream selector NET_STA:CHA, wildcards allowed (repeatable).",
         ),
         click.option("--station-file", type=click.Path(path_type=Path), default=None),
+        click.option(
+            "--stations",
+            type=click.Path(path_type=Path),
+            default=None,
+            help="Station coordinates (StationXML, or CSV network,station,latitude,longitude,elevation_m): "
+            "associate the stream's picks into located events (SEISPICK_EVENTS__STATIONS).",
+        ),
         click.option(
             "--watch",
             multiple=True,

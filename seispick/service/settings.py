@@ -124,6 +124,49 @@ class StreamingSettings(BaseModel):
         return zlib.crc32(f"{network}.{station}".encode()) % self.shard_count == self.shard_index
 
 
+class EventsSettings(BaseModel):
+    """Live association of the stream's picks into located events (on when ``stations`` is set, or ``--demo``).
+
+    With sharded replicas leave it off in the replicas and run one ``seispick associate --follow REDIS_URL``.
+    """
+
+    stations: Path | None = Field(
+        default=None,
+        description="StationXML or CSV (network,station,latitude,longitude,elevation_m); turns association on",
+    )
+    vp: float | None = Field(default=None, gt=0, description="P velocity of a homogeneous model, km/s (6.0)")
+    vs: float | None = Field(default=None, gt=0, description="S velocity of a homogeneous model, km/s (3.5)")
+    velocity_file: Path | None = Field(default=None, description="1D velocity model CSV: depth_km,vp,vs")
+    tolerance_s: float = Field(default=1.5, gt=0, description="Travel-time tolerance of the association")
+    min_picks: int = Field(default=8, ge=3, description="Picks an event needs")
+    min_p: int = Field(default=4, ge=0, description="P picks an event needs")
+    min_s: int = Field(default=2, ge=0, description="S picks an event needs")
+    min_p_and_s: int = Field(default=1, ge=0, description="Stations with both P and S an event needs")
+    depth_max_km: float | None = Field(default=None, gt=0, description="Deepest hypocentre (default: extent)")
+    margin_km: float | None = Field(default=None, ge=0, description="Search area beyond the stations")
+    window_s: float = Field(default=300.0, ge=10, description="Pick times associated together, s")
+    delay_s: float = Field(default=10.0, ge=0, description="How long a pick waits for the others, s")
+    step_s: float = Field(default=1.0, gt=0, le=60, description="Association interval, s")
+    model: str | None = Field(
+        default=None, description="Picks of this model are associated (default: the stream's first picker)"
+    )
+    stream_key: str = "seispick:events"
+    channel: str = "seispick:events:live"
+    keep: int = Field(default=10_000, ge=1, description="Latest versions of events kept for GET /v1/events")
+
+    @model_validator(mode="after")
+    def _one_velocity_model(self) -> EventsSettings:
+        if self.velocity_file is not None and (self.vp is not None or self.vs is not None):
+            raise ValueError("give either vp and vs or velocity_file, not both")
+        if (self.vp is None) != (self.vs is None):
+            raise ValueError("give both vp and vs (or neither, for 6.0 and 3.5 km/s)")
+        return self
+
+    def active(self, demo: bool) -> bool:
+        """Whether the service associates: stations given, or the demo (which bundles its stations)."""
+        return self.stations is not None or demo
+
+
 class Settings(BaseSettings):
     """Everything ``seispick serve`` can be told, from arguments or ``SEISPICK_*`` variables."""
 
@@ -163,6 +206,7 @@ class Settings(BaseSettings):
 
     batching: BatchingSettings = Field(default_factory=BatchingSettings)
     streaming: StreamingSettings = Field(default_factory=StreamingSettings)
+    events: EventsSettings = Field(default_factory=EventsSettings)
     demo: bool = Field(default=False, description="Replay the bundled demo archive and pick it live")
 
     @field_validator("models", "api_keys", "cors_origins", mode="before")
@@ -346,11 +390,19 @@ def load_settings(
             (("default_model",), settings.default_model),
             (("streaming", "model"), streaming.model),
             *((("streaming", "models"), name) for name in streaming.models),
+            (("events", "model"), settings.events.model),
         ):
             if name is not None and name not in names:
                 raise SettingsError(
                     f"{given.name(path)}: unknown model {name!r}; installed: {', '.join(names) or 'none'}"
                 )
+    if settings.events.active(settings.demo):
+        from seispick.service.stream.events import EventsConfigError, check_events
+
+        try:
+            check_events(settings)  # reads the station and velocity files: a bad one refuses start-up
+        except EventsConfigError as exc:
+            raise SettingsError(f"{given.name(('events', exc.field))}: {exc}") from None
     return settings
 
 

@@ -18,12 +18,13 @@ from seispick.models.registry import ModelRegistry
 from seispick.service.api.dependencies import require_api_key
 from seispick.service.api.docs import install_docs
 from seispick.service.api.handlers import install_handlers
-from seispick.service.api.routers import health, metrics, models, picks, stream
+from seispick.service.api.routers import detections, events, health, metrics, models, picks, stream
 from seispick.service.api.schemas import WaveformJsonBody
 from seispick.service.api.state import ServiceState, load_models
 from seispick.service.batcher import MicroBatcher
 from seispick.service.metrics import HttpMetricsMiddleware, ServiceMetrics
 from seispick.service.settings import Settings, model_warnings
+from seispick.service.stream.events import start_events
 from seispick.service.stream.metrics import StreamMetrics
 from seispick.service.stream.runtime import StreamingRuntime
 
@@ -49,11 +50,18 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         model = [state.model(name) for name in settings.streaming.stream_models(settings.default_model)]
         state.streaming = StreamingRuntime(settings, model, state.batcher.predict, app.state.stream_metrics)
         state.streaming.selection.warnings += model_warnings(settings, state.registry.names())
+        # association follows the publisher's picks from the first one (subscribed before sources start)
+        state.events = await start_events(
+            settings, state.streaming.publisher, state.metrics.registry, state.models
+        )
         await state.streaming.start()
     log.info("serving models %s (default %s)", ", ".join(state.models), settings.default_model)
     try:
         yield
     finally:
+        if state.events is not None:  # its last versions go out before the publisher stops
+            await state.events.stop()
+            state.events = None
         if state.streaming is not None:
             await state.streaming.stop()
             state.streaming = None
@@ -86,6 +94,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(models.router, dependencies=secured)
     app.include_router(stream.router, dependencies=secured)
     app.include_router(stream.ws_router)  # checks the key itself (header or ?api_key=)
+    for router in (detections, events):
+        app.include_router(router.router, dependencies=secured)
+        app.include_router(router.ws_router)
     app.include_router(health.router)
     app.include_router(metrics.router)
     if settings.cors_origins:

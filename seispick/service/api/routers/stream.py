@@ -2,18 +2,16 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
-import hmac
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, HTTPException, Query, Request, WebSocket, WebSocketDisconnect, status
+from fastapi import APIRouter, Depends, HTTPException, Query, Request, WebSocket, status
 from fastapi.responses import StreamingResponse
-from obspy import UTCDateTime
 
-from seispick.service.api.dependencies import API_KEY_HEADER, StateDep
+from seispick.service.api.dependencies import StateDep
 from seispick.service.api.responses import record_document, record_json
 from seispick.service.api.routers import API_PREFIX
+from seispick.service.api.routers.live import parse_since, sse_response, websocket_feed
 from seispick.service.api.schemas import RecentPicksResponse
 from seispick.service.api.state import ServiceState
 
@@ -22,7 +20,7 @@ NOT_CONFIGURED = {
 }
 router = APIRouter(prefix=API_PREFIX, tags=["stream"], responses=NOT_CONFIGURED)
 ws_router = APIRouter(prefix=API_PREFIX, tags=["stream"])
-HEARTBEAT_S = 15.0
+LIVE_KINDS = "pick,detection"  # events have routes of their own (routers/events.py)
 
 
 def get_runtime(state: StateDep):
@@ -38,13 +36,8 @@ def get_runtime(state: StateDep):
 RuntimeDep = Annotated[object, Depends(get_runtime)]
 
 
-def _since(value: str | None) -> UTCDateTime | None:
-    if value is None:
-        return None
-    try:
-        return UTCDateTime(value)
-    except Exception as exc:  # noqa: BLE001 - ObsPy raises several types for bad times
-        raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, f"since: not a time: {value!r}") from exc
+def _record_json(record) -> str:
+    return record_json(record.fields)
 
 
 @router.get(
@@ -64,7 +57,7 @@ async def recent_picks(
     since: Annotated[str | None, Query(description="Only picks published at or after this UTC time")] = None,
     limit: Annotated[int, Query(ge=1, le=10_000)] = 100,
 ) -> dict:
-    when = _since(since)
+    when = parse_since(since)
     publisher = runtime.publisher
     records = None
     if publisher.redis_url:
@@ -95,22 +88,8 @@ async def stream_picks(
     station: Annotated[str | None, Query(max_length=256)] = None,
     phase: Annotated[str | None, Query(max_length=16)] = None,
 ) -> StreamingResponse:
-    subscription = runtime.publisher.subscribe(network=network, station=station, phase=phase)
-
-    async def events():
-        try:
-            yield ": seispick live picks\n\n"
-            while not await request.is_disconnected():
-                try:
-                    record = await asyncio.wait_for(subscription.get(), HEARTBEAT_S)
-                except asyncio.TimeoutError:
-                    yield ": keep-alive\n\n"
-                    continue
-                yield f"id: {record.id}\nevent: {record.kind}\ndata: {record_json(record.fields)}\n\n"
-        finally:
-            subscription.close()
-
-    return StreamingResponse(events(), media_type="text/event-stream", headers={"Cache-Control": "no-cache"})
+    subscription = runtime.publisher.subscribe(network=network, station=station, phase=phase, kind=LIVE_KINDS)
+    return sse_response(request, subscription, _record_json, "seispick live picks")
 
 
 @ws_router.websocket("/ws/picks")
@@ -122,29 +101,12 @@ async def websocket_picks(
     api_key: str | None = None,
 ) -> None:
     """Live picks as JSON text messages; filters as query parameters; key in X-API-Key or ?api_key=."""
-    state: ServiceState = websocket.app.state.seispick
-    if not _key_ok(state, websocket.headers.get(API_KEY_HEADER) or api_key):
-        await websocket.close(code=status.WS_1008_POLICY_VIOLATION, reason="missing or invalid API key")
-        return
-    if state.streaming is None:
-        await websocket.close(
-            code=status.WS_1011_INTERNAL_ERROR, reason="real-time picking is not configured"
+
+    def subscribe(state: ServiceState):
+        if state.streaming is None:
+            return None
+        return state.streaming.publisher.subscribe(
+            network=network, station=station, phase=phase, kind=LIVE_KINDS
         )
-        return
-    await websocket.accept()
-    subscription = state.streaming.publisher.subscribe(network=network, station=station, phase=phase)
-    try:
-        while True:
-            record = await subscription.get()
-            await websocket.send_text(record_json(record.fields))
-    except (WebSocketDisconnect, RuntimeError):
-        pass
-    finally:
-        subscription.close()
 
-
-def _key_ok(state: ServiceState, key: str | None) -> bool:
-    keys = state.settings.api_keys
-    if not keys:
-        return True
-    return bool(key) and any(hmac.compare_digest(key.encode(), k.get_secret_value().encode()) for k in keys)
+    await websocket_feed(websocket, api_key, subscribe, _record_json, "real-time picking is not configured")
