@@ -14,7 +14,7 @@ from torch import nn  # noqa: E402
 from torch.utils.data import TensorDataset  # noqa: E402
 
 from seispick.cli.main import cli  # noqa: E402
-from seispick.cli.training_cmd import _command_line, _config  # noqa: E402
+from seispick.cli.training_cmd import _command_line, _config, finetune, train  # noqa: E402
 from seispick.models.card import ModelCard  # noqa: E402
 from seispick.training.config import FINETUNE_DEFAULTS, TrainConfig  # noqa: E402
 from seispick.training.convert import load_original_phasenet  # noqa: E402
@@ -33,7 +33,7 @@ WEIGHTS = DATA / "phasenet_original" / "weights.npz"
 
 
 def finetune_context(*args: str):
-    return cli.commands["finetune"].make_context("seispick finetune", ["data", "--out", "runs/x", *args])
+    return finetune.make_context("seispick finetune", ["data", "--out", "runs/x", *args])
 
 
 def test_finetune_cli_defaults_are_the_documented_defaults():
@@ -41,8 +41,8 @@ def test_finetune_cli_defaults_are_the_documented_defaults():
     config = _config(ctx, ctx.params, FINETUNE_DEFAULTS, replay_fraction=0.0)
     expected = TrainConfig(**{**FINETUNE_DEFAULTS, "replay_fraction": 0.0})
     assert config == expected
-    assert config.select_on == "f1" and config.epoch_windows and config.s_label_sigma > config.label_sigma
-    assert config.class_weights[2] > config.class_weights[1] and config.s_window_probability >= 0.5
+    assert config.select_on == "f1" and config.epoch_windows and config.calibrate_thresholds
+    assert config.s_window_probability >= 0.5 and config.warmup_epochs >= 1
 
 
 def test_a_given_windows_per_sample_replaces_the_epoch_size_rule():
@@ -61,8 +61,8 @@ def test_provenance_lists_only_the_options_given():
     assert "--no-calibrate-thresholds" in line and "--quiet" in line
     for absent in ("--no-augment", "--epochs", "--freeze-batchnorm", "--select-on", "--class-weights"):
         assert absent not in line, (absent, line)
-    train = cli.commands["train"].make_context("seispick train", ["d", "--out", "o", "--no-augment"])
-    assert _command_line(train) == "seispick train d --out o --no-augment"
+    given = train.make_context("seispick train", ["d", "--out", "o", "--no-augment"])
+    assert _command_line(given) == "seispick train d --out o --no-augment"
 
 
 def test_epoch_size_rule_fits_50_to_500_records():

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-from seispick.cli.main import cli
+from seispick.cli.training_cmd import finetune
 from seispick.training.config import TrainConfig
 from seispick.training.recipes import PHASENET_SETTINGS, cv_config, finetune_args
 
 
 def test_recipe_settings_parse_as_finetune_options():
-    command = cli.commands["finetune"]
-    ctx = command.make_context("finetune", ["data", "--out", "runs/x", *finetune_args(PHASENET_SETTINGS)])
+    ctx = finetune.make_context("finetune", ["data", "--out", "runs/x", *finetune_args(PHASENET_SETTINGS)])
     for key, value in PHASENET_SETTINGS.items():
         assert ctx.params[key] == value, key
     assert ctx.params["base"] == "phasenet-original"
@@ -18,7 +17,7 @@ def test_recipe_settings_parse_as_finetune_options():
 def test_false_flags_become_no_options():
     args = finetune_args({"freeze_batchnorm": False, "lr": 1e-4})
     assert "--no-freeze-batchnorm" in args and args[-2:] == ["--lr", "0.0001"]
-    ctx = cli.commands["finetune"].make_context("finetune", ["d", "--out", "o", *args])
+    ctx = finetune.make_context("finetune", ["d", "--out", "o", *args])
     assert ctx.params["freeze_batchnorm"] is False
 
 

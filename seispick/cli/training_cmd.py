@@ -174,7 +174,7 @@ def _train_options(defaults: dict[str, Any]):
             "--calibrate-thresholds/--no-calibrate-thresholds",
             default=d["calibrate_thresholds"],
             show_default=True,
-            help="Set P and S pick thresholds to those of best validation F1 (0.1 s) in the card.",
+            help="Set P and S pick thresholds to those of best validation F1 (mean of 0.1 s and 0.5 s) in the card.",
         ),
         click.option("--no-augment", is_flag=True, help="No augmentation (window placement stays random)."),
         click.option(

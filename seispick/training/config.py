@@ -39,7 +39,8 @@ class TrainConfig:
     (noise, P, S) weigh the cross-entropy terms, ``s_window_probability`` is the share of windows placed around S
     rather than P (when a record has both). ``warmup_epochs`` ramp the learning rate up linearly first.
     ``calibrate_thresholds``: after training, the P and S pick thresholds are set to those with the best
-    validation F1 within 0.1 s (from a coarse grid; the card's thresholds are kept unless one does better).
+    validation F1 (mean of 0.1 s and 0.5 s; from a coarse grid; the card's thresholds are kept unless one does
+    better).
     """
 
     epochs: int = 30
@@ -134,8 +135,6 @@ FINETUNE_DEFAULTS: dict[str, Any] = {
     "freeze_batchnorm": True,
     "edge_probability": 0.3,
     "select_on": "f1",
-    "s_label_sigma": 15.0,
-    "class_weights": (1.0, 1.0, 1.5),
     "s_window_probability": 0.5,
     "calibrate_thresholds": True,
 }

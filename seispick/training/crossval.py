@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -181,24 +182,33 @@ def cross_validate(
     (:func:`make_folds`).
 
     ``replay`` folders are split by station and their train parts mixed in as `seispick finetune --replay`
-    does. The base model's picks on the same held-out records come first in the result.
+    does. The base model's picks on the same held-out records come first in the result, then the base's with
+    P and S thresholds calibrated on each fold's validation records (what threshold calibration alone gives).
     """
     from .config import TrainConfig
+    from .selection import calibrate_thresholds
     from .train import finetune_phasenet
 
     extra = load_split(list(replay), "station") if replay else None
-    results = {name: FoldResult(name, [], []) for name in [base, *variants]}
+    calibrated = f"{base} (thresholds calibrated)"
+    results = {name: FoldResult(name, [], []) for name in [base, calibrated, *variants]}
     base_model = load_model(base)
     with tempfile.TemporaryDirectory(dir=work_dir) as tmp:
         for i, fold in enumerate(make_folds(data, folds, by, use_all, seed)):
             predicted, truth = predict_picks(base_model, fold.test)
             results[base].predicted += _tagged(predicted, i)
             results[base].truth += _tagged(truth, i)
+            # the base with thresholds calibrated on the fold's validation records, as fine-tuning calibrates
+            thresholds = calibrate_thresholds(base_model, fold.val)["thresholds"]
+            predicted, truth = predict_picks(base_model, fold.test, thresholds)
+            results[calibrated].predicted += _tagged(predicted, i)
+            results[calibrated].truth += _tagged(truth, i)
             for name, options in variants.items():
                 config = TrainConfig(**{**(common or {}), **options})
                 out = Path(tmp) / f"{name}-{i}"
+                card_name = re.sub(r"[^A-Za-z0-9._-]+", "-", name).strip("-.") or "variant"
                 finetune_phasenet(
-                    fold, base, out, config, name=name, progress=False, replay=extra, score_base=False
+                    fold, base, out, config, name=card_name, progress=False, replay=extra, score_base=False
                 )
                 predicted, truth = predict_picks(load_model(out / "model"), fold.test)
                 results[name].predicted += _tagged(predicted, i)

@@ -4,8 +4,9 @@ A validation split of a few dozen records chooses the epoch and the thresholds b
 training and validation records are cut into K blocks (by station, or by time for one station,
 :func:`~seispick.training.crossval.held_out_blocks`); fold k fine-tunes on the other blocks for the full number of
 epochs and, after every epoch (epoch 0 = the base), picks block k through the runtime at a grid of thresholds.
-The picks of all folds are pooled per epoch and threshold, and the epoch and per-phase thresholds with the best
-pooled F1 within 0.1 s (mean of P and S) are chosen. The model is then fine-tuned on all training and
+The picks of all folds are pooled per epoch and threshold; per epoch the thresholds are those of best pooled
+mean F1 within 0.1 s and 0.5 s (as :func:`~seispick.training.selection.calibrate_thresholds` chooses them), and
+the epoch with the best pooled F1 within 0.1 s (mean of P and S) at its thresholds is chosen. The model is then fine-tuned on all training and
 validation records for that many epochs (none when the base itself was best).
 """
 
@@ -26,7 +27,7 @@ from .evaluate import sweep_picks
 from .metrics import Pick, evaluate_picks
 from .phasenet_fit import fit_phasenet
 from .samples import WaveformSample
-from .selection import SELECTION_TOLERANCE, THRESHOLD_GRID, torch_runtime
+from .selection import CALIBRATION_TOLERANCES, SELECTION_TOLERANCE, THRESHOLD_GRID, torch_runtime
 
 __all__ = ["FoldChoice", "select_by_folds"]
 
@@ -101,20 +102,17 @@ def select_by_folds(
     truth = [p for r in recorders for p in r.truth]
     per_epoch = []
     for epoch in range(min(len(r.picks) for r in recorders)):
-        best: dict[str, tuple[float, float]] = {}
+        row: dict[str, float] = {"epoch": epoch}
         for phase in ("P", "S"):
+            scores = {}
             for t in grid:
                 predicted = [p for r in recorders for p in r.picks[epoch][t] if p.phase == phase]
-                f1 = evaluate_picks(predicted, truth, [SELECTION_TOLERANCE], (phase,))[0].f1
-                if phase not in best or f1 > best[phase][0]:
-                    best[phase] = (f1, t)
-        per_epoch.append(
-            {
-                "epoch": epoch,
-                **{f"f1_{ph}": best[ph][0] for ph in best},
-                **{f"threshold_{ph}": best[ph][1] for ph in best},
-            }
-        )
+                scores[t] = [s.f1 for s in evaluate_picks(predicted, truth, CALIBRATION_TOLERANCES, (phase,))]
+            # thresholds as calibrate_thresholds chooses them, the epoch on F1 within 0.1 s at those thresholds
+            best = max(grid, key=lambda t: (sum(scores[t]) / len(scores[t]), -abs(t - 0.3)))
+            row[f"threshold_{phase}"] = best
+            row[f"f1_{phase}"] = scores[best][CALIBRATION_TOLERANCES.index(SELECTION_TOLERANCE)]
+        per_epoch.append(row)
     scores = [(e["f1_P"] + e["f1_S"]) / 2 for e in per_epoch]
     chosen = max(range(len(scores)), key=lambda e: (scores[e], -e))  # ties: fewer epochs
     row = per_epoch[chosen]

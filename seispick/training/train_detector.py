@@ -130,6 +130,9 @@ def best_threshold(
     return best
 
 
+CELLS_MODEL = "model_with_cells"
+
+
 def cell_verdict(
     model_dir: Path, split: DataSplit, centroids: np.ndarray, min_located: int = 5
 ) -> dict[str, Any]:
@@ -220,7 +223,8 @@ def train_convnetquake(
     the card's detection threshold is the one with the best F1 on the validation split (:func:`best_threshold`).
     With ``check_cells`` the cells must earn their place: when their accuracy on the located validation events
     does not beat always answering the most frequent training cell (:func:`cell_verdict`), the model is exported
-    without cells (noise and event; the cell outputs summed) and its card says why. Test metrics come
+    without cells (noise and event; the cell outputs summed) and its card says why; the model with cells is kept
+    in ``<out_dir>/model_with_cells``. Test metrics come
     from running the exported ONNX model through ``seispick.models.detect`` over the test events and the noise
     cut before their P.
     """
@@ -292,7 +296,8 @@ def train_convnetquake(
     if check_cells and len(centroids) > 1:
         verdict = cell_verdict(model_dir, split, centroids)
         counts["cells"] = verdict
-        if not verdict["supported"]:
+        if not verdict["supported"]:  # the cell model stays in the checkpoint folder for inspection
+            write_model_folder(model.probability_model().eval(), card, out / CELLS_MODEL, check)
             card = without_cells(card, verdict)
             merged = model.probability_model(merge_cells=True).eval()
             card = write_model_folder(merged, card, model_dir, check, licence_text=licence_text)
