@@ -81,9 +81,9 @@ class CoreSettings:
 class SegmentPicker:
     """Windows, stacking and triggers over one segment starting at absolute sample ``start``.
 
-    ``time_of(i)`` gives the epoch seconds of absolute sample ``i``. With ``keep`` the final stacked
-    probabilities (pickers) or window outputs (detectors) are kept for ``probabilities``/``window_outputs``;
-    without it they are dropped once triggered, so the memory held is about one window plus one stride.
+    ``time_of(i)`` gives the epoch seconds of absolute sample ``i``. With ``keep`` a picker's final stacked
+    probabilities are kept for ``probabilities``; without it they are dropped once triggered, so the memory
+    held is about one window plus one stride. A detector's window outputs are dropped once merged.
     """
 
     def __init__(
@@ -107,7 +107,6 @@ class SegmentPicker:
         if settings.per_window:
             self.windows: dict[int, np.ndarray] = {}  # returned window outputs not yet final
             self.runs = WindowRuns(thresholds.get("detection", 0.5), settings.window)
-            self.kept_windows: list[tuple[int, np.ndarray]] = []
         else:
             self.stack = Stack(len(card.labels), settings.stacking, start, capacity)
             self.triggers = TriggerSet(card.labels, thresholds)
@@ -193,8 +192,6 @@ class SegmentPicker:
     def _advance_windows(self, limit: int) -> list[Detection]:
         starts = sorted(s for s in self.windows if s < limit)
         outputs = [self.windows.pop(s) for s in starts]
-        if self.keep:
-            self.kept_windows += zip(starts, outputs)
         scores = 1.0 - np.asarray([o[NOISE] for o in outputs], dtype=np.float32).reshape(-1)
         return [self._detection(run) for run in self.runs.feed(starts, scores, outputs)]
 
