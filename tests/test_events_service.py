@@ -25,7 +25,11 @@ import pytest
 import redis
 from obspy.geodetics import gps2dist_azimuth
 
+from seispick.events.associate import Associator
+from seispick.events.picksets import PickSet
 from seispick.events.quakeml import validate
+from seispick.events.stations import read_stations
+from seispick.models.annotate import annotate
 from seispick.models.detect import detect
 from seispick.models.io import read_waveforms
 from seispick.models.registry import ModelRegistry
@@ -167,6 +171,17 @@ def test_each_earthquake_is_one_event_in_redis_and_the_api(served):
     # Server-Sent Events carried every version published to Redis, in the same form as GET
     published = {(f["id"], int(f["version"])) for _, f in served["redis"]["events"]}
     assert {(e["id"], e["version"]) for e in served["sse"]} == published
+
+
+def test_live_events_are_the_offline_events_of_the_same_picks(served):
+    """``seispick pick`` + ``seispick associate`` on the same files: the same event ids and, in the last
+    version of each live event, the same picks."""
+    picks = annotate(served["archive"], ModelRegistry().load(PICKER)).picks
+    offline = Associator(read_stations(DEMO_DIR / "stations.csv")).associate(PickSet.from_picks(picks)).events
+    live = latest(served["redis"]["events"])
+    assert sorted(e.event_id for e in offline) == sorted(live)
+    for event in offline:
+        assert set(live[event.event_id]["pick_ids"].split(",")) == {a.pick_id for a in event.arrivals}
 
 
 def test_event_quakeml_is_valid_and_references_the_published_picks(served):

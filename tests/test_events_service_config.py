@@ -5,14 +5,18 @@ bundled stations, and the events routes where nothing associates."""
 from __future__ import annotations
 
 import asyncio
+import uuid
 from pathlib import Path
 
 import pytest
+import redis
 from click.testing import CliRunner
 from prometheus_client import CollectorRegistry
 
 from seispick.cli.main import cli
 from seispick.events import synthetic as syn
+from seispick.events.associate import Associator
+from seispick.events.picksets import PickSet
 from seispick.service.publish.publisher import PickPublisher
 from seispick.service.settings import (
     EventsSettings,
@@ -24,6 +28,7 @@ from seispick.service.settings import (
 from seispick.service.stream.events import DEMO_STATIONS, LiveEvents, check_events
 from tests.service_harness import ServiceHarness, parse_metrics
 from tests.test_events_associate import hypocentral_error_km, scenario, write_stations_csv
+from tests.test_streaming_e2e import REDIS_URL, redis_available
 
 GOOD_CSV = "network,station,latitude,longitude,elevation_m\nSY,A,46,8,0\nSY,B,46.1,8.1,0\n"
 
@@ -192,3 +197,43 @@ def test_events_routes_say_when_nothing_associates():
         assert service.get("/v1/events?min_stations=-1").status_code == 422
         assert service.get("/v1/events?since=yesterday-ish").status_code == 422
         assert service.get("/v1/detections").status_code == 404
+
+
+@pytest.mark.skipif(not redis_available(), reason="needs the Redis server at 127.0.0.1:6379")
+def test_a_replica_that_does_not_associate_serves_the_events_another_publishes(tmp_path: Path):
+    """Sharded deployment: one ``seispick associate --follow`` publishes to seispick:events; a replica without
+    association answers GET /v1/events from Redis (the latest version of each event; JSON, not QuakeML)."""
+    table, hypo, true, _ = scenario(4)
+    event = Associator(table).associate(PickSet.from_picks(true)).events[0]
+    key = f"seispick:test:{uuid.uuid4().hex[:8]}:events"
+
+    async def publish_versions():
+        async with PickPublisher(REDIS_URL, events_stream=key, events_channel=key + ":live") as publisher:
+            publisher.publish(event)
+            event.version = 2
+            publisher.publish(event)
+
+    settings = Settings(
+        redis_url=REDIS_URL,
+        models=["phasenet-original"],
+        streaming=StreamingSettings(watch_dirs=[tmp_path], workers=1),
+        events=EventsSettings(stream_key=key, channel=key + ":live"),
+    )
+    client = redis.Redis.from_url(REDIS_URL)
+    try:
+        asyncio.run(publish_versions())
+        with ServiceHarness(settings) as service:
+            listed = service.get("/v1/events").json()
+            one = service.get(f"/v1/events/{event.event_id}")
+            quakeml = service.get("/v1/events?format=quakeml")
+            crowded = service.get("/v1/events", params={"min_stations": event.n_stations + 1}).json()
+            missing = service.get("/v1/events/ev-0000000000000000")
+    finally:
+        client.delete(key, *client.scan_iter(key + ":seen:*"))
+    assert listed["source"] == "redis" and listed["count"] == 1
+    got = listed["events"][0]
+    assert (got["id"], got["version"], got["n_stations"]) == (event.event_id, 2, event.n_stations)
+    assert got["pick_ids"] == [a.pick_id for a in sorted(event.arrivals, key=lambda a: a.time)]
+    assert one.status_code == 200 and one.json() == got
+    assert quakeml.status_code == 409 and "QuakeML is built by the process that associates" in quakeml.text
+    assert crowded["count"] == 0 and missing.status_code == 404

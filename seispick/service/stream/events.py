@@ -321,11 +321,16 @@ class LiveEvents:
 async def start_events(
     settings: Settings, publisher: PickPublisher, registry: CollectorRegistry, models: Mapping[str, OnnxModel]
 ) -> LiveEvents | None:
-    """The service's live association when ``events`` asks for it (stations set, or ``--demo``), started."""
+    """The service's live association when ``events`` asks for it (stations set, or ``--demo``), started.
+
+    The publisher's events stream and channel are set from ``events`` either way: without association here,
+    ``GET /v1/events`` reads the stream another process (``seispick associate --follow``) fills.
+    """
+    # where event versions go (through the picks' outbox), or are read from without association here
+    publisher.streams["event"] = settings.events.stream_key
+    publisher.channels["event"] = settings.events.channel
     if not settings.events.active(settings.demo):
         return None
-    publisher.streams["event"] = settings.events.stream_key  # where event versions go (same outbox)
-    publisher.channels["event"] = settings.events.channel
     events = LiveEvents(settings, publisher, registry, associated_model(settings, models))
     await events.start()
     return events
