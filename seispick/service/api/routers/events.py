@@ -22,7 +22,7 @@ from starlette.responses import Response
 from seispick.events.quakeml import events_to_quakeml
 from seispick.service.api.dependencies import StateDep
 from seispick.service.api.routers import API_PREFIX
-from seispick.service.api.routers.live import parse_since, sse_response, websocket_feed
+from seispick.service.api.routers.live import BAD_QUERY, parse_since, sse_response, websocket_feed
 from seispick.service.api.state import ServiceState
 from seispick.service.publish.publisher import Record
 
@@ -33,7 +33,7 @@ NOT_CONFIGURED_TEXT = (
 router = APIRouter(
     prefix=API_PREFIX,
     tags=["events"],
-    responses={404: {"description": "Unknown event, or association not configured"}},
+    responses={404: {"description": "Unknown event, or association not configured"}, **BAD_QUERY},
 )
 ws_router = APIRouter(prefix=API_PREFIX, tags=["events"])
 SCAN = 10_000  # event versions read from Redis for one answer

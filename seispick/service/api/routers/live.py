@@ -12,10 +12,12 @@ from fastapi.responses import StreamingResponse
 from obspy import UTCDateTime
 
 from seispick.service.api.dependencies import API_KEY_HEADER
+from seispick.service.api.schemas import ErrorResponse
 from seispick.service.api.state import ServiceState
 from seispick.service.publish.publisher import Record, Subscription
 
 HEARTBEAT_S = 15.0
+BAD_QUERY = {422: {"model": ErrorResponse, "description": "A query parameter out of range or not a time"}}
 Render = Callable[[Record], str | None]  # a record as JSON text, or None to leave it out
 
 
