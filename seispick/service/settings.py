@@ -96,6 +96,13 @@ class StreamingSettings(BaseModel):
     )
     shard_index: int = Field(default=0, ge=0, description="This replica's shard of the station network")
     shard_count: int = Field(default=1, ge=1, description="Number of replicas sharing the network")
+    workers: int | None = Field(
+        default=None,
+        ge=1,
+        le=256,
+        description="Picking processes of this replica, each with a part of its shard (default: one per CPU "
+        "core available to the process; 1 picks in the API process itself)",
+    )
     stream_key: str = "seispick:picks"
     detections_key: str = "seispick:detections"
     channel: str = "seispick:picks:live"
@@ -122,6 +129,25 @@ class StreamingSettings(BaseModel):
     def owns(self, network: str, station: str) -> bool:
         """Whether this replica's shard holds NET.STA (a stable hash, the same in every replica)."""
         return zlib.crc32(f"{network}.{station}".encode()) % self.shard_count == self.shard_index
+
+    def worker_of(self, network: str, station: str, workers: int) -> int:
+        """Which of this replica's ``workers`` processes picks NET.STA (meaningful for stations it owns).
+
+        The replica's shard is divided further by the same hash (``crc32 // shard_count % workers``), so a
+        replica keeps exactly its stations whatever its number of workers: replicas on machines with
+        different core counts still cover every station once.
+        """
+        return zlib.crc32(f"{network}.{station}".encode()) // self.shard_count % workers
+
+    def worker_count(self) -> int:
+        """``workers``, or the CPU cores this process may run on."""
+        return self.workers or available_cores()
+
+
+def available_cores() -> int:
+    """CPU cores this process may run on (its affinity on Linux, else every core)."""
+    affinity = getattr(os, "sched_getaffinity", None)
+    return len(affinity(0)) if affinity else os.cpu_count() or 1
 
 
 class EventsSettings(BaseModel):

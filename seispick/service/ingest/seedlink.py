@@ -38,6 +38,7 @@ import asyncio
 import logging
 import random
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import timezone
 from importlib import metadata
@@ -185,10 +186,15 @@ class SeedLinkSource(Source):
     kind = "seedlink"
 
     def __init__(
-        self, config: SeedLinkSourceConfig, on_trace: TraceCallback, name: str | None = None
+        self,
+        config: SeedLinkSourceConfig,
+        on_trace: TraceCallback,
+        name: str | None = None,
+        accept: Callable[[str, str], bool] | None = None,
     ) -> None:
         super().__init__(on_trace, name or config.name or f"seedlink://{config.host}:{config.port}")
         self.config = config
+        self.accept = accept  # (network, station) of each packet, from its header: False skips it undecoded
         self.specs = merge_specs(config.stream_specs())
         self.patterns = [spec for spec in self.specs if spec.wildcard]
         self.stations: dict[StationKey, StationState] = {}
@@ -484,6 +490,11 @@ class SeedLinkSource(Source):
         record, seq = packet.payload, packet.seq
         assert seq is not None
         self.stats.bytes += len(record)
+        if self.accept is not None:
+            key = _packet_station(packet)
+            if key is not None and not self.accept(*key):
+                self.stats.other_shard += 1
+                return
         now = time.time()
         try:
             trace = decode_record(record)

@@ -210,6 +210,7 @@ class SourceStats:
     decode_errors: int = 0  # not a record, or libmseed refused it
     bad_rate: int = 0  # decoded, but the sampling rate is <= 0, NaN or > 10 kHz
     skipped: int = 0  # records without samples (text/log, empty) or outside the selection
+    other_shard: int = 0  # records of stations another shard or worker picks, skipped before decoding
     duplicates: int = 0  # already delivered (overlap after a resume)
     callback_errors: int = 0  # on_trace raised
     reconnects: int = 0  # connection attempts after the first

@@ -1,19 +1,23 @@
 """Prometheus metrics of the real-time job, labelled by network (never by station: bounded cardinality).
 
-Latencies are observed as events happen; counters and gauges that the picker, sources and publisher
-already keep are read at scrape time, from a :class:`StreamSnapshot` the runtime hands over, so they cannot
-drift from the source of truth (and this module needs nothing of the runtime).
+Latencies are observed as events happen, into bucket counts of our own (:class:`LatencyHistogram`) so that
+the picking processes of ``serve --workers N`` can hand theirs to the API process as deltas, which adds them
+up (:meth:`StreamMetrics.take` / :meth:`StreamMetrics.absorb`). Counters and gauges that the picker, sources
+and publisher already keep are read at scrape time, from a :class:`StreamSnapshot` the runtime hands over
+(for several processes, :func:`merge_snapshots` of theirs), so they cannot drift from the source of truth
+(and this module needs nothing of the runtime).
 """
 
 from __future__ import annotations
 
+import bisect
 from collections import defaultdict
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
 
 import obspy
-from prometheus_client import CollectorRegistry, Histogram
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client import CollectorRegistry
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 
 from seispick.models.picks import Pick
 
@@ -37,42 +41,125 @@ class StreamSnapshot:
 
 
 Snapshot = Callable[[], StreamSnapshot]
+Buckets = dict[tuple[str, ...], list]  # label values -> [count per bucket (non-cumulative)..., sum]
+
+
+@dataclass
+class LatencyHistogram:
+    """Counts per latency bucket and label values; mergeable across processes."""
+
+    name: str
+    documentation: str
+    labels: tuple[str, ...]
+    bounds: tuple[float, ...] = LATENCY_BUCKETS
+    data: Buckets = field(default_factory=dict)
+
+    def observe(self, values: tuple[str, ...], seconds: float) -> None:
+        row = self.data.get(values)
+        if row is None:
+            row = self.data[values] = [0] * (len(self.bounds) + 1) + [0.0]
+        row[bisect.bisect_left(self.bounds, seconds)] += 1  # le semantics: a value on a bound counts in it
+        row[-1] += seconds
+
+    def take(self) -> Buckets:
+        """The counts since the last ``take`` (and forget them)."""
+        data, self.data = self.data, {}
+        return data
+
+    def absorb(self, data: Buckets) -> None:
+        """Add counts taken elsewhere."""
+        for values, counts in data.items():
+            row = self.data.get(values)
+            if row is None:
+                self.data[values] = list(counts)
+            else:
+                for i, count in enumerate(counts):
+                    row[i] += count
+
+    def family(self) -> HistogramMetricFamily:
+        family = HistogramMetricFamily(self.name, self.documentation, labels=list(self.labels))
+        for values, row in sorted(self.data.items()):
+            cumulative, buckets = 0, []
+            for bound, count in zip((*self.bounds, float("inf")), row):
+                cumulative += count
+                buckets.append(("+Inf" if bound == float("inf") else _bound(bound), cumulative))
+            family.add_metric(list(values), buckets, row[-1])
+        return family
+
+
+def _bound(value: float) -> str:
+    return repr(float(value))
 
 
 class StreamMetrics:
-    """Histograms observed by the runtime plus a scrape-time collector over its state."""
+    """Latency histograms observed by the runtime plus a scrape-time collector over its state."""
 
     def __init__(self, registry: CollectorRegistry) -> None:
-        self.data_latency = Histogram(
-            "seispick_data_latency_seconds",
-            "Arrival time minus the end time of each record",
-            ["network"],
-            buckets=LATENCY_BUCKETS,
-            registry=registry,
+        self.data_latency = LatencyHistogram(
+            "seispick_data_latency_seconds", "Arrival time minus the end time of each record", ("network",)
         )
-        self.pick_latency = Histogram(
+        self.pick_latency = LatencyHistogram(
             "seispick_pick_latency_seconds",
             "From the arrival of the record that completed a pick's last window to its publication",
-            ["network", "phase"],
-            buckets=LATENCY_BUCKETS,
-            registry=registry,
+            ("network", "phase"),
         )
-        self._registry = registry
         self._snapshot: Snapshot | None = None
+        registry.register(_SnapshotCollector(self))
 
     def attach(self, snapshot: Snapshot) -> None:
         """Read the job's counters from ``snapshot()`` at every scrape (the latest attached wins)."""
-        if self._snapshot is None:
-            self._registry.register(_SnapshotCollector(self))
         self._snapshot = snapshot
 
     def observe_record(self, trace: obspy.Trace, latency: float) -> None:
-        self.data_latency.labels(trace.stats.network).observe(max(latency, 0.0))
+        self.data_latency.observe((trace.stats.network,), max(latency, 0.0))
 
     def observe_emit(self, item, latency: float) -> None:
         network = item.trace_id.split(".")[0]
         phase = item.phase if isinstance(item, Pick) else "detection"
-        self.pick_latency.labels(network, phase).observe(max(latency, 0.0))
+        self.pick_latency.observe((network, phase), max(latency, 0.0))
+
+    def take(self) -> dict[str, Buckets]:
+        """Latency counts since the last ``take``, for another process to :meth:`absorb`."""
+        return {"data": self.data_latency.take(), "pick": self.pick_latency.take()}
+
+    def absorb(self, taken: dict[str, Buckets]) -> None:
+        self.data_latency.absorb(taken["data"])
+        self.pick_latency.absorb(taken["pick"])
+
+
+def merge_snapshots(snapshots: Iterable[StreamSnapshot], publisher: dict) -> StreamSnapshot:
+    """One snapshot of several picking processes (disjoint stations) publishing through ``publisher``:
+    counts add up, the oldest window and the time behind are the worst of them."""
+    snapshots = list(snapshots)
+    problems: dict[str, int] = defaultdict(int)
+    for snap in snapshots:
+        for kind, value in snap.record_problems.items():
+            problems[kind] += value
+    return StreamSnapshot(
+        stations=[row for snap in snapshots for row in snap.stations],
+        record_problems=dict(problems),
+        sources=merge_source_states([snap.sources for snap in snapshots]),
+        publisher=publisher,
+        buffer_bytes=sum(snap.buffer_bytes for snap in snapshots),
+        windows_in_flight=sum(snap.windows_in_flight for snap in snapshots),
+        oldest_window_s=max((snap.oldest_window_s for snap in snapshots), default=0.0),
+        behind_for_s=max((snap.behind_for_s for snap in snapshots), default=0.0),
+        ingest_held_s=sum(snap.ingest_held_s for snap in snapshots),
+        dropped_windows=sum(snap.dropped_windows for snap in snapshots),
+    )
+
+
+def merge_source_states(states: list[dict]) -> dict:
+    """``SourceManager.state()`` of several processes as one: running and totals summed, sources listed."""
+    totals: dict[str, int] = defaultdict(int)
+    for state in states:
+        for name, value in state["totals"].items():
+            totals[name] += value
+    return {
+        "running": sum(state["running"] for state in states),
+        "totals": dict(totals),
+        "sources": [source for state in states for source in state["sources"]],
+    }
 
 
 class _SnapshotCollector:
@@ -83,6 +170,8 @@ class _SnapshotCollector:
         return []
 
     def collect(self):
+        yield self.owner.data_latency.family()
+        yield self.owner.pick_latency.family()
         if self.owner._snapshot is None:
             return
         snap = self.owner._snapshot()

@@ -1,20 +1,36 @@
-"""The real-time job inside the service: sources -> stream picker -> publisher, with the demo replay.
+"""The real-time job: sources -> stream picker -> publisher, with the demo replay.
 
 ``StreamingRuntime`` is created by the app's lifespan when streaming is configured (SeedLink servers,
-watched folders, or ``--demo``) and shares the app's micro-batcher with HTTP requests.
+watched folders, or ``--demo``) and shares the app's micro-batcher with HTTP requests. With
+``serve --workers N`` (N > 1) each picking process runs one (:mod:`.worker`) for its ``Slot``: it keeps the
+stations of its part of the replica's shard (``StreamingSettings.worker_of``) and hands its picks to a
+``sink`` (the API process's publisher) instead of publishing them itself.
+
+SeedLink records of stations this process does not pick are skipped by their header, before decoding, and
+counted as ``outside_shard_records``; a concrete station list is subscribed only for the stations it picks.
 """
 
 from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import obspy
 
 from seispick.models.picks import Detection, Pick
 from seispick.replay.server import SeedLinkReplayServer
-from seispick.service.ingest.sources import DirectorySourceConfig, SeedLinkSourceConfig, SourceManager
+from seispick.service.ingest.seedlink import SeedLinkSource
+from seispick.service.ingest.sources import (
+    DirectorySourceConfig,
+    SeedLinkSourceConfig,
+    Source,
+    SourceManager,
+    StreamSpec,
+    make_source,
+)
 from seispick.service.publish.publisher import PickPublisher
 from seispick.service.settings import Settings
 from seispick.service.stream.metrics import StreamMetrics, StreamSnapshot
@@ -24,23 +40,89 @@ from seispick.service.stream.selection import SelectionWatch
 log = logging.getLogger(__name__)
 
 DEMO_DIR = Path(__file__).resolve().parent / "demo"
+Sink = Callable[[Pick | Detection], None]
+
+
+@dataclass(frozen=True)
+class Slot:
+    """Which of a replica's ``count`` picking processes this is (0-based ``index``)."""
+
+    index: int = 0
+    count: int = 1
+
+
+def make_publisher(settings: Settings) -> PickPublisher:
+    """The publisher of the real-time job (Redis streams, live subscribers, recent picks)."""
+    config = settings.streaming
+    return PickPublisher(
+        settings.redis_url,
+        stream=config.stream_key,
+        detections_stream=config.detections_key,
+        channel=config.channel,
+        maxlen=config.maxlen,
+        spill_dir=config.spill_dir,
+    )
+
+
+async def start_demo() -> SeedLinkReplayServer:
+    """The bundled demo archive as a live SeedLink server on a free port."""
+    replay = SeedLinkReplayServer([DEMO_DIR], port=0, speed=1.0, restamp=True, loop=True)
+    await replay.start()
+    log.info("demo: replaying %s on SeedLink port %d", DEMO_DIR, replay.port)
+    return replay
+
+
+def source_configs(settings: Settings, demo_port: int | None) -> list:
+    """The configured sources: the demo's SeedLink server (on ``demo_port``), SeedLink servers, folders."""
+    config = settings.streaming
+    configs: list = []
+    if settings.demo and demo_port is not None:
+        configs.append(
+            SeedLinkSourceConfig(name="demo", host="127.0.0.1", port=demo_port, selectors=["SP_*:HH?"])
+        )
+    for server in config.seedlink:
+        host, _, port = server.rpartition(":")
+        configs.append(
+            SeedLinkSourceConfig(
+                name=server,
+                host=host or "127.0.0.1",
+                port=int(port),
+                selectors=config.selectors,
+                station_file=config.station_file,
+                reconnect_max_s=config.reconnect_max_s,
+                begin_time=config.begin_time,
+                protocol=config.protocol_version,
+                relist_s=config.station_relist_s,
+            )
+        )
+    configs += [DirectorySourceConfig(name=str(d), path=d) for d in config.watch_dirs]
+    return configs
+
+
+def selection_specs(configs: list) -> list[StreamSpec]:
+    return [spec for c in configs if isinstance(c, SeedLinkSourceConfig) for spec in c.stream_specs()]
 
 
 class StreamingRuntime:
-    """Sources, the stream picker and the publisher of one app."""
+    """Sources, the stream picker and the publisher (or the ``sink``) of one picking process."""
 
-    def __init__(self, settings: Settings, model, predict, metrics: StreamMetrics) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        model,
+        predict,
+        metrics: StreamMetrics,
+        slot: Slot = Slot(),
+        sink: Sink | None = None,
+        demo_port: int | None = None,
+    ) -> None:
         self.settings = settings
         self.config = settings.streaming
         self.metrics = metrics
-        self.publisher = PickPublisher(
-            settings.redis_url,
-            stream=self.config.stream_key,
-            detections_stream=self.config.detections_key,
-            channel=self.config.channel,
-            maxlen=self.config.maxlen,
-            spill_dir=self.config.spill_dir,
-        )
+        self.slot = slot
+        self.demo_port = demo_port
+        self.publisher: PickPublisher | None = make_publisher(settings) if sink is None else None
+        self._sink: Sink = sink or self.publisher.publish  # type: ignore[union-attr]
         self.picker = StreamPicker(
             model,
             predict,
@@ -57,6 +139,7 @@ class StreamingRuntime:
         self.sources = SourceManager()
         self.outside_shard = 0
         self.selection = SelectionWatch((), self.config.owns, self.config.selector_grace_s)
+        self._owned: dict[tuple[str, str], bool] = {}
         metrics.attach(self.snapshot)
 
     @staticmethod
@@ -66,55 +149,78 @@ class StreamingRuntime:
         return bool(settings.demo or config.seedlink or config.watch_dirs)
 
     async def start(self) -> None:
-        await self.publisher.start()
+        if self.publisher is not None:
+            await self.publisher.start()
         await self.picker.start()
-        configs: list = []
-        if self.settings.demo:
-            self.replay = SeedLinkReplayServer([DEMO_DIR], port=0, speed=1.0, restamp=True, loop=True)
-            await self.replay.start()
-            configs.append(
-                SeedLinkSourceConfig(
-                    name="demo", host="127.0.0.1", port=self.replay.port, selectors=["SP_*:HH?"]
-                )
-            )
-            log.info("demo: replaying %s on SeedLink port %d", DEMO_DIR, self.replay.port)
-        for server in self.config.seedlink:
-            host, _, port = server.rpartition(":")
-            configs.append(
-                SeedLinkSourceConfig(
-                    name=server,
-                    host=host or "127.0.0.1",
-                    port=int(port),
-                    selectors=self.config.selectors,
-                    station_file=self.config.station_file,
-                    reconnect_max_s=self.config.reconnect_max_s,
-                    begin_time=self.config.begin_time,
-                    protocol=self.config.protocol_version,
-                    relist_s=self.config.station_relist_s,
-                )
-            )
-        configs += [DirectorySourceConfig(name=str(d), path=d) for d in self.config.watch_dirs]
-        specs = [spec for c in configs if isinstance(c, SeedLinkSourceConfig) for spec in c.stream_specs()]
+        port = self.demo_port
+        if self.settings.demo and port is None:
+            self.replay = await start_demo()
+            port = self.replay.port
+        configs = source_configs(self.settings, port)
         self.selection = SelectionWatch(
-            specs, self.config.owns, self.config.selector_grace_s, self.selection.warnings
+            selection_specs(configs), self.config.owns, self.config.selector_grace_s, self.selection.warnings
         )
-        self.selection.start()
-        self.sources = SourceManager.from_configs(configs, self._on_trace)
+        if self.slot.count == 1:
+            self.selection.start()  # with workers, the API process judges the selection from their counts
+        self.sources = SourceManager(s for s in map(self._source, configs) if s is not None)
         await self.sources.start()
 
-    async def stop(self) -> None:
+    async def stop(self, flush: bool = True) -> None:
+        """Stop the sources and the picker; with ``flush`` the picks at the end of every instrument's data
+        come out first."""
         self.selection.stop()
         await self.sources.stop()
         if self.replay is not None:
             await self.replay.stop()
-        await self.picker.stop(flush=True)
-        await self.publisher.stop()
+        await self.picker.stop(flush=flush)
+        if self.publisher is not None:
+            await self.publisher.stop()
+
+    async def refresh(self) -> None:
+        """Nothing to fetch: this process holds its state (a worker pool fetches its workers' here)."""
+
+    # -- which stations this process picks ----------------------------------------------------------------------
+    def owns(self, network: str, station: str) -> bool:
+        """Whether NET.STA is picked here: in the replica's shard and, with workers, in this worker's part."""
+        key = (network, station)
+        owned = self._owned.get(key)
+        if owned is None:
+            config, slot = self.config, self.slot
+            owned = config.owns(network, station) and (
+                slot.count == 1 or config.worker_of(network, station, slot.count) == slot.index
+            )
+            self._owned[key] = owned
+        return owned
+
+    def _observes_other_shard(self, network: str, station: str) -> bool:
+        """Records of other replicas' stations count for the selection in one process only (the first)."""
+        return self.slot.index == 0 and not self.config.owns(network, station)
+
+    def _source(self, config) -> Source | None:
+        if not isinstance(config, SeedLinkSourceConfig):
+            return make_source(config, self._on_trace)
+        specs = [s for s in config.stream_specs() if s.wildcard or self.owns(s.network, s.station)]
+        if not specs:
+            log.info("%s: none of the listed stations is picked by this process", config.name)
+            return None
+        mine = config.model_copy(update={"selectors": [str(s) for s in specs], "station_file": None})
+        return SeedLinkSource(mine, self._on_trace, accept=self._accept)
+
+    def _accept(self, network: str, station: str) -> bool:
+        if self.owns(network, station):
+            return True
+        if self._observes_other_shard(network, station):
+            self.selection.observe_station(network, station)
+        return False
 
     async def _on_trace(self, trace: obspy.Trace) -> None:
-        self.selection.observe(trace)
-        if not self.config.owns(trace.stats.network, trace.stats.station):
+        network, station = trace.stats.network, trace.stats.station
+        if not self.owns(network, station):
             self.outside_shard += 1
+            if self._observes_other_shard(network, station):
+                self.selection.observe(trace)
             return
+        self.selection.observe(trace)
         await self.picker.wait_for_room()  # backpressure: records wait in the source, not in memory
         self.picker.add_trace(trace)
 
@@ -122,18 +228,24 @@ class StreamingRuntime:
         self.metrics.observe_record(trace, latency)
 
     def _emit(self, item: Pick | Detection, latency: float) -> None:
-        self.publisher.publish(item)
+        self._sink(item)
         self.metrics.observe_emit(item, latency)
+
+    # -- what operators see -------------------------------------------------------------------------------------
+    def station_states(self) -> list[dict]:
+        """Per instrument: last sample, data latency, lag, gaps, counters and state."""
+        return self.picker.station_states()
 
     def state(self) -> dict:
         """Sources, instruments, backlog and publication, for operators."""
         now = time.time()
         picker = self.picker
+        sources = self.sources.state()
         return {
-            "sources": self.sources.state(),
-            "publisher": self.publisher.stats(),
+            "sources": sources,
+            "publisher": self.publisher.stats() if self.publisher is not None else {},
             "record_problems": dict(picker.problems.counts),
-            "outside_shard_records": self.outside_shard,
+            "outside_shard_records": self.outside_shard + sources["totals"]["other_shard"],
             "selection": self.selection.state(now),
             "overload": {
                 "behind": picker.monitor.behind,
@@ -160,7 +272,7 @@ class StreamingRuntime:
             stations=picker.station_states(now),
             record_problems=dict(picker.problems.counts),
             sources=self.sources.state(),
-            publisher=self.publisher.stats(),
+            publisher=self.publisher.stats() if self.publisher is not None else {},
             buffer_bytes=picker.buffer_bytes(),
             windows_in_flight=picker.in_flight,
             oldest_window_s=picker.oldest_window_s(now),

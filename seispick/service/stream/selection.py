@@ -1,7 +1,8 @@
 """Whether the configured station selectors select anything: a selector that matches nothing is a warning.
 
 Every record received (before the shard filter) is matched once per stream against the ``NET_STA[:CHA]``
-selectors of the SeedLink sources. At start-up a replica whose concrete selectors all belong to other
+selectors of the SeedLink sources; a record skipped undecoded (another shard's station) counts by its station.
+With ``serve --workers N`` the workers count and the API process judges their summed counts (``set_counts``). At start-up a replica whose concrete selectors all belong to other
 shards (and that has no wildcard selector) is warned about; ``grace_s`` after start, a selector that
 has matched no record is logged once and shown as ``no_match`` in ``/v1/stations`` (``selection``).
 Other start-up warnings (model patterns that match no model) are kept here too, for the same view.
@@ -29,6 +30,7 @@ class _SelectorState:
     selectors: tuple[Selector, ...]
     records: int = 0
     stations: set[str] = field(default_factory=set)
+    stations_elsewhere: int = 0  # stations counted by other processes (set_counts)
 
     def matches(self, network: str, station: str, location: str, channel: str) -> bool:
         return self.spec.matches(network, station) and selection_matches(self.selectors, location, channel)
@@ -88,6 +90,28 @@ class SelectionWatch:
             state.records += 1
             state.stations.add(f"{stats.network}.{stats.station}")
 
+    def observe_station(self, network: str, station: str) -> None:
+        """Count a record known only by its station (skipped undecoded): station patterns decide."""
+        if not self.selectors:
+            return
+        key = (network, station, "", None)
+        hits = self._by_stream.get(key)
+        if hits is None:
+            hits = self._by_stream[key] = [s for s in self.selectors if s.spec.matches(network, station)]
+        for state in hits:
+            state.records += 1
+            state.stations.add(f"{network}.{station}")
+
+    def counts(self) -> list[tuple[int, int]]:
+        """Records and stations each selector matched here, in selector order (for :meth:`set_counts`)."""
+        return [(state.records, len(state.stations)) for state in self.selectors]
+
+    def set_counts(self, counts: list[tuple[int, int]]) -> None:
+        """Take records and stations observed by other processes (a replica's workers, summed; each counts
+        stations disjoint from the others') for the same selectors, in the same order."""
+        for state, (records, stations) in zip(self.selectors, counts):
+            state.records, state.stations_elsewhere = records, stations
+
     def check(self) -> list[str]:
         """Warn (once each) about selectors that have matched no record since start."""
         new = []
@@ -116,6 +140,6 @@ class SelectionWatch:
                 status = "no_match" if waited else "waiting"
             rows.append(
                 {"selector": str(state.spec), "state": status, "records": state.records,
-                 "stations": len(state.stations)}
+                 "stations": len(state.stations) + state.stations_elsewhere}
             )  # fmt: skip
         return {"selectors": rows, "warnings": list(self.warnings)}
