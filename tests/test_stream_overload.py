@@ -159,7 +159,9 @@ def test_service_reports_behind_in_stations_metrics_and_readiness(shipped_model,
     settings = Settings(
         default_model=shipped_model.name,
         models=[shipped_model.name],
-        streaming=StreamingSettings(watch_dirs=[tmp_path], behind_s=5.0, behind_timeout_s=30.0),
+        streaming=StreamingSettings(  # one process: the test holds the picker's model in this one
+            watch_dirs=[tmp_path], behind_s=5.0, behind_timeout_s=30.0, workers=1
+        ),
     )
     with ServiceHarness(settings) as service:
         picker = service.state.streaming.picker

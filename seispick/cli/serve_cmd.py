@@ -27,6 +27,7 @@ OPTION_FIELDS: dict[str, tuple[tuple[str, ...], str]] = {
     "spill_dir": (("streaming", "spill_dir"), "--spill-dir"),
     "shard_index": (("streaming", "shard_index"), "--shard-index"),
     "shard_count": (("streaming", "shard_count"), "--shard-count"),
+    "workers": (("streaming", "workers"), "--workers"),
 }
 
 
@@ -74,6 +75,13 @@ def settings_options(command: Callable) -> Callable:
         ),
         click.option("--shard-index", type=int, default=None, help="This replica's shard (0-based)."),
         click.option("--shard-count", type=int, default=None, help="Number of replicas sharing the network."),
+        click.option(
+            "--workers",
+            type=int,
+            default=None,
+            help="Picking processes, each with a part of the stations (SEISPICK_STREAMING__WORKERS; default: "
+            "one per CPU core; 1 picks in the API process).",
+        ),
     ]
     for option in reversed(options):
         command = option(command)

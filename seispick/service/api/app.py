@@ -27,6 +27,7 @@ from seispick.service.settings import Settings, model_warnings
 from seispick.service.stream.events import start_events
 from seispick.service.stream.metrics import StreamMetrics
 from seispick.service.stream.runtime import StreamingRuntime
+from seispick.service.stream.workers import WorkerPool
 
 log = logging.getLogger(__name__)
 
@@ -48,7 +49,12 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         )
     if StreamingRuntime.wanted(settings):
         model = [state.model(name) for name in settings.streaming.stream_models(settings.default_model)]
-        state.streaming = StreamingRuntime(settings, model, state.batcher.predict, app.state.stream_metrics)
+        if settings.streaming.worker_count() > 1:  # picking processes of their own, supervised from here
+            state.streaming = WorkerPool(settings, app.state.stream_metrics, state.metrics)
+        else:
+            state.streaming = StreamingRuntime(
+                settings, model, state.batcher.predict, app.state.stream_metrics
+            )
         state.streaming.selection.warnings += model_warnings(settings, state.registry.names())
         # association follows the publisher's picks from the first one (subscribed before sources start)
         state.events = await start_events(

@@ -12,5 +12,7 @@ router = APIRouter(tags=["metrics"])
 
 @router.get("/metrics", summary="Prometheus metrics", response_class=Response)
 async def metrics(state: StateDep) -> Response:
+    if state.streaming is not None:
+        await state.streaming.refresh()  # picking processes of serve --workers N report their state
     body, content_type = state.metrics.exposition()
     return Response(content=body, media_type=content_type)

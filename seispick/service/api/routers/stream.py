@@ -73,7 +73,8 @@ async def recent_picks(
     summary="Per instrument: last sample, data latency, lag, gaps, counters, state (streaming, behind, silent)",
 )
 async def stations(runtime: RuntimeDep) -> dict:
-    return {"stations": runtime.picker.station_states(), **runtime.state()}
+    await runtime.refresh()  # picking processes of serve --workers N report theirs
+    return {"stations": runtime.station_states(), **runtime.state()}
 
 
 @router.get(
