@@ -214,6 +214,7 @@ class SeedLinkSource(Source):
         self._resubscribe = asyncio.Event()
         self._backoff = Backoff(config.reconnect_min_s, config.reconnect_max_s)
         self._selected: dict[tuple[StationKey, str, str], bool] = {}
+        self._selectors: dict[StationKey, tuple[str, ...] | None] = {}
         self._session_packets = 0
         for spec in self.specs:
             if not spec.wildcard:
@@ -339,13 +340,19 @@ class SeedLinkSource(Source):
         return state
 
     def selectors_for(self, key: StationKey) -> tuple[str, ...] | None:
-        """Selectors of every spec matching a station, united; None if no spec asks for it."""
+        """Selectors of every spec matching a station, united; None if no spec asks for it (remembered per
+        station: every packet asks, and a station list may hold thousands of specs)."""
+        if key in self._selectors:
+            return self._selectors[key]
         matching = [spec for spec in self.specs if spec.matches(*key)]
         if not matching:
-            return None
-        if any(not spec.selectors for spec in matching):
-            return ()
-        return tuple(dict.fromkeys(s for spec in matching for s in spec.selectors))
+            united = None
+        elif any(not spec.selectors for spec in matching):
+            united = ()
+        else:
+            united = tuple(dict.fromkeys(s for spec in matching for s in spec.selectors))
+        self._selectors[key] = united
+        return united
 
     def _refused(self, command: str, reason: str) -> None:
         """Remember a refusal; the first time, say so in one line."""

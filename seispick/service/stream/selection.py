@@ -53,6 +53,11 @@ class SelectionWatch:
         self.warnings: list[str] = list(warnings)
         self.started: float | None = None
         self._by_stream: dict[tuple[str, str, str, str], list[_SelectorState]] = {}
+        self._by_station: dict[tuple[str, str], list[_SelectorState]] = {}  # concrete selectors
+        self._patterns = [s for s in self.selectors if s.spec.wildcard]
+        for state in self.selectors:
+            if not state.spec.wildcard:
+                self._by_station.setdefault((state.spec.network, state.spec.station), []).append(state)
         self._timer: asyncio.TimerHandle | None = None
 
     def start(self) -> None:
@@ -85,7 +90,7 @@ class SelectionWatch:
         key = (stats.network, stats.station, stats.location, stats.channel)
         hits = self._by_stream.get(key)
         if hits is None:
-            hits = self._by_stream[key] = [s for s in self.selectors if s.matches(*key)]
+            hits = self._by_stream[key] = [s for s in self._candidates(*key[:2]) if s.matches(*key)]
         for state in hits:
             state.records += 1
             state.stations.add(f"{stats.network}.{stats.station}")
@@ -97,10 +102,16 @@ class SelectionWatch:
         key = (network, station, "", None)
         hits = self._by_stream.get(key)
         if hits is None:
-            hits = self._by_stream[key] = [s for s in self.selectors if s.spec.matches(network, station)]
+            hits = self._by_stream[key] = [
+                s for s in self._candidates(network, station) if s.spec.matches(network, station)
+            ]
         for state in hits:
             state.records += 1
             state.stations.add(f"{network}.{station}")
+
+    def _candidates(self, network: str, station: str) -> list[_SelectorState]:
+        """The selectors that can match NET.STA: its own concrete ones and the patterns."""
+        return self._by_station.get((network.upper(), station.upper()), []) + self._patterns
 
     def counts(self) -> list[tuple[int, int]]:
         """Records and stations each selector matched here, in selector order (for :meth:`set_counts`)."""
