@@ -28,19 +28,31 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
 }
 
 
+class _LazyCommands(dict):
+    """``Group.commands`` that imports a listed command the first time it is looked up."""
+
+    def __missing__(self, name: str) -> click.Command:
+        if name not in COMMANDS:
+            raise KeyError(name)
+        module, attribute, short = COMMANDS[name]
+        command = getattr(importlib.import_module(f"seispick.cli.{module}"), attribute)
+        command.short_help = command.short_help or short
+        self[name] = command
+        return command
+
+
 class LazyGroup(click.Group):
     """A group whose subcommands are imported on first use; the listing comes from ``COMMANDS``."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.commands = _LazyCommands(self.commands)
 
     def list_commands(self, ctx: click.Context) -> list[str]:
         return list(COMMANDS)
 
     def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
-        if cmd_name not in COMMANDS:
-            return None
-        module, attribute, short = COMMANDS[cmd_name]
-        command = getattr(importlib.import_module(f"seispick.cli.{module}"), attribute)
-        command.short_help = command.short_help or short
-        return command
+        return self.commands[cmd_name] if cmd_name in COMMANDS else None
 
     def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
         rows = [(name, short) for name, (_, _, short) in COMMANDS.items()]
