@@ -194,16 +194,22 @@ class LiveAssociator:
         return [o.event for o in self._open.values()]
 
     def _merge(self, found: list[Event], window: list[_Buffered]) -> list[Event]:
+        """Match PyOcto's events to the open ones; the new and changed ones, with ids and versions set.
+
+        Latency is observed for versions that bring picks (a new event, picks joining): from the arrival of
+        the newest of those picks to now. A version that only moves adds no latency sample.
+        """
         emitted = []
         claimed: set[str] = set()
         emit_wall = self.wall()
+        received = {b.pick_id: b.received for b in window}
         for event in sorted(found, key=lambda e: e.origin.time):
             ids = frozenset(window[a.row].pick_id for a in event.arrivals)
             match = self._best_match(ids, claimed)
-            last_received = max(window[a.row].received for a in event.arrivals)
             first_time = min(window[a.row].time for a in event.arrivals)
             if match is None:
-                self._open[event.event_id] = _Open(event, ids, first_time, last_received)
+                new_picks = ids
+                self._open[event.event_id] = _Open(event, ids, first_time, max(received[i] for i in ids))
                 claimed.add(event.event_id)
                 self.stats.declared += 1
                 if self.metrics is not None:
@@ -213,16 +219,19 @@ class LiveAssociator:
                 claimed.add(match)
                 if ids == old.pick_ids and not self._moved(old.event, event):
                     continue
+                new_picks = ids - old.pick_ids
                 event.event_id = old.event.event_id
                 event.version = old.event.version + 1
-                self._open[match] = _Open(event, ids, first_time, last_received)
+                last = max((received[i] for i in new_picks), default=old.last_received)
+                self._open[match] = _Open(event, ids, first_time, last)
                 self.stats.updated += 1
                 if self.metrics is not None:
                     self.metrics.updated.inc()
-            latency = max(emit_wall - last_received, 0.0)
-            self.stats.latencies.append(latency)
-            if self.metrics is not None:
-                self.metrics.latency.observe(latency)
+            if new_picks:
+                latency = max(emit_wall - max(received[i] for i in new_picks), 0.0)
+                self.stats.latencies.append(latency)
+                if self.metrics is not None:
+                    self.metrics.latency.observe(latency)
             emitted.append(event)
         return emitted
 
