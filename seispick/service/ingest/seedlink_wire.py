@@ -21,20 +21,36 @@ import json
 import logging
 import re
 import struct
+import sys
+from collections.abc import Awaitable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 from xml.etree import ElementTree
 
 from seispick.seedlink import v4
 from seispick.service.ingest.sources import read_mseed_bytes, record_length
 
 logger = logging.getLogger(__name__)
+T = TypeVar("T")
 
 __all__ = ["Listing", "Packet", "Reply", "SeedLinkConnection", "SeedLinkError", "ServerHello", "StationKey"]
 
 StationKey = tuple[str, str]
 V3_RECORD = 512
 MAX_PAYLOAD = 1 << 24  # a larger SeedLink 4 payload means the framing is lost
+
+if sys.version_info >= (3, 11):
+
+    async def _within(awaitable: Awaitable[T], timeout: float) -> T:
+        """``awaitable`` or TimeoutError after ``timeout`` s. ``asyncio.timeout``, not ``wait_for``: no task per
+        read (about 30 us less per packet) and a cancel is never lost when the read had just completed (3.11's
+        ``wait_for`` swallows it, so a client behind its data could not be stopped)."""
+        async with asyncio.timeout(timeout):
+            return await awaitable
+
+else:  # pragma: no cover - Python 3.10
+    _within = asyncio.wait_for
+
 _CAT_LINE = re.compile(r"^[A-Z0-9]{1,8}\s+[A-Z0-9]{1,8}(\s|$)")
 _IDENT = re.compile(rb"^\s*seedlink v", re.IGNORECASE)
 _SOFTWARE = re.compile(r"\(([^)]*)\)")
@@ -170,7 +186,7 @@ class SeedLinkConnection:
 
     # ------------------------------------------------------------------------------- lines
     async def _read(self, size: int, timeout: float | None = None) -> bytes:
-        return await asyncio.wait_for(self.reader.readexactly(size), timeout or self.timeout)
+        return await _within(self.reader.readexactly(size), timeout or self.timeout)
 
     async def send(self, command: str) -> None:
         logger.debug("-> %s", command)
@@ -180,7 +196,7 @@ class SeedLinkConnection:
     async def line(self, timeout: float | None = None) -> str:
         """Next non-empty reply line (``\\r`` inside an EXTREPLY kept)."""
         while True:
-            raw = await asyncio.wait_for(self.reader.readuntil(b"\n"), timeout or self.timeout)
+            raw = await _within(self.reader.readuntil(b"\n"), timeout or self.timeout)
             text = raw.decode("ascii", "replace").rstrip("\r\n").strip(" ")
             if text.strip():
                 return text

@@ -18,6 +18,7 @@ import os
 import signal
 import socket
 import sys
+from collections import deque
 
 from prometheus_client import CollectorRegistry
 
@@ -40,14 +41,13 @@ class InferenceTally(ServiceMetrics):
 
     def __init__(self) -> None:
         super().__init__()
-        self.calls: list[tuple[str, int, float]] = []
+        self.calls: deque[tuple[str, int, float]] = deque()  # appended on the batcher's executor thread
 
     def record_inference(self, model: str, windows: int, seconds: float) -> None:
         self.calls.append((model, windows, seconds))
 
     def take(self) -> list[tuple[str, int, float]]:
-        calls, self.calls = self.calls, []
-        return calls
+        return [self.calls.popleft() for _ in range(len(self.calls))]
 
 
 class Worker:
