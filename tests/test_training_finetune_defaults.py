@@ -63,6 +63,8 @@ def test_provenance_lists_only_the_options_given():
         assert absent not in line, (absent, line)
     given = train.make_context("seispick train", ["d", "--out", "o", "--no-augment"])
     assert _command_line(given) == "seispick train d --out o --no-augment"
+    weighted = finetune_context("--class-weights", "1,1,2", "--replay", "a", "--replay", "b")
+    assert _command_line(weighted).endswith("--class-weights 1,1,2 --replay a --replay b")
 
 
 def test_epoch_size_rule_fits_50_to_500_records():

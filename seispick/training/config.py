@@ -136,5 +136,7 @@ FINETUNE_DEFAULTS: dict[str, Any] = {
     "edge_probability": 0.3,
     "select_on": "f1",
     "s_window_probability": 0.5,
+    "distill_weight": 0.5,
+    "distill_phases": "S",
     "calibrate_thresholds": True,
 }
