@@ -89,12 +89,15 @@ def stream_of(data: np.ndarray, start: obspy.UTCDateTime = START) -> obspy.Strea
 def test_the_shipped_detector_is_a_convnetquake_card(detector):
     card = detector.card
     assert card.architecture == "convnetquake" and card.task == "detector" and card.window_samples == 1000
-    assert card.labels[0] == "noise" and len(card.labels) == 1 + len(card.location_cells) >= 4
+    # its location cells did not beat the most frequent cell on held-out events (issue 13): noise/event only,
+    # and the card says why
+    assert card.labels == ["noise", "event"] and not card.location_cells
+    assert "left out" in card.description and "cells" in card.description
     assert 0 < card.overlap_samples < 1000 and "Perol" in card.citation
     assert card.metrics["test"]["n_pos"] > 0 and card.split
 
 
-def test_pasted_event_is_found_with_a_cell(detector, stead_events):
+def test_pasted_event_is_found_without_a_cell(detector, stead_events):
     event = reorder(stead_events[-1], "ENZ")  # 2007-08-05, in the test split
     data = noise(300, seed=1, scale=float(np.std(event.waveform[:, : event.p_index - 100])) or 1.0)
     at = 12_000
@@ -105,8 +108,7 @@ def test_pasted_event_is_found_with_a_cell(detector, stead_events):
     assert hits, [d.as_dict() for d in found]
     hit = hits[0]
     assert hit.probability >= detector.card.default_thresholds["detection"]
-    assert hit.cell is not None and 0 <= hit.cell < len(detector.card.location_cells)
-    assert 0 < hit.cell_probability <= hit.probability + 1e-6
+    assert hit.cell is None and hit.cell_probability is None  # the shipped card has no cells
     assert hit.trace_id == "TA.109C..BH"
 
 
@@ -137,7 +139,7 @@ def test_detector_evaluation_on_events_and_pre_p_noise(detector, stead_events):
     assert report["task"] == "detector" and report["n_events"] == 4 and report["n_noise"] == 4
     det = report["detection"]
     assert det["recall"] >= 0.75 and det["precision"] >= 0.75 and det["auc"] >= 0.75
-    assert report["cells"]["n_located"] == 4 and 0 <= report["cells"]["accuracy"] <= 1
+    assert report["cells"]["n_cells"] == 0  # no cells to score (the card says why)
 
 
 def test_nearest_cells_by_great_circle():
