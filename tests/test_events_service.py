@@ -210,7 +210,9 @@ def test_event_metrics_are_exported(served):
 def test_convnetquake_detections_in_the_stream_equal_offline_detections(served):
     detector = ModelRegistry().load(DETECTOR)
     expected = detect(served["archive"], detector)
-    assert len(expected) >= 18, "each earthquake is detected at every station offline"
+    # the comparison is not vacuous: the shipped detector (recall 0.88 on its test split) finds most of the
+    # 2 earthquakes x 9 stations offline
+    assert len(expected) >= 12, "most station recordings of the two earthquakes are detected offline"
     got = {f["id"]: f for _, f in served["redis"]["detections"] if f["model"] == DETECTOR}
     assert sorted(got) == sorted(d.id for d in expected)
     for d in expected:
