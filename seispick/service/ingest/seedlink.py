@@ -234,6 +234,7 @@ class SeedLinkSource(Source):
                     continue
                 self.last_error = "server ended the stream"
             except _SESSION_ERRORS as exc:
+                _raise_if_cancelling()
                 self.last_error = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
             except Exception as exc:  # a bug or a server we misread: log it, but keep the feed alive
                 logger.exception("%s: session failed", self.name)
@@ -418,6 +419,7 @@ class SeedLinkSource(Source):
             try:
                 listed = await self._side_listing()
             except _SESSION_ERRORS as exc:
+                _raise_if_cancelling()
                 logger.debug("%s: re-listing stations failed: %s", self.name, exc)
                 continue
             new = sorted(key for key in listed or () if self._wanted(key) and key not in self._subscribed)
@@ -579,3 +581,11 @@ def _packet_station(packet: Packet) -> StationKey | None:
     if sep and station:
         return network.upper(), station.upper()
     return record_source_id(packet.payload)
+
+
+def _raise_if_cancelling() -> None:
+    """Re-raise a stop that arrived as a read timed out: Python 3.11's ``asyncio.timeout`` can turn the
+    cancellation into the TimeoutError a session error handler catches, and the loop would go on forever."""
+    task = asyncio.current_task()
+    if task is not None and hasattr(task, "cancelling") and task.cancelling():
+        raise asyncio.CancelledError
