@@ -11,7 +11,9 @@ picks; about 300,000 picks in all by default. Three runs on the same picks:
    ``--live-step-s`` of simulated time, over ``--live-minutes``; step compute time is measured, the latency is the simulated wait
    (delay + step) plus the compute time of the step that published the event version.
 
-Runs 1 and 2 alternate ``--repeat`` times (best of each). Prints a table: picks/s of each, the overhead ratio (goal <= 1.2x), events found, and live latency quantiles.
+Runs 1 and 2 alternate ``--repeat`` times (best of each). Prints a table: picks/s of each, the overhead ratio
+(goal <= 1.2x), events found, how many of the true events `seispick associate` found (within 10 km and 2 s)
+and how many of its events match none, and live latency quantiles.
 Run by hand:  python bench/associate.py [--stations 1000 --hours 24 --threads 2]
 """
 
@@ -56,14 +58,16 @@ def network(n: int, radius_km: float, rng) -> StationTable:
 
 
 def day_of_picks(stations: StationTable, hours: float, target: int, radius_km: float, rng):
-    """(station keys, phases, times) of events and 30 % spurious picks; about ``target`` picks in all."""
+    """(station keys, phases, times) of events and 30 % spurious picks (about ``target`` in all), the true
+    events (origin time, latitude, longitude, depth) and the number of true picks."""
     keys = np.array(list(stations.stations))
     lat = np.array([s.latitude for s in stations.stations.values()])
     lon = np.array([s.longitude for s in stations.stations.values()])
     coslat = math.cos(math.radians(40.0))
     true_target = int(target * 0.7)
     st_k, ph_k, t_k = [], [], []
-    n_true = n_events = 0
+    n_true = 0
+    truth = []  # (origin time, latitude, longitude, depth) of each event
     while n_true < true_target:
         r = radius_km * math.sqrt(rng.uniform(0, 1))
         az = rng.uniform(0, 2 * np.pi)
@@ -82,14 +86,14 @@ def day_of_picks(stations: StationTable, hours: float, target: int, radius_km: f
             ph_k.append(np.full(keep.sum(), phase))
             t_k.append(origin + hyp[keep] / v + rng.uniform(-0.05, 0.05, keep.sum()))
             n_true += int(keep.sum())
-        n_events += 1
+        truth.append((origin, elat, elon, depth))
     n_spurious = int(n_true * 0.3 / 0.7)
     st_k.append(keys[rng.integers(0, len(keys), n_spurious)])
     ph_k.append(np.where(rng.uniform(0, 1, n_spurious) < 0.5, "P", "S"))
     t_k.append(T0 + rng.uniform(0, hours * 3600, n_spurious))
     station, phase, times = np.concatenate(st_k), np.concatenate(ph_k), np.round(np.concatenate(t_k), 2)
     order = np.argsort(times, kind="stable")
-    return station[order], phase[order], times[order], n_events, n_true
+    return station[order], phase[order], times[order], np.array(truth), n_true
 
 
 def write_inputs(folder: Path, stations: StationTable, station, phase, times) -> tuple[Path, Path]:
@@ -105,6 +109,22 @@ def write_inputs(folder: Path, stations: StationTable, station, phase, times) ->
     picks_file = folder / "picks.csv"
     picks_file.write_text(picks_to_csv(picks))
     return st_file, picks_file
+
+
+def match(truth: np.ndarray, found: np.ndarray, km: float = 10.0, seconds: float = 2.0) -> tuple[int, int]:
+    """(true events found, found events matching no true one): within ``km`` epicentral and ``seconds``."""
+    if len(found) == 0:
+        return 0, 0
+    coslat = math.cos(math.radians(40.0))
+    hit = np.zeros(len(found), bool)
+    n_found = 0
+    for t, lat, lon, _ in truth:
+        near = (np.abs(found[:, 0] - t) < seconds) & (
+            np.hypot((found[:, 1] - lat) * KM, (found[:, 2] - lon) * KM * coslat) < km
+        )
+        n_found += bool(near.any())
+        hit |= near
+    return n_found, int((~hit).sum())
 
 
 def run_pyocto(associator: Associator, station, phase, times) -> tuple[float, int]:
@@ -126,13 +146,20 @@ def run_cli(
         "--stations",
         str(st_file),
     ]
-    cmd += ["-o", str(out), "-q", "--cutoff-km", str(cutoff_km)] + (
-        ["--threads", str(threads)] if threads else []
-    )
+    cmd += ["-o", str(out), "-q"] + (["--cutoff-km", str(cutoff_km)] if cutoff_km else [])
+    cmd += ["--threads", str(threads)] if threads else []
     start = time.perf_counter()
     subprocess.run(cmd, check=True, cwd=ROOT)
     seconds = time.perf_counter() - start
-    return seconds, sum(1 for _ in out.open()) - 1
+    events = pd.read_csv(out)
+    found = np.column_stack(
+        [
+            [UTCDateTime(t).timestamp for t in events["origin_time"]],
+            events["latitude"].to_numpy(float),
+            events["longitude"].to_numpy(float),
+        ]
+    )
+    return seconds, found
 
 
 def run_live(associator: Associator, station, phase, times, minutes: float, step_s: float, rng) -> dict:
@@ -192,18 +219,21 @@ def main() -> None:
     parser.add_argument("--live-step-s", type=float, default=5.0, help="live association interval")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--repeat", type=int, default=2, help="alternated runs of each; the best is reported")
-    parser.add_argument("--cutoff-km", type=float, default=200.0, help="PyOcto association cutoff distance")
+    parser.add_argument(
+        "--cutoff-km", type=float, default=None, help="association cutoff distance (default: seispick's rule)"
+    )
     args = parser.parse_args()
     rng = np.random.default_rng(args.seed)
     stations = network(args.stations, args.radius_km, rng)
     target = int(args.picks * args.hours / 24)
-    station, phase, times, n_events, n_true = day_of_picks(stations, args.hours, target, args.radius_km, rng)
+    station, phase, times, truth, n_true = day_of_picks(stations, args.hours, target, args.radius_km, rng)
     print(
-        f"{args.stations} stations, {args.hours:g} h, {len(times)} picks ({n_true} of {n_events} events, "
-        f"{len(times) - n_true} spurious), {args.threads} threads, cutoff {args.cutoff_km:g} km",
+        f"{args.stations} stations, {args.hours:g} h, {len(times)} picks ({n_true} of {len(truth)} events, "
+        f"{len(times) - n_true} spurious), {args.threads} threads",
         flush=True,
     )
     associator = Associator(stations, AssociationConfig(n_threads=args.threads, cutoff_km=args.cutoff_km))
+    print(f"association cutoff {associator.cutoff_km:g} km, time before {associator.time_before_s:.0f} s")
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         started = time.perf_counter()
@@ -215,7 +245,8 @@ def main() -> None:
             cli.append(run_cli(picks_file, st_file, folder / "events.csv", args.threads, args.cutoff_km))
             print(f"PyOcto {direct[-1][0]:.1f} s, seispick associate {cli[-1][0]:.1f} s", flush=True)
         direct_s, direct_events = min(direct)
-        cli_s, cli_events = min(cli)
+        cli_s, found = min(cli, key=lambda run: run[0])
+    recalled, false = match(truth, found)
     n = len(times)
     print()
     print("| run | seconds | picks/s | vs PyOcto | events |")
@@ -224,7 +255,11 @@ def main() -> None:
         f"| PyOcto `associate` directly (DataFrame in memory) | {direct_s:.1f} | {n / direct_s:,.0f} | 1.00x | {direct_events} |"
     )
     print(
-        f"| `seispick associate` (CSV in, events CSV out, process) | {cli_s:.1f} | {n / cli_s:,.0f} | {cli_s / direct_s:.2f}x | {cli_events} |"
+        f"| `seispick associate` (CSV in, events CSV out, process) | {cli_s:.1f} | {n / cli_s:,.0f} | {cli_s / direct_s:.2f}x | {len(found)} |"
+    )
+    print(
+        f"\ntrue events found by `seispick associate` (within 10 km and 2 s): {recalled} of {len(truth)} "
+        f"({recalled / len(truth):.1%}); found events matching none: {false}"
     )
     sys.stdout.flush()
     live = run_live(associator, station, phase, times, args.live_minutes, args.live_step_s, rng)

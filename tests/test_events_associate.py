@@ -213,3 +213,46 @@ def test_json_output_lists_arrivals_and_unassociated_counts(tmp_path: Path):
     assert body["associated"] == event["n_picks"] == len(event["arrivals"])
     assert body["unassociated"]["no_event"] == body["picks"] - body["associated"]
     assert {a["pick_id"] for a in event["arrivals"]} <= {p.id for p in true + spurious}
+
+
+def kth_neighbour_km(stations, k: int) -> np.ndarray:
+    """Distance from each station to its k-th nearest other station, by ObsPy's geodesics."""
+    coords = [(s.latitude, s.longitude) for s in stations.stations.values()]
+    out = []
+    for lat, lon in coords:
+        km = sorted(
+            gps2dist_azimuth(lat, lon, la, lo)[0] / 1000.0 for la, lo in coords if (la, lo) != (lat, lon)
+        )
+        out.append(km[k - 1])
+    return np.array(out)
+
+
+def test_association_cutoff_follows_the_station_spacing():
+    """Dense network: the 100 km floor; sparse: twice the median distance to the 8th neighbour; small: none."""
+    dense = syn.network(300, 46.0, 8.0, 300, seed=1)
+    sparse = syn.network(40, 46.0, 8.0, 600, seed=2)
+    small = syn.network(12, 46.0, 8.0, 20, seed=3)
+    assert Associator(dense).cutoff_km == 100.0
+    expected = 2 * float(np.median(kth_neighbour_km(sparse, 8)))
+    assert expected > 100.0
+    assert Associator(sparse).cutoff_km == pytest.approx(expected, rel=0.01)
+    assert Associator(small).cutoff_km == math.inf  # reaches every station anyway
+    assert Associator(dense, AssociationConfig(cutoff_km=math.inf)).cutoff_km == math.inf
+    with pytest.raises(ValueError, match="cutoff_km"):
+        Associator(dense, AssociationConfig(cutoff_km=0.0))
+
+
+def test_far_stations_still_join_an_event_found_within_the_cutoff():
+    """A 600 km network, an event picked everywhere: found from the near stations, located with all of them."""
+    rng = np.random.default_rng(5)
+    stations = syn.network(300, 46.0, 8.0, 300, seed=5)
+    hypo = syn.Hypocentre(T0, 46.2, 8.3, 10.0)
+    true = syn.event_picks(stations, hypo, VP, VS, noise_s=0.05, rng=rng)
+    associator = Associator(stations)
+    assert associator.cutoff_km == 100.0
+    result = associator.associate(PickSet.from_picks(true))
+    assert len(result.events) == 1
+    event = result.events[0]
+    assert hypocentral_error_km(event, hypo) < 2.0
+    assert max(a.distance_km for a in event.arrivals) > 2 * associator.cutoff_km
+    assert event.n_picks >= 0.95 * len(true)

@@ -74,7 +74,8 @@ FORMATS = ("csv", "json", "quakeml")
     "--cutoff-km",
     type=click.FloatRange(min=0, min_open=True),
     default=None,
-    help="Associate only stations within this distance of a candidate.",
+    help="Count only stations within this distance of a candidate hypocentre (default max(100 km, twice the "
+    "median distance from a station to its MIN_PICKS-th nearest); 'inf': every station).",
 )
 @click.option(
     "--slice-s",

@@ -131,18 +131,21 @@ class TravelTimes:
         self._grid = _load_table(table) if table is not None else None
 
     def __call__(
-        self, is_s: np.ndarray, r_km: np.ndarray, depth_km: float, station_z_km: np.ndarray
+        self, is_s: np.ndarray, r_km: np.ndarray, depth_km: float | np.ndarray, station_z_km: np.ndarray
     ) -> np.ndarray:
-        """Times for horizontal distances ``r_km``, a source at ``depth_km`` below sea level and stations at
-        ``station_z_km`` (km below sea level: minus the elevation), as PyOcto models them."""
-        is_s = np.asarray(is_s, dtype=bool)
+        """Times for horizontal distances ``r_km``, sources at ``depth_km`` below sea level and stations at
+        ``station_z_km`` (km below sea level: minus the elevation), as PyOcto models them; the arguments
+        broadcast against ``r_km`` (several trial sources at once: one row each)."""
+        r_km = np.asarray(r_km, float)
+        is_s = np.broadcast_to(np.asarray(is_s, dtype=bool), r_km.shape)
         if isinstance(self.model, Homogeneous):
             v = np.where(is_s, self.model.vs, self.model.vp)
             return np.hypot(r_km, depth_km - station_z_km) / v
         assert self._grid is not None
         delta, p_times, s_times = self._grid
-        r = np.clip(np.asarray(r_km, float) / delta, 0, p_times.shape[0] - 1.0001)
-        z = np.clip(np.full(r.shape, max(depth_km, 0.0)) / delta, 0, p_times.shape[1] - 1.0001)
+        r = np.clip(r_km / delta, 0, p_times.shape[0] - 1.0001)
+        depth = np.broadcast_to(np.maximum(np.asarray(depth_km, float), 0.0), r.shape)
+        z = np.clip(depth / delta, 0, p_times.shape[1] - 1.0001)
         i, j = r.astype(int), z.astype(int)
         fr, fz = r - i, z - j
         out = np.empty_like(r)

@@ -170,6 +170,12 @@ class EventsSettings(BaseModel):
     min_p_and_s: int = Field(default=1, ge=0, description="Stations with both P and S an event needs")
     depth_max_km: float | None = Field(default=None, gt=0, description="Deepest hypocentre (default: extent)")
     margin_km: float | None = Field(default=None, ge=0, description="Search area beyond the stations")
+    cutoff_km: float | None = Field(
+        default=None,
+        gt=0,
+        description="Count only stations within this distance of a candidate hypocentre (default: max(100 km, "
+        "twice the median distance from a station to its min_picks-th nearest))",
+    )
     window_s: float = Field(default=300.0, ge=10, description="Pick times associated together, s")
     delay_s: float = Field(default=10.0, ge=0, description="How long a pick waits for the others, s")
     step_s: float = Field(default=1.0, gt=0, le=60, description="Association interval, s")

@@ -82,6 +82,7 @@ def association_config(config: EventsSettings) -> AssociationConfig:
         min_s=config.min_s,
         min_p_and_s=config.min_p_and_s,
         margin_km=config.margin_km,
+        cutoff_km=config.cutoff_km,
         depth_km=(0.0, config.depth_max_km) if config.depth_max_km else None,
     )
     try:
