@@ -51,3 +51,41 @@ def test_openvino_splits_a_batch_like_onnxruntime(registry: ModelRegistry) -> No
 def test_unknown_backend_is_refused(registry: ModelRegistry) -> None:
     with pytest.raises(ModelLoadError, match="unknown inference backend 'tensorrt'"):
         load_model_dir(registry.get("phasenet-original").folder, backend="tensorrt")  # type: ignore[arg-type]
+
+
+def test_pick_backend_option_writes_the_reference_picks(tmp_path: Path) -> None:
+    """`seispick pick --backend openvino` writes the same pick CSV rows as the default onnxruntime."""
+    import csv
+
+    from click.testing import CliRunner
+
+    from seispick.cli.pick import pick
+
+    outputs = {}
+    for backend in ("onnxruntime", "openvino"):
+        out = tmp_path / f"{backend}.csv"
+        result = CliRunner().invoke(pick, [*map(str, REAL[:3]), "--backend", backend, "-q", "-o", str(out)])
+        assert result.exit_code == 0, result.output
+        with out.open() as handle:
+            outputs[backend] = list(csv.DictReader(handle))
+    reference, faster = outputs["onnxruntime"], outputs["openvino"]
+    assert len(reference) == len(faster) > 0
+    for a, b in zip(reference, faster):
+        assert (a["trace_id"], a["phase"]) == (b["trace_id"], b["phase"])
+        assert abs(obspy.UTCDateTime(a["peak_time"]) - obspy.UTCDateTime(b["peak_time"])) <= 0.01
+        assert abs(float(a["probability"]) - float(b["probability"])) <= 0.02
+
+
+def test_service_setting_selects_the_backend(monkeypatch: pytest.MonkeyPatch) -> None:
+    """SEISPICK_INFERENCE_BACKEND reaches the loaded models; an unknown engine refuses to start."""
+    from seispick.service.api.state import load_models
+    from seispick.service.settings import Settings, SettingsError, load_settings
+
+    monkeypatch.setenv("SEISPICK_INFERENCE_BACKEND", "openvino")
+    settings = Settings(models=["phasenet-original"])
+    assert settings.inference_backend == "openvino"
+    models = load_models(ModelRegistry(), settings)
+    assert {m.backend for m in models.values()} == {"openvino"}
+    monkeypatch.setenv("SEISPICK_INFERENCE_BACKEND", "tensorrt")
+    with pytest.raises(SettingsError, match="SEISPICK_INFERENCE_BACKEND"):
+        load_settings()

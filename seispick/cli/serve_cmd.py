@@ -28,6 +28,7 @@ OPTION_FIELDS: dict[str, tuple[tuple[str, ...], str]] = {
     "shard_index": (("streaming", "shard_index"), "--shard-index"),
     "shard_count": (("streaming", "shard_count"), "--shard-count"),
     "workers": (("streaming", "workers"), "--workers"),
+    "backend": (("inference_backend",), "--backend"),
 }
 
 
@@ -81,6 +82,13 @@ def settings_options(command: Callable) -> Callable:
             default=None,
             help="Picking processes, each with a part of the stations (SEISPICK_STREAMING__WORKERS; default: "
             "one per CPU core; 1 picks in the API process).",
+        ),
+        click.option(
+            "--backend",
+            type=click.Choice(["onnxruntime", "openvino"]),
+            default=None,
+            help="Inference engine (SEISPICK_INFERENCE_BACKEND; default onnxruntime, the reference; openvino: "
+            "OpenVINO's CPU plugin in fp32, the same picks).",
         ),
     ]
     for option in reversed(options):

@@ -221,6 +221,11 @@ class Settings(BaseSettings):
     p_threshold: Threshold | None = Field(default=None, description="Overrides the card's P threshold")
     s_threshold: Threshold | None = Field(default=None, description="Overrides the card's S threshold")
     inference_threads: int | None = Field(default=None, ge=1, description="onnxruntime intra-op threads")
+    inference_backend: Literal["onnxruntime", "openvino"] = Field(
+        default="onnxruntime",
+        description="onnxruntime (the reference) or openvino (OpenVINO's CPU plugin, fp32: the same picks; "
+        "needs seispick[openvino])",
+    )
 
     max_body_bytes: int = Field(default=32 * 1024 * 1024, ge=1)
     max_duration_s: float = Field(

@@ -63,7 +63,9 @@ def load_models(registry: ModelRegistry, settings: Settings) -> dict[str, OnnxMo
         if name not in registry.names():
             raise ValueError(f"model {name!r} is not in the registry (known: {', '.join(registry.names())})")
         try:
-            models[name] = registry.load(name, threads=settings.inference_threads)
+            models[name] = registry.load(
+                name, threads=settings.inference_threads, backend=settings.inference_backend
+            )
         except Exception:
             if explicit or name == settings.default_model:
                 raise

@@ -68,7 +68,8 @@ class Worker:
         names = settings.streaming.stream_models(settings.default_model)  # pickers and detectors
         threads = settings.inference_threads or max(available_cores() // init.count, 1)
         registry = ModelRegistry(settings.model_dirs or None)
-        models = [await asyncio.to_thread(registry.load, name, threads) for name in names]
+        backend = settings.inference_backend
+        models = [await asyncio.to_thread(registry.load, name, threads, backend=backend) for name in names]
         batcher = MicroBatcher({m.name: m for m in models}, settings.batching, self.tally, executor_threads=1)
         await batcher.start()
         self.runtime = runtime = StreamingRuntime(
