@@ -101,6 +101,7 @@ class WorkerPool:
         self.replay: SeedLinkReplayServer | None = None
         self.workers = [WorkerHandle(i) for i in range(self.count)]
         self._stopping = False
+        self._stopped = asyncio.Event()
         self._judge: asyncio.Task | None = None
         self._ids = itertools.count()
         self._refreshed = -float("inf")
@@ -127,6 +128,7 @@ class WorkerPool:
     async def stop(self) -> None:
         """Stop every worker (each emits its last picks first), then the demo server and the publisher."""
         self._stopping = True
+        self._stopped.set()
         if self._judge is not None:
             self._judge.cancel()
         self.selection.stop()
@@ -167,7 +169,8 @@ class WorkerPool:
                 "picking worker %d (pid %s) exited (%s); restarting it in %.0f s (restart %d)",
                 worker.index, worker.pid, worker.last_exit, delay, worker.restarts,
             )  # fmt: skip
-            await asyncio.sleep(delay)
+            with contextlib.suppress(asyncio.TimeoutError):  # stop() ends the wait
+                await asyncio.wait_for(self._stopped.wait(), delay)
             delay = min(delay * 2, RESTART_MAX_S)
 
     async def _run(self, worker: WorkerHandle, demo_port: int | None) -> int:
