@@ -89,8 +89,9 @@ class RecordSegment:
         self.data[component, a:b][fresh] = values[lo - start :][fresh]
         self.covered[component, a:b] |= True
         stats.samples += int(fresh.sum())
-        self.any_end = self._run_end(self.covered.any(axis=0), self.any_end)
-        self.all_end = max(self.all_end, self._run_end(self.covered[active].all(axis=0), self.all_end))
+        self.any_end = self._run_end(self.covered[:, self.any_end - self.base :].any(axis=0), self.any_end)
+        tail = self.covered[active, self.all_end - self.base :]  # only what lies past the covered run
+        self.all_end = max(self.all_end, self._run_end(tail.all(axis=0), self.all_end))
         requests = self._requests(self.core.extend(self.all_end, self.any_end))
         self._trim()
         return requests
@@ -105,8 +106,9 @@ class RecordSegment:
     def advance(self) -> list[Pick | Detection]:
         return self.core.advance()
 
-    def _run_end(self, mask: np.ndarray, end: int) -> int:
-        rest = mask[end - self.base :]
+    @staticmethod
+    def _run_end(rest: np.ndarray, end: int) -> int:
+        """``end`` moved over the covered samples of ``rest`` (coverage from ``end`` on) up to the first gap."""
         gaps = np.flatnonzero(~rest)
         return end + (int(gaps[0]) if gaps.size else rest.size)
 

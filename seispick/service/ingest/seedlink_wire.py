@@ -186,6 +186,8 @@ class SeedLinkConnection:
 
     # ------------------------------------------------------------------------------- lines
     async def _read(self, size: int, timeout: float | None = None) -> bytes:
+        if len(getattr(self.reader, "_buffer", b"")) >= size:  # already received: no timer to arm and cancel
+            return await self.reader.readexactly(size)
         return await _within(self.reader.readexactly(size), timeout or self.timeout)
 
     async def send(self, command: str) -> None:

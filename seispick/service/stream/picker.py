@@ -164,7 +164,7 @@ class StreamPicker:
         raw = np.asarray(trace.data, dtype=np.float32)
         if raw.size == 0:
             return
-        if not np.isfinite(raw).all():
+        if trace.data.dtype.kind == "f" and not np.isfinite(raw).all():  # integers are always finite
             self.problems.add("non_finite_samples")
             return
         instrument = f"{stats.network}.{stats.station}.{stats.location}.{stats.channel[:-1]}"
