@@ -97,10 +97,18 @@ def main() -> None:
             f"{tmp}/onnx",
             "--quiet",
         ]
-        t_cli, _ = best_of(args.repeats, lambda: subprocess.run(command, check=True, capture_output=True))
-        with open(f"{tmp}/picks.csv") as handle:
-            cli_picks = sum(1 for row in csv.DictReader(handle) if row["phase"] in ("P", "S"))
-        rows.append(("`seispick pick` process, same weights", t_cli, cli_picks))
+
+        def cli_row(name: str, extra: list[str]) -> None:
+            t_cli, _ = best_of(
+                args.repeats, lambda: subprocess.run(command + extra, check=True, capture_output=True)
+            )
+            with open(f"{tmp}/picks.csv") as handle:
+                cli_picks = sum(1 for row in csv.DictReader(handle) if row["phase"] in ("P", "S"))
+            rows.append((name, t_cli, cli_picks))
+
+        cli_row("`seispick pick` process, same weights", [])
+        if any(name.endswith("OpenVINO") for name, _, _ in rows):
+            cli_row("`seispick pick --backend openvino` process", ["--backend", "openvino"])
 
     print(
         f"\n{args.stations} stations x 1 h x 3 components at 100 Hz, overlap 1500, avg stacking, "
