@@ -119,6 +119,36 @@ def test_ids_are_deterministic_and_equal_to_the_offline_ones():
         assert {a.pick_id for a in event.arrivals} == {a.pick_id for a in live_final[event.event_id].arrivals}
 
 
+def test_a_pick_that_leaves_a_version_and_rejoins_adds_no_latency_sample():
+    """Re-association can drop a pick for a step and take it back: three versions, one latency sample (the
+    declaration), as the rejoining pick was published with the event before."""
+    stations, _, true, _, _, _ = sequence(events=1, spurious=0)
+    picks = sorted(true[0], key=lambda p: p.peak_time.timestamp)
+    associator = Associator(stations)
+    real, calls = associator.run_window, []
+
+    def flickering(*args, **kwargs):
+        events = real(*args, **kwargs)
+        calls.append(len(events))
+        if len(calls) == 2:  # the second step loses the event's latest arrival
+            for event in events:
+                event.arrivals = sorted(event.arrivals, key=lambda a: a.time)[:-1]
+        return events
+
+    associator.run_window = flickering
+    clock = [picks[-1].peak_time.timestamp + 1.0]
+    live = LiveAssociator(associator, LiveConfig(window_s=300.0, delay_s=5.0), wall_clock=lambda: clock[0])
+    for pick in picks:
+        assert live.add(pick)
+    now = picks[-1].peak_time.timestamp + 10.0
+    clock[0] = now
+    versions = [[(e.version, e.n_picks) for e in live.step(now)] for _ in range(3)]
+    assert calls == [1, 1, 1]
+    n = len(picks)
+    assert versions == [[(1, n)], [(2, n - 1)], [(3, n)]]
+    assert len(live.stats.latencies) == 1
+
+
 def test_late_pick_makes_a_new_version_and_a_too_late_one_is_counted():
     stations, hypos, true, _, _, _ = sequence(seed=3, events=1)
     group = sorted(true[0], key=lambda p: p.peak_time)

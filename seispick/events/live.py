@@ -60,6 +60,7 @@ class _Open:
     pick_ids: frozenset[str]
     first_time: float  # earliest pick time
     last_received: float
+    ever: frozenset[str] = frozenset()  # every pick published with the event in some version
 
 
 @dataclass
@@ -196,8 +197,9 @@ class LiveAssociator:
     def _merge(self, found: list[Event], window: list[_Buffered]) -> list[Event]:
         """Match PyOcto's events to the open ones; the new and changed ones, with ids and versions set.
 
-        Latency is observed for versions that bring picks (a new event, picks joining): from the arrival of
-        the newest of those picks to now. A version that only moves adds no latency sample.
+        Latency is observed for versions that bring picks never published with the event before (a new event,
+        picks joining for the first time): from the arrival of the newest of those picks to now. A version that
+        only moves, or only takes back picks an earlier version had, adds no latency sample.
         """
         emitted = []
         claimed: set[str] = set()
@@ -209,7 +211,7 @@ class LiveAssociator:
             first_time = min(window[a.row].time for a in event.arrivals)
             if match is None:
                 new_picks = ids
-                self._open[event.event_id] = _Open(event, ids, first_time, max(received[i] for i in ids))
+                self._open[event.event_id] = _Open(event, ids, first_time, max(received[i] for i in ids), ids)
                 claimed.add(event.event_id)
                 self.stats.declared += 1
                 if self.metrics is not None:
@@ -219,11 +221,11 @@ class LiveAssociator:
                 claimed.add(match)
                 if ids == old.pick_ids and not self._moved(old.event, event):
                     continue
-                new_picks = ids - old.pick_ids
+                new_picks = ids - old.ever  # a pick that left a version and came back was published before
                 event.event_id = old.event.event_id
                 event.version = old.event.version + 1
                 last = max((received[i] for i in new_picks), default=old.last_received)
-                self._open[match] = _Open(event, ids, first_time, last)
+                self._open[match] = _Open(event, ids, first_time, last, old.ever | ids)
                 self.stats.updated += 1
                 if self.metrics is not None:
                     self.metrics.updated.inc()

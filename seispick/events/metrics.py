@@ -32,7 +32,7 @@ class EventMetrics:
         )
         self.latency = Histogram(
             "seispick_association_latency_seconds",
-            "From the arrival of an event's last pick to the publication of the event version",
+            "From the arrival of an event's last new pick to the publication of the version that first has it",
             buckets=LATENCY_BUCKETS,
             registry=r,
         )
