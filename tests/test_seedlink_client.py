@@ -397,3 +397,34 @@ def test_refused_slproto_falls_back_to_v3_on_the_same_connection(caplog: pytest.
         assert any("unsupported protocol version" in r.getMessage() for r in caplog.records)
 
     run(scenario())
+
+
+def test_a_stop_that_arrives_as_a_packet_wait_times_out_ends_the_stream() -> None:
+    """Python 3.11's ``asyncio.timeout`` can turn a cancel that coincides with its expiry into TimeoutError; the
+    streaming loop, which polls on timeouts, must take it as the stop it is rather than poll on forever."""
+
+    class CancelledAsTimeout:
+        calls = 0
+
+        async def packet(self, timeout: float) -> None:
+            self.calls += 1
+            asyncio.current_task().cancel()  # the stop...
+            try:
+                await asyncio.sleep(1.0)
+            except asyncio.CancelledError:
+                raise asyncio.TimeoutError from None  # ...swallowed into the read's timeout, as 3.11 can
+
+        async def send(self, command: str) -> None:
+            pass
+
+    async def scenario() -> None:
+        source = SeedLinkSource(config(1, ["XX_STA1"]), Collector())
+        conn = CancelledAsTimeout()
+        task = asyncio.create_task(source._stream(conn))
+        done, _ = await asyncio.wait({task}, timeout=3.0)
+        if not done:
+            task.cancel()
+        assert done and task.cancelled(), "the stream went on polling after the stop"
+        assert conn.calls == 1
+
+    run(scenario())

@@ -318,6 +318,7 @@ class SeedLinkSource(Source):
             try:
                 packet = await conn.packet(timeout=wait)
             except asyncio.TimeoutError:
+                _raise_if_cancelling()  # a stop that came as the wait ran out must not be polled past
                 continue
             if packet.kind == "end":
                 return "ended"
