@@ -18,7 +18,7 @@ from seispick.models.annotate import AnnotationJob, AnnotationResult, NoUsableDa
 from seispick.models.formats import FORMATS, render, render_detections
 from seispick.models.io import WaveformReadError, read_waveforms
 from seispick.models.registry import ModelRegistry, UnknownModelError
-from seispick.models.runtime import ModelLoadError
+from seispick.models.runtime import BACKENDS, ModelLoadError
 
 
 @click.command()
@@ -55,7 +55,7 @@ from seispick.models.runtime import ModelLoadError
 @click.option("--threads", type=click.IntRange(1, 256), default=None, help="onnxruntime intra-op threads.")
 @click.option(
     "--backend",
-    type=click.Choice(["onnxruntime", "openvino"]),
+    type=click.Choice(BACKENDS),
     default="onnxruntime",
     show_default=True,
     help="Inference engine: onnxruntime (the reference) or OpenVINO's CPU plugin in fp32 (pip install "

@@ -85,7 +85,6 @@ def settings_options(command: Callable) -> Callable:
         ),
         click.option(
             "--backend",
-            type=click.Choice(["onnxruntime", "openvino"]),
             default=None,
             help="Inference engine (SEISPICK_INFERENCE_BACKEND; default onnxruntime, the reference; openvino: "
             "OpenVINO's CPU plugin in fp32, the same picks).",

@@ -60,9 +60,8 @@ class AssociationConfig:
     min_pick_fraction: float = 0.0  # PyOcto's distance check of picks (off: the cutoff below bounds distance)
     min_interevent_time_s: float = 3.0
     max_pick_overlap: int = 4
-    cutoff_km: float | None = (
-        None  # PyOcto association_cutoff_distance; None: derived (``default_cutoff_km``)
-    )
+    # PyOcto's association_cutoff_distance; None: derived from the stations (``default_cutoff_km``)
+    cutoff_km: float | None = None
     n_threads: int | None = None
     pick_std_s: float = 0.05  # floor of the residual standard deviation behind the uncertainties
 

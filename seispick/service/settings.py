@@ -30,6 +30,7 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from pydantic_settings import SettingsError as PydanticSettingsError
 
 from seispick.models.registry import DEFAULT_MODEL
+from seispick.models.runtime import Backend
 
 Threshold = Annotated[float, Field(gt=0, le=1)]
 
@@ -221,7 +222,7 @@ class Settings(BaseSettings):
     p_threshold: Threshold | None = Field(default=None, description="Overrides the card's P threshold")
     s_threshold: Threshold | None = Field(default=None, description="Overrides the card's S threshold")
     inference_threads: int | None = Field(default=None, ge=1, description="onnxruntime intra-op threads")
-    inference_backend: Literal["onnxruntime", "openvino"] = Field(
+    inference_backend: Backend = Field(
         default="onnxruntime",
         description="onnxruntime (the reference) or openvino (OpenVINO's CPU plugin, fp32: the same picks; "
         "needs seispick[openvino])",
