@@ -576,3 +576,31 @@ def test_manager_runs_file_replay_and_directory_on_one_callback(
         assert manager.state()["running"] == 0
 
     run(scenario())
+
+
+def test_stop_repeats_a_cancel_the_feed_swallowed() -> None:
+    """A feed that loses the first cancel (as Python 3.11's wait_for/timeout can when I/O completes at the same
+    moment) still ends on stop(), which cancels again until it lands."""
+    from seispick.service.ingest.sources import Source
+
+    class SwallowsFirstCancel(Source):
+        swallowed = 0
+
+        async def run(self) -> None:
+            while True:
+                try:
+                    await asyncio.sleep(10)
+                except asyncio.CancelledError:
+                    if self.swallowed:
+                        raise
+                    self.swallowed += 1
+                    asyncio.current_task().uncancel()  # gone without a trace, as in the races
+
+    async def scenario() -> None:
+        source = SwallowsFirstCancel(Collector(), "swallow")
+        await source.start()
+        await asyncio.sleep(0.05)
+        await asyncio.wait_for(source.stop(), 10)
+        assert source.swallowed == 1 and source.status == "stopped" and not source.running
+
+    asyncio.run(scenario())

@@ -220,6 +220,9 @@ class SourceStats:
             setattr(self, item.name, getattr(self, item.name) + getattr(other, item.name))
 
 
+STOP_RETRY_S = 1.0  # how long stop() waits for a cancel to land before it cancels again
+
+
 class Source(ABC):
     """A feed of traces: ``start()`` runs it as a task, ``stop()`` cancels it, ``state()`` reports it."""
 
@@ -243,9 +246,13 @@ class Source(ABC):
             self._task = asyncio.create_task(self._guarded(), name=f"ingest-{self.name}")
 
     async def stop(self) -> None:
+        """Cancel the feed and wait for it to end. Python 3.11's ``wait_for`` and ``asyncio.timeout`` can swallow
+        a cancel that coincides with an I/O completing or timing out, so the cancel is repeated until it lands."""
         task, self._task = self._task, None
         if task is not None and not task.done():
-            task.cancel()
+            while not task.done():
+                task.cancel()
+                await asyncio.wait({task}, timeout=STOP_RETRY_S)
             await asyncio.gather(task, return_exceptions=True)
             self.status = "stopped"
 
