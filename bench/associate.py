@@ -38,8 +38,8 @@ sys.path.insert(0, str(ROOT))
 from seispick.events.associate import AssociationConfig, Associator  # noqa: E402
 from seispick.events.live import LiveAssociator, LiveConfig  # noqa: E402
 from seispick.events.stations import Station, StationTable  # noqa: E402
-from seispick.models.formats import picks_to_csv  # noqa: E402
-from seispick.models.picks import Pick  # noqa: E402
+from seispick.picking.formats import picks_to_csv  # noqa: E402
+from seispick.picking.picks import Pick  # noqa: E402
 
 KM = 111.19
 VP, VS = 6.0, 3.5

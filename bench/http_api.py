@@ -178,8 +178,8 @@ def measure(base: str, batching: bool, concurrency: int, seconds: float, body_fi
 
 def in_process_rate(body: bytes, seconds: float) -> float:
     """Decode + annotate calls/s on ``body`` in this process, one thread per core (the ceiling for HTTP)."""
-    from seispick.models.annotate import annotate
     from seispick.models.registry import ModelRegistry
+    from seispick.picking.annotate import annotate
 
     model = ModelRegistry().load()
     threads = len(os.sched_getaffinity(0))

@@ -36,7 +36,7 @@ import obspy
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from seispick.seedlink.records import RECLEN, load_records  # noqa: E402
+from seispick.miniseed.pack import RECLEN, load_records  # noqa: E402
 
 REAL = ROOT / "tests" / "data" / "real"
 SERVICE = ROOT / "tests" / "data" / "service"

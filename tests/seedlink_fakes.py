@@ -28,9 +28,9 @@ from fnmatch import fnmatchcase
 
 from obspy import Trace
 
-from seispick.seedlink import v4
+from seispick.miniseed.pack import text_records
+from seispick.seedlink import packet_v4 as v4
 from seispick.seedlink.protocol import parse_seedlink_time
-from seispick.seedlink.records import text_records
 
 NS_PER_S = 1_000_000_000
 _B1000_OFFSET = 48

@@ -36,8 +36,8 @@ def test_the_cli_imports_no_subcommand_until_one_runs() -> None:
 
 
 def test_pick_imports_neither_the_service_nor_plotting_nor_training() -> None:
-    modules = _imported_after("import seispick.cli.pick")
-    assert "seispick.models.annotate" in modules  # the check is not vacuous
+    modules = _imported_after("import seispick.cli.pick_cmd")
+    assert "seispick.picking.annotate" in modules  # the check is not vacuous
     assert not modules & set(HEAVY)
 
 

@@ -6,8 +6,8 @@ import numpy as np
 import obspy
 import pytest
 
-from seispick.models.annotate import annotate
-from seispick.models.records import InstrumentPicker
+from seispick.picking.annotate import annotate
+from seispick.picking.incremental import InstrumentPicker
 from tests.streams import event_hour
 
 

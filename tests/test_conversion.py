@@ -8,7 +8,7 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from seispick.models.preprocess import normalise_windows  # noqa: E402
+from seispick.picking.preprocess import normalise_windows  # noqa: E402
 from seispick.training import tf_reference  # noqa: E402
 from seispick.training.convert import load_original_phasenet  # noqa: E402
 from seispick.training.export import export_onnx, onnx_parity  # noqa: E402

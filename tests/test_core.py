@@ -12,10 +12,10 @@ import pytest
 from obspy.signal.trigger import trigger_onset
 
 from seispick.models.card import ModelCard
-from seispick.models.segment import CoreSettings, SegmentPicker, grid_clock
-from seispick.models.stacking import Stack, stack_windows
-from seispick.models.trigger import Trigger, WindowRuns, trigger_intervals
-from seispick.models.windowing import WindowPlacement, window_offsets
+from seispick.picking.segment import CoreSettings, SegmentPicker, grid_clock
+from seispick.picking.stacking import Stack, stack_windows
+from seispick.picking.trigger import Trigger, WindowRuns, trigger_intervals
+from seispick.picking.windowing import WindowPlacement, window_offsets
 
 MODELS = Path(__file__).resolve().parents[1] / "seispick" / "models"
 
@@ -184,7 +184,7 @@ def test_segment_picker_record_by_record_equals_whole_segment(stacking):
 
 def test_importing_the_picking_path_does_not_import_scipy_signal():
     code = (
-        "import sys, seispick.models.annotate, seispick.models.detect, seispick.models.records; "
+        "import sys, seispick.picking.annotate, seispick.picking.detect, seispick.picking.incremental; "
         "sys.exit('scipy.signal' in sys.modules)"
     )
     assert subprocess.run([sys.executable, "-c", code]).returncode == 0

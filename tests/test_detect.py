@@ -10,9 +10,9 @@ import numpy as np
 import obspy
 import pytest
 
-from seispick.models.detect import SegmentWindows, detect, detections_from_windows, run_detector
-from seispick.models.grouping import StationSegment
 from seispick.models.registry import ModelRegistry
+from seispick.picking.detect import SegmentWindows, detect, detections_from_windows, run_detector
+from seispick.picking.grouping import StationSegment
 from seispick.training.datasets import load_dataset
 from seispick.training.detection_data import pre_p_noise_samples
 from seispick.training.evaluate import evaluate, nearest_cells
@@ -148,13 +148,13 @@ def test_nearest_cells_by_great_circle():
 
 
 def test_the_runtime_path_imports_no_torch():
-    code = "import sys, seispick.models.detect, seispick.models.annotate; sys.exit('torch' in sys.modules)"
+    code = "import sys, seispick.picking.detect, seispick.picking.annotate; sys.exit('torch' in sys.modules)"
     assert subprocess.run([sys.executable, "-c", code]).returncode == 0
 
 
 def test_detections_record_by_record_equal_detect(detector, stead_events):
     """The stream's core detects with the detector too: records in, the batch detections out, each once."""
-    from seispick.models.records import InstrumentPicker
+    from seispick.picking.incremental import InstrumentPicker
 
     event = reorder(stead_events[-1], "ENZ")
     data = noise(400, seed=5, scale=float(np.std(event.waveform[:, : event.p_index - 100])) or 1.0)

@@ -14,9 +14,9 @@ import pytest
 from click.testing import CliRunner
 
 from seispick.cli.main import cli
-from seispick.models.detect import detect
-from seispick.models.formats import DETECTION_CSV_COLUMNS
 from seispick.models.registry import ModelRegistry
+from seispick.picking.detect import detect
+from seispick.picking.formats import DETECTION_CSV_COLUMNS
 from seispick.service.settings import Settings
 from tests.service_harness import MSEED, ServiceHarness, event_bytes, event_stream
 from tests.streams import REAL

@@ -21,7 +21,7 @@ from seispick.events.event import CSV_COLUMNS
 from seispick.events.picksets import PickSet
 from seispick.events.quakeml import events_to_quakeml, validate
 from seispick.events.velocity import Layered
-from seispick.models.formats import picks_to_csv, picks_to_json, picks_to_quakeml
+from seispick.picking.formats import picks_to_csv, picks_to_json, picks_to_quakeml
 
 T0 = UTCDateTime("2024-05-01T12:00:00")
 VP, VS = 6.0, 3.5

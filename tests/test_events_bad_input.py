@@ -15,7 +15,7 @@ from seispick.events.associate import Associator
 from seispick.events.picksets import PickFileError, PickSet, read_pick_files
 from seispick.events.stations import StationFileError, read_stations
 from seispick.events.velocity import Layered, VelocityModelError, read_velocity_model
-from seispick.models.formats import picks_to_csv
+from seispick.picking.formats import picks_to_csv
 from tests.test_events_associate import scenario, write_stations_csv
 
 REAL = Path(__file__).parent / "data" / "real"

@@ -17,9 +17,9 @@ from redis.asyncio import Redis
 from seispick.cli.associate_cmd import associate
 from seispick.events import synthetic as syn
 from seispick.events.associate import Associator
+from seispick.events.association_metrics import EventMetrics
 from seispick.events.follow import follow
 from seispick.events.live import LiveAssociator, LiveConfig
-from seispick.events.metrics import EventMetrics
 from seispick.events.picksets import PickSet
 from seispick.service.publish.publisher import PickPublisher
 from tests.test_events_associate import assert_right_picks, write_stations_csv

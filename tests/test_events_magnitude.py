@@ -203,7 +203,7 @@ def test_cli_writes_magnitudes_from_waveforms_and_stationxml(located, tmp_path):
     from click.testing import CliRunner
 
     from seispick.cli.associate_cmd import associate
-    from seispick.models.formats import picks_to_csv
+    from seispick.picking.formats import picks_to_csv
 
     stations, hypo, event = located
     stream, inventory, _ = waveforms_and_inventory(stations, hypo)

@@ -29,10 +29,10 @@ from seispick.events.associate import Associator
 from seispick.events.picksets import PickSet
 from seispick.events.quakeml import validate
 from seispick.events.stations import read_stations
-from seispick.models.annotate import annotate
-from seispick.models.detect import detect
-from seispick.models.io import read_waveforms
 from seispick.models.registry import ModelRegistry
+from seispick.picking.annotate import annotate
+from seispick.picking.detect import detect
+from seispick.picking.waveforms import read_waveforms
 from seispick.replay.server import ThreadedReplayServer
 from seispick.service.api.app import create_app
 from seispick.service.settings import EventsSettings, Settings, StreamingSettings

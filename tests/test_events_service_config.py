@@ -19,13 +19,15 @@ from seispick.events.associate import Associator
 from seispick.events.picksets import PickSet
 from seispick.service.publish.publisher import PickPublisher
 from seispick.service.settings import (
+    DEMO_STATIONS,
     EventsSettings,
     Settings,
     SettingsError,
     StreamingSettings,
+    check_events,
     load_settings,
 )
-from seispick.service.stream.events import DEMO_STATIONS, LiveEvents, check_events
+from seispick.service.stream.association import LiveEvents
 from tests.service_harness import ServiceHarness, parse_metrics
 from tests.test_events_associate import hypocentral_error_km, scenario, write_stations_csv
 from tests.test_streaming_e2e import REDIS_URL, redis_available

@@ -19,9 +19,8 @@ import obspy
 from click.testing import CliRunner
 
 from seispick.cli.main import cli
-from seispick.seedlink import records as mseed_records
-from seispick.service.ingest.folder import DirectorySource, FileReplaySource
-from seispick.service.ingest.sources import DirectorySourceConfig
+from seispick.miniseed import pack as mseed_records
+from seispick.service.ingest.folder import DirectorySource, DirectorySourceConfig, FileReplaySource
 from seispick.service.settings import Settings, StreamingSettings
 from seispick.service.stream.runtime import DEMO_DIR
 from tests.service_harness import ServiceHarness

@@ -8,9 +8,9 @@ import numpy as np
 import obspy
 import pytest
 
-from seispick.models.annotate import annotate
+from seispick.models.inference import ModelLoadError, load_model_dir
 from seispick.models.registry import ModelRegistry
-from seispick.models.runtime import ModelLoadError, load_model_dir
+from seispick.picking.annotate import annotate
 
 REAL = sorted((Path(__file__).parent / "data" / "real").glob("*.mseed"))
 MODELS = ("phasenet-original", "phasenet-ta109c")
@@ -59,7 +59,7 @@ def test_pick_backend_option_writes_the_reference_picks(tmp_path: Path) -> None:
 
     from click.testing import CliRunner
 
-    from seispick.cli.pick import pick
+    from seispick.cli.pick_cmd import pick
 
     outputs = {}
     for backend in ("onnxruntime", "openvino"):

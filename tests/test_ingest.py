@@ -17,24 +17,20 @@ import pytest
 from obspy import Stream, Trace, UTCDateTime
 from pydantic import TypeAdapter, ValidationError
 
+from seispick.miniseed import pack as mseed_records
+from seispick.miniseed.decode import RecordError, decode_record, plausible_rate
 from seispick.replay.server import SEQ_MODULUS, SeedLinkReplayServer
-from seispick.seedlink import records as mseed_records
-from seispick.service.ingest.folder import DirectorySource, FileReplaySource, split_records
-from seispick.service.ingest.seedlink import Backoff, SeedLinkSource, merge_specs
-from seispick.service.ingest.sources import (
+from seispick.seedlink.client.config import SeedLinkSourceConfig
+from seispick.seedlink.client.feed import Backoff, SeedLinkSource, merge_specs
+from seispick.seedlink.stream_specs import StreamSpec, parse_stream_spec, read_station_file
+from seispick.service.ingest.folder import (
+    DirectorySource,
     DirectorySourceConfig,
     FileReplayConfig,
-    IngestSettings,
-    RecordError,
-    SeedLinkSourceConfig,
-    SourceConfig,
-    SourceManager,
-    StreamSpec,
-    decode_record,
-    parse_stream_spec,
-    plausible_rate,
-    read_station_file,
+    FileReplaySource,
+    split_records,
 )
+from seispick.service.ingest.manager import IngestSettings, SourceConfig, SourceManager
 from tests.streams import write_station_archive
 
 T0 = UTCDateTime(2024, 3, 1, 12, 0, 0)
@@ -581,7 +577,7 @@ def test_manager_runs_file_replay_and_directory_on_one_callback(
 def test_stop_repeats_a_cancel_the_feed_swallowed() -> None:
     """A feed that loses the first cancel (as Python 3.11's wait_for/timeout can when I/O completes at the same
     moment) still ends on stop(), which cancels again until it lands."""
-    from seispick.service.ingest.sources import Source
+    from seispick.feed import Source
 
     class SwallowsFirstCancel(Source):
         swallowed = 0

@@ -21,16 +21,16 @@ import pytest
 from click.testing import CliRunner
 from obspy.core.inventory import Inventory
 
-from seispick.cli.pick import pick as pick_command
-from seispick.models.io import (
+from seispick.cli.pick_cmd import pick as pick_command
+from seispick.models.registry import DEFAULT_MODEL
+from seispick.picking.picks import centis
+from seispick.picking.waveforms import (
     WaveformFormatError,
     describe_bytes,
     read_waveform_bytes,
     read_waveforms,
     sniff_format,
 )
-from seispick.models.picks import centis
-from seispick.models.registry import DEFAULT_MODEL
 from seispick.service.api.responses import record_json
 from seispick.service.publish.publisher import Record
 from seispick.service.settings import Settings, StreamingSettings
@@ -179,8 +179,8 @@ def test_quakeml_s_pick_sits_on_the_horizontal_with_the_larger_amplitude(event_f
 
 
 def test_stream_records_are_numbers_in_json(event_files):
-    from seispick.models.annotate import annotate
     from seispick.models.registry import ModelRegistry
+    from seispick.picking.annotate import annotate
 
     result = annotate(read_waveforms(event_files["mseed"]).stream, ModelRegistry().load(DEFAULT_MODEL))
     record = Record.of(result.picks[0])

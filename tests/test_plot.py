@@ -8,9 +8,9 @@ import obspy
 import pytest
 from click.testing import CliRunner
 
-from seispick.cli import plot
-from seispick.cli.pick import pick as pick_command
-from seispick.models.annotate import annotate
+from seispick.cli import pick_plot as plot
+from seispick.cli.pick_cmd import pick as pick_command
+from seispick.picking.annotate import annotate
 from tests.service_harness import DATA, EVENTS
 
 DAY = 86400.0

@@ -8,8 +8,7 @@ import numpy as np
 import pymseed
 import pytest
 
-from seispick.seedlink.records import load_records, text_records
-from seispick.service.ingest.records import (
+from seispick.miniseed.decode import (
     RecordError,
     decode_record,
     is_record_header,
@@ -17,6 +16,7 @@ from seispick.service.ingest.records import (
     record_length,
     record_source_id,
 )
+from seispick.miniseed.pack import load_records, text_records
 
 REAL = sorted((Path(__file__).parent / "data" / "real").glob("*.mseed"))
 
@@ -77,7 +77,7 @@ def test_garbage_and_impossible_rates_are_record_errors() -> None:
 def test_files_read_through_libmseed_equal_obspy() -> None:
     import obspy
 
-    from seispick.models.io import read_mseed_libmseed
+    from seispick.picking.waveforms import read_mseed_libmseed
 
     files = REAL + sorted((Path(__file__).parent / "data" / "service").glob("*.mseed"))
     for path in files:

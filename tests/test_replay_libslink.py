@@ -21,9 +21,9 @@ import pymseed
 import pytest
 from obspy import Stream, UTCDateTime
 
+from seispick.miniseed.pack import load_records
 from seispick.replay.server import ThreadedReplayServer
-from seispick.seedlink import v4
-from seispick.seedlink.records import load_records
+from seispick.seedlink import packet_v4 as v4
 from tests.streams import DATA, write_station_archive
 
 T0 = UTCDateTime(2024, 3, 1, 12, 0, 0)

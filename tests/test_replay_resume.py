@@ -15,11 +15,11 @@ from pathlib import Path
 import pytest
 from obspy import Stream, UTCDateTime
 
-from seispick.replay.requests import StationRequest, Subscription, start_position, subscribe
+from seispick.miniseed.pack import MseedRecord, load_records
 from seispick.replay.server import ThreadedReplayServer
-from seispick.replay.state import Replay
-from seispick.seedlink import v4
-from seispick.seedlink.records import MseedRecord, load_records
+from seispick.seedlink import packet_v4 as v4
+from seispick.seedlink.server.requests import StationRequest, Subscription, start_position, subscribe
+from seispick.seedlink.server.ring import Replay
 from tests.streams import write_station_archive
 from tests.test_replay_libslink import Wire, libslink_accepts, v4_handshake
 

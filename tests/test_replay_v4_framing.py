@@ -1,10 +1,10 @@
-"""SeedLink 4 ``SE`` packet framing (seispick.seedlink.v4) against the byte layout of the specification."""
+"""SeedLink 4 ``SE`` packet framing (seispick.seedlink.packet_v4) against the byte layout of the specification."""
 
 from __future__ import annotations
 
 import pytest
 
-from seispick.seedlink import v4
+from seispick.seedlink import packet_v4 as v4
 
 
 def test_packet_layout_matches_the_specification() -> None:

@@ -14,11 +14,12 @@ import numpy as np
 import pytest
 from obspy import Stream, Trace, UTCDateTime
 
+from seispick.miniseed.decode import trace_end_ns
+from seispick.seedlink.client.commands import seedlink_time, v4_selector
+from seispick.seedlink.client.config import SeedLinkSourceConfig
+from seispick.seedlink.client.connection import parse_cat
+from seispick.seedlink.client.feed import SeedLinkSource
 from seispick.seedlink.protocol import format_iso_time
-from seispick.service.ingest.seedlink import SeedLinkSource
-from seispick.service.ingest.seedlink_commands import seedlink_time, v4_selector
-from seispick.service.ingest.seedlink_wire import parse_cat
-from seispick.service.ingest.sources import SeedLinkSourceConfig, trace_end_ns
 from tests.seedlink_fakes import (
     FakeRingServer,
     FakeSeisComP,

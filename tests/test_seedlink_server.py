@@ -17,6 +17,7 @@ from obspy.clients.seedlink.easyseedlink import EasySeedLinkClient
 from obspy.clients.seedlink.slclient import SLClient
 from obspy.clients.seedlink.slpacket import SLPacket
 
+from seispick.miniseed import pack as mseed_records
 from seispick.replay.server import (
     SeedLinkReplayServer,
     Selector,
@@ -25,7 +26,6 @@ from seispick.replay.server import (
     parse_seedlink_time,
     selection_matches,
 )
-from seispick.seedlink import records as mseed_records
 from tests.streams import write_station_archive
 
 T0 = UTCDateTime(2024, 3, 1, 12, 0, 0)

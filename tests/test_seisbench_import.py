@@ -19,9 +19,9 @@ torch = pytest.importorskip("torch")
 from click.testing import CliRunner  # noqa: E402
 
 from seispick.cli.main import cli  # noqa: E402
-from seispick.models.annotate import annotate  # noqa: E402
-from seispick.models.preprocess import normalise_windows  # noqa: E402
-from seispick.models.runtime import load_model_dir  # noqa: E402
+from seispick.models.inference import load_model_dir  # noqa: E402
+from seispick.picking.annotate import annotate  # noqa: E402
+from seispick.picking.preprocess import normalise_windows  # noqa: E402
 from seispick.training.phasenet import PhaseNet  # noqa: E402
 from seispick.training.phasenet_light import EARLY_WIDTHS, PhaseNetLight  # noqa: E402
 from tests.streams import noise_stream  # noqa: E402

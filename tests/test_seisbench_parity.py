@@ -12,8 +12,8 @@ sbm = pytest.importorskip("seisbench.models")
 from click.testing import CliRunner  # noqa: E402
 
 from seispick.cli.main import cli  # noqa: E402
-from seispick.models.annotate import annotate  # noqa: E402
-from seispick.models.runtime import load_model_dir  # noqa: E402
+from seispick.models.inference import load_model_dir  # noqa: E402
+from seispick.picking.annotate import annotate  # noqa: E402
 from seispick.training.convert import state_dict_from_tf  # noqa: E402
 from tests.streams import DATA, event_hour, noise_stream  # noqa: E402
 

@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 from service_harness import MSEED, ServiceHarness, metric, to_mseed, variant
 
-from seispick.models.annotate import annotate
 from seispick.models.registry import DEFAULT_MODEL, ModelRegistry
+from seispick.picking.annotate import annotate
 from seispick.service.batcher import MicroBatcher
 from seispick.service.errors import ServiceBusy
 from seispick.service.settings import BatchingSettings, Settings

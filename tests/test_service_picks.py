@@ -9,9 +9,9 @@ import obspy
 import pytest
 from service_harness import MSEED, ServiceHarness, event_bytes, event_stream, to_json_body, to_mseed, variant
 
-from seispick.models.annotate import annotate
-from seispick.models.formats import render
 from seispick.models.registry import ModelRegistry
+from seispick.picking.annotate import annotate
+from seispick.picking.formats import render
 from seispick.service.settings import Settings
 
 

@@ -25,8 +25,8 @@ import obspy
 import pytest
 import redis
 
-from seispick.models.annotate import annotate
-from seispick.models.io import read_waveforms
+from seispick.picking.annotate import annotate
+from seispick.picking.waveforms import read_waveforms
 from seispick.replay.server import ThreadedReplayServer
 from seispick.service.settings import StreamingSettings
 from seispick.service.stream.runtime import DEMO_DIR

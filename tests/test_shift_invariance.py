@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import obspy
 
-from seispick.models.annotate import annotate
+from seispick.picking.annotate import annotate
 from tests.streams import event_hour
 
 

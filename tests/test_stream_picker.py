@@ -7,7 +7,7 @@ import asyncio
 import numpy as np
 import obspy
 
-from seispick.models.annotate import annotate
+from seispick.picking.annotate import annotate
 from seispick.service.stream.picker import StreamPicker
 from tests.streams import event_hour
 

@@ -21,8 +21,8 @@ import uvicorn
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import connect as ws_connect
 
-from seispick.models.annotate import annotate
-from seispick.models.io import read_waveforms
+from seispick.picking.annotate import annotate
+from seispick.picking.waveforms import read_waveforms
 from seispick.replay.server import ThreadedReplayServer
 from seispick.service.api.app import create_app
 from seispick.service.settings import Settings, StreamingSettings

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from seispick.models.runtime import load_model_dir
+from seispick.models.inference import load_model_dir
 from seispick.training.cards import convnetquake_card
 from seispick.training.config import TrainConfig
 from seispick.training.detection_data import (

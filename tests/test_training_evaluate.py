@@ -9,8 +9,8 @@ import pytest
 from click.testing import CliRunner
 
 from seispick.cli.main import cli
-from seispick.models.annotate import annotate
 from seispick.models.registry import ModelRegistry
+from seispick.picking.annotate import annotate
 from seispick.training.datasets import load_dataset
 from seispick.training.evaluate import evaluate, write_report
 from seispick.training.sample_streams import REFERENCE_START, sample_start, sample_stream

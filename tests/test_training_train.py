@@ -14,9 +14,9 @@ import torch
 from click.testing import CliRunner
 
 from seispick.cli.main import cli
-from seispick.models.annotate import annotate
 from seispick.models.card import ModelCard
-from seispick.models.runtime import load_model_dir
+from seispick.models.inference import load_model_dir
+from seispick.picking.annotate import annotate
 from seispick.training.cards import phasenet_card
 from seispick.training.checkpoint import load_base, load_checkpoint, read_meta
 from seispick.training.config import TrainConfig

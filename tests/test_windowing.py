@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from seispick.models.picks import picks_from_probabilities
-from seispick.models.stacking import stack_windows
-from seispick.models.windowing import cut_windows, window_offsets
+from seispick.picking.picks import picks_from_probabilities
+from seispick.picking.stacking import stack_windows
+from seispick.picking.windowing import cut_windows, window_offsets
 
 
 def covered(offsets, n, window):

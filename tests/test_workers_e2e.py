@@ -26,8 +26,8 @@ import redis
 from click.testing import CliRunner
 
 from seispick.cli.main import cli
-from seispick.models.annotate import annotate
-from seispick.models.io import read_waveforms
+from seispick.picking.annotate import annotate
+from seispick.picking.waveforms import read_waveforms
 from seispick.replay.server import ThreadedReplayServer
 from seispick.service.settings import Settings, StreamingSettings, available_cores
 from seispick.service.stream.runtime import DEMO_DIR

@@ -2,5 +2,5 @@
 
 May import every seispick package; ``seispick.training`` (torch) only lazily through ``lazy.py``, so
 ``seispick pick`` and ``seispick serve`` run without torch. ``pick.py`` reads files through
-``seispick.models.io`` like the HTTP API; ``plot.py`` draws ``--plot``.
+``seispick.picking.waveforms`` like the HTTP API; ``plot.py`` draws ``--plot``.
 """

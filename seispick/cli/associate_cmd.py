@@ -275,7 +275,7 @@ def _magnitudes(
     if not stations.has_responses:
         return ["no magnitudes: the station metadata holds no instrument responses (StationXML needed)"]
     from seispick.events.magnitude import local_magnitude
-    from seispick.models.io import WaveformReadError, read_waveforms
+    from seispick.picking.waveforms import WaveformReadError, read_waveforms
 
     try:
         read = read_waveforms(list(waveforms))

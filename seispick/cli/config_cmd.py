@@ -8,7 +8,7 @@ from typing import Any
 
 import click
 
-from .serve_cmd import installed_models, settings_from_options, settings_options
+from seispick.cli.serve_cmd import installed_models, settings_from_options, settings_options
 
 
 @click.command("config")

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import click
 
+from seispick.cli.lazy import training_module
 from seispick.models.registry import (
     DEFAULT_MODEL,
     ModelLoadError,
@@ -14,8 +15,6 @@ from seispick.models.registry import (
     UnknownModelError,
     user_model_dir,
 )
-
-from .lazy import training_module
 
 
 @click.group()

@@ -12,9 +12,8 @@ from typing import Any
 import click
 from click.core import ParameterSource
 
+from seispick.cli.lazy import training_module
 from seispick.training.config import FINETUNE_DEFAULTS, TrainConfig
-
-from .lazy import training_module
 
 SPLIT_PARTS = ["test", "val", "train", "all"]
 
@@ -569,8 +568,8 @@ def evaluate(model: str | None, data: tuple[Path, ...], part: str, **kw: Any) ->
     Pickers: precision, recall and F1 of P and S picks within 0.1 s and 0.5 s of the labels, and the residuals.
     Detectors: precision, recall, ROC AUC and location-cell accuracy.
     """
+    from seispick.models.inference import ModelLoadError
     from seispick.models.registry import ModelRegistry, UnknownModelError
-    from seispick.models.runtime import ModelLoadError
 
     try:
         loaded = ModelRegistry().load(model, prefer_gpu=False)

@@ -20,10 +20,10 @@ import numpy as np
 import pandas as pd
 from pyproj import CRS, Transformer
 
-from .event import Arrival, Event, Origin, event_id
-from .picksets import PickSet
-from .stations import StationTable
-from .velocity import Homogeneous, VelocityModel, pyocto_model
+from seispick.events.event import Arrival, Event, Origin, event_id
+from seispick.events.picksets import PickSet
+from seispick.events.stations import StationTable
+from seispick.events.velocity import Homogeneous, VelocityModel, pyocto_model
 
 log = logging.getLogger(__name__)
 KM_PER_DEG = 111.19492664455873

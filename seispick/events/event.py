@@ -11,11 +11,11 @@ from typing import TYPE_CHECKING
 
 from obspy import UTCDateTime
 
-from seispick.models.picks import Pick, iso
+from seispick.picking.picks import Pick, iso
 
 if TYPE_CHECKING:
-    from .magnitude import MagnitudeResult
-    from .picksets import PickSet
+    from seispick.events.magnitude import MagnitudeResult
+    from seispick.events.picksets import PickSet
 
 CSV_COLUMNS = [
     "event_id",

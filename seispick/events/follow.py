@@ -22,10 +22,9 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from seispick.models.picks import Pick
-
-from .event import Event
-from .live import LiveAssociator
+from seispick.events.event import Event
+from seispick.events.live import LiveAssociator
+from seispick.picking.picks import Pick
 
 log = logging.getLogger(__name__)
 

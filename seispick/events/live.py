@@ -21,13 +21,12 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from seispick.models.picks import Pick
-
-from .associate import Associator
-from .event import Event
-from .metrics import EventMetrics
-from .picksets import PickSet
-from .stations import station_key
+from seispick.events.associate import Associator
+from seispick.events.association_metrics import EventMetrics
+from seispick.events.event import Event
+from seispick.events.picksets import PickSet
+from seispick.events.stations import station_key
+from seispick.picking.picks import Pick
 
 log = logging.getLogger(__name__)
 

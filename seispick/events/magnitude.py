@@ -17,8 +17,8 @@ import numpy as np
 from obspy import Inventory, Stream, UTCDateTime
 from obspy.signal.invsim import WOODANDERSON
 
-from .event import Event
-from .stations import has_responses
+from seispick.events.event import Event
+from seispick.events.stations import has_responses
 
 log = logging.getLogger(__name__)
 

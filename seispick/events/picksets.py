@@ -17,10 +17,9 @@ import numpy as np
 import pandas as pd
 from obspy import UTCDateTime, read_events
 
-from seispick.models.formats import CSV_COLUMNS
-from seispick.models.picks import Pick
-
-from .stations import station_key
+from seispick.events.stations import station_key
+from seispick.picking.formats import CSV_COLUMNS
+from seispick.picking.picks import Pick
 
 REQUIRED = ("trace_id", "phase", "peak_time")
 TEXT_COLUMNS = tuple(CSV_COLUMNS)  # what ``seispick pick`` writes

@@ -34,9 +34,8 @@ from obspy.core.event import (
     WaveformStreamID,
 )
 
-from seispick.models.formats import picks_to_catalog
-
-from .event import Event as SeispickEvent
+from seispick.events.event import Event as SeispickEvent
+from seispick.picking.formats import picks_to_catalog
 
 KM_PER_DEG = 111.19492664455873
 PREFIX = "smi:seispick"

@@ -13,9 +13,8 @@ import numpy as np
 from obspy import UTCDateTime
 from obspy.geodetics import gps2dist_azimuth
 
-from seispick.models.picks import Pick
-
-from .stations import Station, StationTable
+from seispick.events.stations import Station, StationTable
+from seispick.picking.picks import Pick
 
 
 @dataclass(frozen=True)

@@ -6,8 +6,8 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from .card import CARD_FILE, CardError, ModelCard
-from .runtime import Backend, ModelLoadError, OnnxModel, load_model_dir
+from seispick.models.card import CARD_FILE, CardError, ModelCard
+from seispick.models.inference import Backend, ModelLoadError, OnnxModel, load_model_dir
 
 SHIPPED_DIR = Path(__file__).resolve().parent
 # What choose_default() picks from the shipped cards' held-out figures (a test keeps the two equal).

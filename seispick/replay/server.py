@@ -1,16 +1,16 @@
 """Asyncio SeedLink server that replays a miniSEED archive as a live stream, in SeedLink 3.1 and 4.0.
 
-The archive is re-packed into 512-byte records (see :mod:`seispick.seedlink.records`) and released
+The archive is re-packed into 512-byte records (see :mod:`seispick.miniseed.pack`) and released
 into per-station ring buffers as the replay clock passes each record's end time: ``speed`` times real
-time, or everything at once for ``speed`` 0 or infinity (:mod:`seispick.replay.state`). Clients resume
+time, or everything at once for ``speed`` 0 or infinity (:mod:`seispick.seedlink.server.ring`). Clients resume
 with ``DATA seq`` without gaps or duplicates, also across a server ``stop()``/``start()`` (the replay
 state survives; the clock keeps running while the port is closed).
 
-Each connection is a :class:`~seispick.replay.session.Session`; it speaks SeedLink 3.1
-(:mod:`seispick.replay.dialect_v3`: HELLO, CAT, CAPABILITIES, BATCH, INFO, STATION, SELECT, DATA, FETCH,
+Each connection is a :class:`~seispick.seedlink.server.session.Session`; it speaks SeedLink 3.1
+(:mod:`seispick.seedlink.server.dialect_v3`: HELLO, CAT, CAPABILITIES, BATCH, INFO, STATION, SELECT, DATA, FETCH,
 TIME, END, ENDFETCH, BYE) until the client negotiates ``SLPROTO 4.0``
-(:mod:`seispick.replay.dialect_v4`: STATION/SELECT/DATA with stream-ID patterns, ``SE`` packets, JSON
-INFO). Where a resume starts is decided in :mod:`seispick.replay.requests`.
+(:mod:`seispick.seedlink.server.dialect_v4`: STATION/SELECT/DATA with stream-ID patterns, ``SE`` packets, JSON
+INFO). Where a resume starts is decided in :mod:`seispick.seedlink.server.requests`.
 """
 
 from __future__ import annotations
@@ -24,16 +24,16 @@ from collections.abc import Awaitable, Callable, Iterable
 from pathlib import Path
 from typing import Any, TypeVar
 
-from seispick.replay.info import PROTOCOLS
-from seispick.replay.session import Session
-from seispick.replay.state import Packet, Replay, StationBuffer
+from seispick.miniseed.pack import load_records
 from seispick.seedlink.protocol import (
     SEQ_MODULUS,
     Selector,
     parse_seedlink_time,
     selection_matches,
 )
-from seispick.seedlink.records import load_records
+from seispick.seedlink.server.info import PROTOCOLS
+from seispick.seedlink.server.ring import Packet, Replay, StationBuffer
+from seispick.seedlink.server.session import Session
 
 logger = logging.getLogger(__name__)
 

@@ -24,9 +24,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from seispick.models.runtime import OnnxModel
+from seispick.models.inference import OnnxModel
+from seispick.service.app_metrics import ServiceMetrics
 from seispick.service.errors import ServiceBusy
-from seispick.service.metrics import ServiceMetrics
 from seispick.service.settings import BatchingSettings
 
 log = logging.getLogger(__name__)

@@ -29,8 +29,11 @@ from pydantic import BaseModel, Field, SecretStr, ValidationError, field_validat
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from pydantic_settings import SettingsError as PydanticSettingsError
 
+from seispick.events.associate import AssociationConfig, AssociationConfigError
+from seispick.events.stations import StationFileError, StationTable, read_stations
+from seispick.events.velocity import Homogeneous, VelocityModel, VelocityModelError, read_velocity_model
+from seispick.models.inference import Backend
 from seispick.models.registry import DEFAULT_MODEL
-from seispick.models.runtime import Backend
 
 Threshold = Annotated[float, Field(gt=0, le=1)]
 
@@ -145,10 +148,72 @@ class StreamingSettings(BaseModel):
         return self.workers or available_cores()
 
 
+class EventsConfigError(ValueError):
+    """Association settings that cannot work; ``field`` names the ``events`` setting at fault."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(message)
+        self.field = field
+
+
+def stations_path(settings: Settings) -> Path:
+    """The station file: ``events.stations``, else (``--demo``) the demo's bundled coordinates."""
+    return settings.events.stations or DEMO_STATIONS
+
+
+def velocity_model(config: EventsSettings) -> VelocityModel:
+    """The 1D model file, or a homogeneous model (6.0 / 3.5 km/s unless ``vp``/``vs`` are set)."""
+    try:
+        if config.velocity_file is not None:
+            return read_velocity_model(config.velocity_file)
+        return Homogeneous(config.vp, config.vs) if config.vp is not None else Homogeneous()
+    except VelocityModelError as exc:
+        raise EventsConfigError("velocity_file" if config.velocity_file else "vp", str(exc)) from None
+
+
+def association_config(config: EventsSettings) -> AssociationConfig:
+    """``AssociationConfig`` of the ``events`` settings (reads the velocity model file)."""
+    out = AssociationConfig(
+        velocity=velocity_model(config),
+        tolerance_s=config.tolerance_s,
+        min_picks=config.min_picks,
+        min_p=config.min_p,
+        min_s=config.min_s,
+        min_p_and_s=config.min_p_and_s,
+        margin_km=config.margin_km,
+        cutoff_km=config.cutoff_km,
+        depth_km=(0.0, config.depth_max_km) if config.depth_max_km else None,
+    )
+    try:
+        out.check()
+    except AssociationConfigError as exc:
+        raise EventsConfigError("min_picks", str(exc)) from None
+    return out
+
+
+def check_events(settings: Settings) -> tuple[StationTable, AssociationConfig]:
+    """Read the station and velocity files and check the association settings (start-up refuses on error)."""
+    streaming = settings.streaming
+    if not (settings.demo or streaming.seedlink or streaming.watch_dirs):
+        raise EventsConfigError(
+            "stations",
+            "association needs the stream's picks: give a real-time source too (--seedlink, --watch or "
+            "--demo), or associate a Redis pick stream with `seispick associate --follow REDIS_URL`",
+        )
+    try:
+        stations = read_stations(stations_path(settings))
+    except StationFileError as exc:
+        raise EventsConfigError("stations", str(exc)) from None
+    return stations, association_config(settings.events)
+
+
 def available_cores() -> int:
     """CPU cores this process may run on (its affinity on Linux, else every core)."""
     affinity = getattr(os, "sched_getaffinity", None)
     return len(affinity(0)) if affinity else os.cpu_count() or 1
+
+
+DEMO_STATIONS = Path(__file__).resolve().parent / "stream" / "demo" / "stations.csv"
 
 
 class EventsSettings(BaseModel):
@@ -435,8 +500,6 @@ def load_settings(
                     f"{given.name(path)}: unknown model {name!r}; installed: {', '.join(names) or 'none'}"
                 )
     if settings.events.active(settings.demo):
-        from seispick.service.stream.events import EventsConfigError, check_events
-
         try:
             check_events(settings)  # reads the station and velocity files: a bad one refuses start-up
         except EventsConfigError as exc:

@@ -13,8 +13,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .samples import WaveformSample, reorder
-from .synthetic import coloured_noise
+from seispick.training.samples import WaveformSample, reorder
+from seispick.training.synthetic import coloured_noise
 
 __all__ = [
     "Augmentation",

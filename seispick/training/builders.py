@@ -8,12 +8,11 @@ import numpy as np
 import torch
 
 from seispick.models.card import ModelCard, Normalisation
-
-from . import tf_reference
-from .cards import phasenet_card
-from .convert import load_original_phasenet, load_seisbench_checkpoint
-from .export import write_licence, write_model_folder
-from .phasenet import CITATION
+from seispick.training import tf_reference
+from seispick.training.cards import phasenet_card
+from seispick.training.convert import load_original_phasenet, load_seisbench_checkpoint
+from seispick.training.export import write_licence, write_model_folder
+from seispick.training.phasenet import CITATION
 
 MIT_NOTE = "MIT licence (PhaseNet, Copyright (c) 2018 Weiqiang Zhu); see LICENSE in this folder."
 

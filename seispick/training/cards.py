@@ -5,11 +5,10 @@ from __future__ import annotations
 from typing import Any
 
 from seispick.models.card import ModelCard, Normalisation
-
-from .convnetquake import CITATION as CNQ_CITATION
-from .convnetquake import SAMPLING_RATE as CNQ_RATE
-from .convnetquake import WINDOW_SAMPLES as CNQ_WINDOW
-from .phasenet import CITATION as PHASENET_CITATION
+from seispick.training.convnetquake import CITATION as CNQ_CITATION
+from seispick.training.convnetquake import SAMPLING_RATE as CNQ_RATE
+from seispick.training.convnetquake import WINDOW_SAMPLES as CNQ_WINDOW
+from seispick.training.phasenet import CITATION as PHASENET_CITATION
 
 __all__ = [
     "MIT_SEISPICK",

@@ -12,11 +12,10 @@ from torch import nn
 
 from seispick.models.card import ModelCard
 from seispick.models.registry import ModelRegistry, UnknownModelError
-
-from .convert import load_original_phasenet
-from .convnetquake import ConvNetQuake
-from .loop import CHECKPOINT_FILE
-from .phasenet import PhaseNet
+from seispick.training.convert import load_original_phasenet
+from seispick.training.convnetquake import ConvNetQuake
+from seispick.training.loop import CHECKPOINT_FILE
+from seispick.training.phasenet import PhaseNet
 
 __all__ = [
     "CONFIG_FILE",

@@ -11,9 +11,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from .phasenet import PhaseNet
-from .phasenet_light import PhaseNetLight
-from .pickled import load_pickled_module
+from seispick.training.phasenet import PhaseNet
+from seispick.training.phasenet_light import PhaseNetLight
+from seispick.training.pickled import load_pickled_module
 
 
 def _conv(kernel: np.ndarray) -> torch.Tensor:

@@ -28,10 +28,10 @@ from typing import Any
 
 import numpy as np
 
-from .evaluate import TOLERANCES, load_model, predict_picks
-from .inputs import DataSplit, load_split, split_samples
-from .metrics import Pick, evaluate_picks
-from .samples import WaveformSample, sample_time
+from seispick.training.evaluate import TOLERANCES, load_model, predict_picks
+from seispick.training.inputs import DataSplit, load_split, split_samples
+from seispick.training.metrics import Pick, evaluate_picks
+from seispick.training.samples import WaveformSample, sample_time
 
 __all__ = [
     "FoldResult",
@@ -185,9 +185,9 @@ def cross_validate(
     does. The base model's picks on the same held-out records come first in the result, then the base's with
     P and S thresholds calibrated on each fold's validation records (what threshold calibration alone gives).
     """
-    from .config import TrainConfig
-    from .selection import calibrate_thresholds
-    from .train import finetune_phasenet
+    from seispick.training.config import TrainConfig
+    from seispick.training.selection import calibrate_thresholds
+    from seispick.training.train import finetune_phasenet
 
     extra = load_split(list(replay), "station") if replay else None
     calibrated = f"{base} (thresholds calibrated)"
@@ -262,7 +262,7 @@ def main(argv: list[str] | None = None) -> None:
     variants = {name: json.loads(options) for name, options in args.variant} or {"finetuned": {}}
     common = dict(args.common)
     if args.defaults:
-        from .config import FINETUNE_DEFAULTS
+        from seispick.training.config import FINETUNE_DEFAULTS
 
         common = {**FINETUNE_DEFAULTS, **common}
     results = cross_validate(

@@ -19,11 +19,10 @@ from typing import Any
 import numpy as np
 from obspy import Stream, UTCDateTime, read_events
 
-from seispick.models.io import read_waveform_file
-
-from .samples import WaveformSample, reorder
-from .splits import Split, split_by_station, split_by_time
-from .validation import DatasetError, check_dataset, validate_dataset
+from seispick.picking.waveforms import read_waveform_file
+from seispick.training.samples import WaveformSample, reorder
+from seispick.training.splits import Split, split_by_station, split_by_time
+from seispick.training.validation import DatasetError, check_dataset, validate_dataset
 
 __all__ = [
     "DatasetError",
@@ -44,7 +43,7 @@ __all__ = [
 ]
 
 MSEED_SUFFIXES = {".mseed", ".miniseed", ".msd", ".ms"}
-# Waveform files of an "mseed" dataset folder: miniSEED or SAC, plain or compressed (read by seispick.models.io).
+# Waveform files of an "mseed" dataset folder: miniSEED or SAC, plain or compressed (read by seispick.picking.waveforms).
 WAVEFORM_SUFFIXES = MSEED_SUFFIXES | {".sac"}
 COMPRESSED_SUFFIXES = {".gz", ".bz2", ".xz"}
 

@@ -16,11 +16,10 @@ import torch
 from torch.utils.data import Dataset
 
 from seispick.models.card import Normalisation
-from seispick.models.preprocess import normalise_windows
-
-from .augment import Compose, add_noise, crop, gain, pre_event_noise, vertical_only
-from .detector_samples import coordinates, pre_p_noise_samples
-from .samples import WaveformSample, reorder
+from seispick.picking.preprocess import normalise_windows
+from seispick.training.augment import Compose, add_noise, crop, gain, pre_event_noise, vertical_only
+from seispick.training.detector_samples import coordinates, pre_p_noise_samples
+from seispick.training.samples import WaveformSample, reorder
 
 __all__ = [
     "UNKNOWN_CELL",

@@ -6,8 +6,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from .augment import crop
-from .samples import WaveformSample
+from seispick.training.augment import crop
+from seispick.training.samples import WaveformSample
 
 __all__ = ["coordinates", "detector_noise", "detector_test_samples", "pre_p_noise_samples"]
 

@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .labels import CLASSES
+from seispick.training.labels import CLASSES
 
 __all__ = ["blend_targets", "distillation_loss", "frozen_teacher"]
 

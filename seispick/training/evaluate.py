@@ -1,7 +1,7 @@
 """Evaluation of a shipped-style ONNX model on labelled samples, through the same runtime as the CLI and service.
 
 Each sample becomes an ObsPy Stream (:func:`~seispick.training.sample_streams.sample_stream`) that runs through
-``seispick.models.annotate.annotate`` (pickers) or ``seispick.models.detect`` (detectors); the picks and
+``seispick.picking.annotate.annotate`` (pickers) or ``seispick.picking.detect`` (detectors); the picks and
 detections that come out are scored with :mod:`seispick.training.metrics`. There is no second inference path.
 """
 
@@ -15,15 +15,14 @@ from typing import Any
 
 import numpy as np
 
-from seispick.models.annotate import annotate
-from seispick.models.detect import run_detector
-from seispick.models.picks import picks_from_probabilities
+from seispick.models.inference import OnnxModel
 from seispick.models.registry import ModelRegistry
-from seispick.models.runtime import OnnxModel
-
-from .metrics import Pick, detection_scores, evaluate_picks, match_picks, roc_curve
-from .sample_streams import sample_start, sample_stream
-from .samples import WaveformSample
+from seispick.picking.annotate import annotate
+from seispick.picking.detect import run_detector
+from seispick.picking.picks import picks_from_probabilities
+from seispick.training.metrics import Pick, detection_scores, evaluate_picks, match_picks, roc_curve
+from seispick.training.sample_streams import sample_start, sample_stream
+from seispick.training.samples import WaveformSample
 
 __all__ = [
     "TOLERANCES",
@@ -192,7 +191,7 @@ def evaluate_detector(
     """Detection precision/recall/F1 and ROC AUC over samples, and location-cell accuracy.
 
     An event sample (one with a P pick) scores the highest event probability among the windows that contain its
-    P time; it is detected when that reaches ``threshold``, which is exactly when ``seispick.models.detect``
+    P time; it is detected when that reaches ``threshold``, which is exactly when ``seispick.picking.detect``
     reports a detection covering P (detections are runs of windows at or above the threshold). A noise sample's score is the highest event
     probability of all its windows, and any detection on it is a false positive. The cell of an event is the
     most likely cell of its best window; the true cell is the card's cell nearest to the sample's epicentre.
@@ -279,6 +278,6 @@ def write_report(report: dict[str, Any], json_path: str | Path, png_path: str | 
     """Write the report as JSON (NaN as null) and, with ``png_path``, its figure."""
     Path(json_path).write_text(json.dumps(_json_safe(report), indent=2) + "\n")
     if png_path:
-        from .plots import plot_evaluation
+        from seispick.training.plots import plot_evaluation
 
         plot_evaluation(report, png_path)

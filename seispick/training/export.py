@@ -12,8 +12,7 @@ import onnxruntime as ort
 import torch
 
 from seispick.models.card import ModelCard, sha256_file
-
-from .licences import LICENCE_FILE, default_licence
+from seispick.training.licences import LICENCE_FILE, default_licence
 
 __all__ = ["OPSET", "ParityError", "export_onnx", "onnx_parity", "write_licence", "write_model_folder"]
 

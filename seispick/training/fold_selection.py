@@ -20,14 +20,18 @@ from typing import Any
 from torch import nn
 
 from seispick.models.card import ModelCard
-
-from .config import TrainConfig
-from .crossval import held_out_blocks
-from .evaluate import sweep_picks
-from .metrics import Pick, evaluate_picks
-from .phasenet_fit import fit_phasenet
-from .samples import WaveformSample
-from .selection import CALIBRATION_TOLERANCES, SELECTION_TOLERANCE, THRESHOLD_GRID, torch_runtime
+from seispick.training.config import TrainConfig
+from seispick.training.crossval import held_out_blocks
+from seispick.training.evaluate import sweep_picks
+from seispick.training.metrics import Pick, evaluate_picks
+from seispick.training.phasenet_fit import fit_phasenet
+from seispick.training.samples import WaveformSample
+from seispick.training.selection import (
+    CALIBRATION_TOLERANCES,
+    SELECTION_TOLERANCE,
+    THRESHOLD_GRID,
+    torch_runtime,
+)
 
 __all__ = ["FoldChoice", "select_by_folds"]
 

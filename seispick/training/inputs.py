@@ -7,10 +7,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from .datasets import iter_dataset
-from .samples import WaveformSample
-from .splits import Split, split_by_station, split_by_time
-from .validation import MAX_LISTED, DatasetError, validate_dataset
+from seispick.training.datasets import iter_dataset
+from seispick.training.samples import WaveformSample
+from seispick.training.splits import Split, split_by_station, split_by_time
+from seispick.training.validation import MAX_LISTED, DatasetError, validate_dataset
 
 __all__ = ["DataSplit", "SplitMethod", "check_for_model", "load_folder", "load_split", "split_samples"]
 

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .samples import WaveformSample
+from seispick.training.samples import WaveformSample
 
 __all__ = ["LabelConfig", "CLASSES", "pick_label", "make_labels", "sample_labels"]
 

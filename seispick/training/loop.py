@@ -16,7 +16,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
-from .config import TrainConfig
+from seispick.training.config import TrainConfig
 
 __all__ = [
     "CHECKPOINT_FILE",
@@ -133,7 +133,7 @@ def fit(
     With ``score_fn`` (returns a dict with ``"score"``, higher is better, e.g. validation pick F1) checkpoints are
     selected and stopped on that score, ties broken by the lower validation loss; its entries go into the history.
     """
-    from .plots import plot_learning_curve
+    from seispick.training.plots import plot_learning_curve
 
     started = time.monotonic()
     torch.manual_seed(config.seed)

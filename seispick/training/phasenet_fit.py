@@ -14,13 +14,12 @@ import torch.nn.functional as F
 from torch import nn
 
 from seispick.models.card import ModelCard
-
-from .config import TrainConfig
-from .distill import distillation_loss, frozen_teacher
-from .loop import FitResult, LossFn, ScoreFn, fit
-from .phasenet import PhaseNet
-from .picking_data import PickingWindows
-from .samples import WaveformSample
+from seispick.training.config import TrainConfig
+from seispick.training.distill import distillation_loss, frozen_teacher
+from seispick.training.loop import FitResult, LossFn, ScoreFn, fit
+from seispick.training.phasenet import PhaseNet
+from seispick.training.picking_data import PickingWindows
+from seispick.training.samples import WaveformSample
 
 __all__ = ["encoder_modules", "fit_phasenet", "make_loss", "picking_loss", "weighted_picking_loss"]
 

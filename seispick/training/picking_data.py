@@ -2,7 +2,7 @@
 
 Windows are drawn afresh every epoch from a generator seeded by (seed, epoch, index), so a run is
 reproducible with any number of workers and any batch order. Normalisation is
-``seispick.models.preprocess.normalise_windows`` with the model card's settings: the network is trained on
+``seispick.picking.preprocess.normalise_windows`` with the model card's settings: the network is trained on
 exactly what the runtime will feed it.
 """
 
@@ -16,9 +16,8 @@ import torch
 from torch.utils.data import Dataset
 
 from seispick.models.card import Normalisation
-from seispick.models.preprocess import normalise_windows
-
-from .augment import (
+from seispick.picking.preprocess import normalise_windows
+from seispick.training.augment import (
     Compose,
     add_gap,
     add_noise,
@@ -29,8 +28,8 @@ from .augment import (
     superpose_event,
     vertical_only,
 )
-from .labels import LabelConfig, sample_labels
-from .samples import WaveformSample, reorder
+from seispick.training.labels import LabelConfig, sample_labels
+from seispick.training.samples import WaveformSample, reorder
 
 __all__ = ["PickingWindows", "place_window", "training_augmentation"]
 

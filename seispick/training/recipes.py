@@ -18,14 +18,13 @@ from typing import Any
 
 from seispick.models.card import HeldOutScores, ModelCard
 from seispick.models.registry import DEFAULT_MODEL, choose_default
-
-from .cards import summarize_report
-from .checkpoint import read_meta
-from .crossval import cross_validate
-from .evaluate import evaluate, write_report
-from .inputs import load_split
-from .licences import MIT_TEXT, NCEDC_NOTE, STEAD_NOTE
-from .train_detector import CELLS_MODEL, detector_test_samples
+from seispick.training.cards import summarize_report
+from seispick.training.checkpoint import read_meta
+from seispick.training.crossval import cross_validate
+from seispick.training.evaluate import evaluate, write_report
+from seispick.training.inputs import load_split
+from seispick.training.licences import MIT_TEXT, NCEDC_NOTE, STEAD_NOTE
+from seispick.training.train_detector import CELLS_MODEL, detector_test_samples
 
 __all__ = [
     "RECIPES",
@@ -357,13 +356,13 @@ def cell_cross_validation(data: Path, folds: int = CELL_CV_FOLDS, work: Path | N
     """
     import tempfile
 
-    from .cards import convnetquake_card
-    from .config import TrainConfig
-    from .crossval import time_folds
-    from .evaluate import nearest_cells
-    from .inputs import DataSplit
-    from .synthetic import synthetic_samples
-    from .train_detector import cells_for, train_convnetquake
+    from seispick.training.cards import convnetquake_card
+    from seispick.training.config import TrainConfig
+    from seispick.training.crossval import time_folds
+    from seispick.training.evaluate import nearest_cells
+    from seispick.training.inputs import DataSplit
+    from seispick.training.synthetic import synthetic_samples
+    from seispick.training.train_detector import cells_for, train_convnetquake
 
     stead = load_split([data / STEAD], "time", seed=SEED)
     ncedc = load_split([data / NCEDC], "station", seed=SEED)
@@ -521,7 +520,7 @@ def describe_convnetquake(data: Path, models: Path, runs: Path) -> ModelCard:
 
 def _majority_baseline(card: ModelCard, stead) -> float:
     """Cell accuracy on the TA.109C test events of always answering the most frequent training cell."""
-    from .evaluate import nearest_cells
+    from seispick.training.evaluate import nearest_cells
 
     cells = card.location_cells or []
 

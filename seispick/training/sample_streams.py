@@ -8,7 +8,7 @@ import numpy as np
 import obspy
 from obspy import UTCDateTime
 
-from .samples import WaveformSample
+from seispick.training.samples import WaveformSample
 
 __all__ = ["REFERENCE_START", "sample_start", "sample_stream"]
 

@@ -1,7 +1,7 @@
 """Choosing checkpoints and pick thresholds by pick F1 on validation records, through the runtime's own code.
 
-A torch network is wrapped as a :class:`~seispick.models.runtime.OnnxModel` whose runner calls torch, so the
-validation picks come from ``seispick.models.annotate`` exactly as ``seispick evaluate`` makes them from the
+A torch network is wrapped as a :class:`~seispick.models.inference.OnnxModel` whose runner calls torch, so the
+validation picks come from ``seispick.picking.annotate`` exactly as ``seispick evaluate`` makes them from the
 exported ONNX model: whole records, windows on the absolute grid, stacking and the trigger.
 """
 
@@ -17,11 +17,10 @@ import torch
 from torch import nn
 
 from seispick.models.card import ModelCard
-from seispick.models.runtime import OnnxModel
-
-from .evaluate import predict_picks, sweep_picks
-from .metrics import Pick, evaluate_picks
-from .samples import WaveformSample
+from seispick.models.inference import OnnxModel
+from seispick.training.evaluate import predict_picks, sweep_picks
+from seispick.training.metrics import Pick, evaluate_picks
+from seispick.training.samples import WaveformSample
 
 __all__ = [
     "THRESHOLD_GRID",

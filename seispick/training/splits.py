@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 from obspy import UTCDateTime
 
-from .samples import WaveformSample, sample_time
+from seispick.training.samples import WaveformSample, sample_time
 
 __all__ = ["Split", "split_by_station", "split_by_time"]
 

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import signal
 
-from .samples import WaveformSample
+from seispick.training.samples import WaveformSample
 
 __all__ = ["SyntheticConfig", "coloured_noise", "synthetic_event", "synthetic_noise", "synthetic_samples"]
 

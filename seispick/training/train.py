@@ -21,21 +21,20 @@ import numpy as np
 from torch import nn
 
 from seispick.models.card import ModelCard
-
-from .cards import phasenet_card, summarize_report
-from .checkpoint import CheckpointMeta, load_base, load_checkpoint, write_meta
-from .config import TrainConfig
-from .evaluate import evaluate, write_report
-from .export import write_model_folder
-from .fold_selection import select_by_folds
-from .inputs import DataSplit, check_for_model
-from .licences import LICENCE_FILE
-from .loop import FitResult
-from .phasenet import PhaseNet
-from .phasenet_fit import encoder_modules, fit_phasenet, picking_loss
-from .picking_data import PickingWindows
-from .selection import calibrate_thresholds, torch_runtime, validation_scorer
-from .validation import DatasetError, validate_dataset
+from seispick.training.cards import phasenet_card, summarize_report
+from seispick.training.checkpoint import CheckpointMeta, load_base, load_checkpoint, write_meta
+from seispick.training.config import TrainConfig
+from seispick.training.evaluate import evaluate, write_report
+from seispick.training.export import write_model_folder
+from seispick.training.fold_selection import select_by_folds
+from seispick.training.inputs import DataSplit, check_for_model
+from seispick.training.licences import LICENCE_FILE
+from seispick.training.loop import FitResult
+from seispick.training.phasenet import PhaseNet
+from seispick.training.phasenet_fit import encoder_modules, fit_phasenet, picking_loss
+from seispick.training.picking_data import PickingWindows
+from seispick.training.selection import calibrate_thresholds, torch_runtime, validation_scorer
+from seispick.training.validation import DatasetError, validate_dataset
 
 __all__ = [
     "RunResult",

@@ -17,20 +17,19 @@ import torch.nn.functional as F
 from torch import nn
 
 from seispick.models.card import ModelCard
-
-from .cards import summarize_report
-from .checkpoint import CheckpointMeta, write_meta
-from .config import TrainConfig
-from .convnetquake import ConvNetQuake, assign_cells, location_cells
-from .detection_data import UNKNOWN_CELL, DetectionWindows, EventExample
-from .detector_samples import coordinates, detector_noise, detector_test_samples
-from .evaluate import evaluate, write_report
-from .export import write_model_folder
-from .inputs import DataSplit, check_for_model
-from .loop import FitResult, fit
-from .metrics import detection_scores
-from .samples import WaveformSample
-from .validation import DatasetError
+from seispick.training.cards import summarize_report
+from seispick.training.checkpoint import CheckpointMeta, write_meta
+from seispick.training.config import TrainConfig
+from seispick.training.convnetquake import ConvNetQuake, assign_cells, location_cells
+from seispick.training.detection_data import UNKNOWN_CELL, DetectionWindows, EventExample
+from seispick.training.detector_samples import coordinates, detector_noise, detector_test_samples
+from seispick.training.evaluate import evaluate, write_report
+from seispick.training.export import write_model_folder
+from seispick.training.inputs import DataSplit, check_for_model
+from seispick.training.loop import FitResult, fit
+from seispick.training.metrics import detection_scores
+from seispick.training.samples import WaveformSample
+from seispick.training.validation import DatasetError
 
 __all__ = [
     "DetectorRun",
@@ -225,7 +224,7 @@ def train_convnetquake(
     does not beat always answering the most frequent training cell (:func:`cell_verdict`), the model is exported
     without cells (noise and event; the cell outputs summed) and its card says why; the model with cells is kept
     in ``<out_dir>/model_with_cells``. Test metrics come
-    from running the exported ONNX model through ``seispick.models.detect`` over the test events and the noise
+    from running the exported ONNX model through ``seispick.picking.detect`` over the test events and the noise
     cut before their P.
     """
     out = Path(out_dir)

@@ -6,7 +6,7 @@ from collections.abc import Iterable
 
 import numpy as np
 
-from .samples import WaveformSample
+from seispick.training.samples import WaveformSample
 
 __all__ = ["DatasetError", "validate_dataset", "check_dataset"]
 

@@ -1,6 +1,6 @@
 """The HTTP API: app factory (``app.create_app``), routers, dependencies, request decoding, responses.
 
-``decode`` reads bodies through ``seispick.models.io`` (what ``seispick pick`` reads, and 4xx answers that
+``decode`` reads bodies through ``seispick.picking.waveforms`` (what ``seispick pick`` reads, and 4xx answers that
 say what anything else looks like); ``responses`` turns results and published records into JSON, CSV and
 QuakeML with the picks' own ids and probabilities as numbers.
 

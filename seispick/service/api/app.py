@@ -18,16 +18,17 @@ from seispick.models.registry import ModelRegistry
 from seispick.service.api.dependencies import require_api_key
 from seispick.service.api.docs import install_docs
 from seispick.service.api.handlers import install_handlers
-from seispick.service.api.routers import detections, events, health, metrics, models, picks, stream
+from seispick.service.api.routers import detections, events, health, models, picks, stream
+from seispick.service.api.routers import prometheus as metrics
 from seispick.service.api.schemas import WaveformJsonBody
 from seispick.service.api.state import ServiceState, load_models
+from seispick.service.app_metrics import HttpMetricsMiddleware, ServiceMetrics
 from seispick.service.batcher import MicroBatcher
-from seispick.service.metrics import HttpMetricsMiddleware, ServiceMetrics
 from seispick.service.settings import Settings, model_warnings
-from seispick.service.stream.events import start_events
-from seispick.service.stream.metrics import StreamMetrics
+from seispick.service.stream.association import start_events
+from seispick.service.stream.job_metrics import StreamMetrics
 from seispick.service.stream.runtime import StreamingRuntime
-from seispick.service.stream.workers import WorkerPool
+from seispick.service.stream.worker_pool import WorkerPool
 
 log = logging.getLogger(__name__)
 

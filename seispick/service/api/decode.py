@@ -1,7 +1,7 @@
 """Request bodies to ObsPy Streams: waveform bytes, multipart file uploads and JSON samples.
 
 Waveform bytes (the body, or each multipart part) go through the one input path the CLI uses,
-``seispick.models.io.read_waveform_bytes``: gzip/bzip2/xz unpacked, the format sniffed with ObsPy's own
+``seispick.picking.waveforms.read_waveform_bytes``: gzip/bzip2/xz unpacked, the format sniffed with ObsPy's own
 checks and read by name, so miniSEED, SAC and the other formats ObsPy reads are accepted in every
 waveform content type. Anything else is a 4xx that says what the body looks like and what is accepted.
 
@@ -19,7 +19,7 @@ import obspy
 from pydantic import ValidationError
 from python_multipart.multipart import MultipartParseError, MultipartParser, parse_options_header
 
-from seispick.models.io import (
+from seispick.picking.waveforms import (
     WaveformFormatError,
     compression_of,
     describe_bytes,

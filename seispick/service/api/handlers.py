@@ -10,9 +10,9 @@ from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException
 from starlette.responses import JSONResponse, Response
 
-from seispick.models.annotate import NoUsableDataError
+from seispick.picking.annotate import NoUsableDataError
+from seispick.service.app_metrics import ServiceMetrics
 from seispick.service.errors import ServiceError
-from seispick.service.metrics import ServiceMetrics
 
 log = logging.getLogger(__name__)
 

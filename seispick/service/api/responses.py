@@ -13,9 +13,9 @@ from typing import Any
 import numpy as np
 from starlette.responses import Response
 
-from seispick.models.annotate import AnnotationResult
-from seispick.models.formats import render, render_detections
-from seispick.models.picks import iso
+from seispick.picking.annotate import AnnotationResult
+from seispick.picking.formats import render, render_detections
+from seispick.picking.picks import iso
 from seispick.service.api.schemas import PicksQuery, PicksResponse, ProbabilityTrace
 
 NUMERIC_FIELDS = {"probability": float, "cell_probability": float, "cell": int}

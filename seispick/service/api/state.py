@@ -8,11 +8,11 @@ from typing import Any
 
 from redis.asyncio import Redis
 
+from seispick.models.inference import OnnxModel
 from seispick.models.registry import ModelRegistry
-from seispick.models.runtime import OnnxModel
+from seispick.service.app_metrics import ServiceMetrics
 from seispick.service.batcher import MicroBatcher
 from seispick.service.errors import ModelNotFound
-from seispick.service.metrics import ServiceMetrics
 from seispick.service.settings import Settings
 
 log = logging.getLogger(__name__)

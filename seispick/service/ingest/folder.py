@@ -28,24 +28,23 @@ import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from obspy import Trace
+from pydantic import Field
 
-from seispick.models.io import read_waveform_file
-from seispick.seedlink.records import find_files
-from seispick.service.ingest.sources import (
-    DirectorySourceConfig,
+from seispick.feed import Source, SourceConfigBase, TraceCallback
+from seispick.feed import worth_logging as _worth_logging
+from seispick.miniseed.decode import (
     RecordError,
-    Source,
-    TraceCallback,
-    _worth_logging,
     decode_record,
     is_record_header,
     plausible_rate,
     record_length,
     trace_end_ns,
 )
+from seispick.miniseed.pack import find_files
+from seispick.picking.waveforms import read_waveform_file
 
 logger = logging.getLogger(__name__)
 
@@ -102,7 +101,7 @@ class FileCursor:
     reclen: int | None = None  # length of the first record
     records: int = 0
     ignored: bool = False  # does not start like miniSEED
-    read_whole: bool = False  # an ignored file read (or refused) whole through seispick.models.io
+    read_whole: bool = False  # an ignored file read (or refused) whole through seispick.picking.waveforms
     skip: bool = False  # move to the end without delivering (existing files, read_existing=False)
     updated: float = 0.0
     observed: int | None = None  # size at the previous poll (None: not seen at a poll yet)
@@ -207,6 +206,23 @@ def _decode(record: bytes) -> Trace | RecordError | None:
         return exc
 
 
+class DirectorySourceConfig(SourceConfigBase):
+    """A folder polled for new and growing miniSEED files."""
+
+    kind: Literal["directory"] = "directory"
+    path: Path
+    poll_s: float = Field(default=1.0, gt=0)
+    pattern: str = Field(default="*", description="Glob below path; '**/*.mseed' searches sub-folders")
+    read_existing: bool = Field(default=True, description="Deliver files already there at start")
+
+
+class FileReplayConfig(SourceConfigBase):
+    """Files (or folders of files) read once, in the given order."""
+
+    kind: Literal["files"] = "files"
+    paths: list[Path] = Field(min_length=1)
+
+
 class _FileSource(Source):
     """Shared reading of files through cursors, and delivery in time order."""
 
@@ -275,7 +291,7 @@ class DirectorySource(_FileSource):
     """Poll a folder for new and growing miniSEED files (names starting with '.' are left alone).
 
     Files that are not plain miniSEED (SAC, gzip/bzip2/xz-compressed miniSEED, other formats ObsPy reads)
-    are read whole through the CLI's input path (``seispick.models.io``) once their size stayed the same
+    are read whole through the CLI's input path (``seispick.picking.waveforms``) once their size stayed the same
     for a poll and go out in pieces, in time order with the records; files that are no waveforms are
     logged and left alone.
     """
@@ -378,7 +394,7 @@ class FileReplaySource(_FileSource):
     """Read files (folders: every file below them) once, in order, then finish.
 
     miniSEED is split into records like the directory source; other files (SAC, compressed miniSEED, the
-    other formats ObsPy reads) go through the CLI's input path (``seispick.models.io``) and are delivered
+    other formats ObsPy reads) go through the CLI's input path (``seispick.picking.waveforms``) and are delivered
     in pieces, in time order across their channels.
     """
 

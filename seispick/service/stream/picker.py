@@ -21,11 +21,11 @@ from dataclasses import dataclass, field
 import numpy as np
 import obspy
 
-from seispick.models.grouping import component_index
-from seispick.models.notes import InstrumentNotes
-from seispick.models.picks import Detection, Pick
-from seispick.models.records import InstrumentPicker, WindowRequest
-from seispick.models.runtime import OnnxModel
+from seispick.models.inference import OnnxModel
+from seispick.picking.grouping import component_index
+from seispick.picking.incremental import InstrumentPicker, WindowRequest
+from seispick.picking.notes import InstrumentNotes
+from seispick.picking.picks import Detection, Pick
 from seispick.service.stream.overload import BehindMonitor, Lag
 
 log = logging.getLogger(__name__)

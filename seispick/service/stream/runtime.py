@@ -20,22 +20,19 @@ from pathlib import Path
 
 import obspy
 
-from seispick.models.picks import Detection, Pick
+from seispick.feed import Source
+from seispick.picking.picks import Detection, Pick
 from seispick.replay.server import SeedLinkReplayServer
-from seispick.service.ingest.seedlink import SeedLinkSource
-from seispick.service.ingest.sources import (
-    DirectorySourceConfig,
-    SeedLinkSourceConfig,
-    Source,
-    SourceManager,
-    StreamSpec,
-    make_source,
-)
+from seispick.seedlink.client.config import SeedLinkSourceConfig
+from seispick.seedlink.client.feed import SeedLinkSource
+from seispick.seedlink.stream_specs import StreamSpec
+from seispick.service.ingest.folder import DirectorySourceConfig
+from seispick.service.ingest.manager import SourceManager, make_source
 from seispick.service.publish.publisher import PickPublisher
 from seispick.service.settings import Settings
-from seispick.service.stream.metrics import StreamMetrics, StreamSnapshot
+from seispick.service.stream.job_metrics import StreamMetrics, StreamSnapshot
 from seispick.service.stream.picker import StreamPicker
-from seispick.service.stream.selection import SelectionWatch
+from seispick.service.stream.selector_check import SelectionWatch
 
 log = logging.getLogger(__name__)
 

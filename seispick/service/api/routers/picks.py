@@ -13,11 +13,11 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Request
 from starlette.responses import Response
 
-from seispick.models.annotate import AnnotationResult
-from seispick.models.runtime import OnnxModel
+from seispick.models.inference import OnnxModel
+from seispick.picking.annotate import AnnotationResult
+from seispick.service.api.batched import pick_stream
 from seispick.service.api.decode import ACCEPTED, bare_media_type, decode_body, unsupported_media_type
 from seispick.service.api.dependencies import BatcherDep, StateDep
-from seispick.service.api.picking import pick_stream
 from seispick.service.api.responses import TEXT_MEDIA_TYPES, picks_document, text_response
 from seispick.service.api.routers import API_PREFIX
 from seispick.service.api.schemas import ErrorResponse, PicksQuery, PicksResponse

@@ -1,0 +1,65 @@
+"""Settings of the SeedLink client: the server, the streams and every knob of its sessions.
+
+The service's settings schema embeds this model (``streaming.sources``): a field added here is settable by
+``SEISPICK_*``, shown by ``seispick config`` and offered by ``seispick serve``.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, field_validator, model_validator
+
+from seispick.feed import SourceConfigBase
+from seispick.seedlink.stream_specs import StreamSpec, parse_stream_spec, read_station_file
+
+
+class SeedLinkSourceConfig(SourceConfigBase):
+    """A SeedLink server (protocol 4.0 or 3.1) and the streams to subscribe to."""
+
+    kind: Literal["seedlink"] = "seedlink"
+    host: str = "127.0.0.1"
+    port: int = Field(default=18000, ge=1, le=65535)
+    selectors: list[str] = Field(default_factory=list, description="NET_STA[:CHA] lines, e.g. GE_APE:BH?")
+    station_file: Path | None = Field(default=None, description="A file of NET_STA[:CHA] lines")
+    begin_time: datetime | None = Field(
+        default=None, description="First connection starts here (TIME); otherwise at the live end"
+    )
+    reconnect_min_s: float = Field(default=1.0, gt=0)
+    reconnect_max_s: float = Field(default=60.0, gt=0)
+    timeout_s: float = Field(default=10.0, gt=0, description="Connect and command-reply timeout")
+    keepalive_s: float = Field(default=30.0, gt=0, description="Send INFO ID after this long without data")
+    idle_timeout_s: float = Field(default=120.0, gt=0, description="Reconnect after this long without data")
+    protocol: Literal["auto", "4.0", "3.1"] = Field(
+        default="auto", description="SeedLink version: auto uses 4.0 when the server offers it"
+    )
+    relist_s: float = Field(
+        default=300.0,
+        ge=0,
+        description="Re-list the server's stations this often when station wildcards had to be expanded "
+        "by the client (no native wildcards), to subscribe new matches; 0: never",
+    )
+
+    @field_validator("selectors")
+    @classmethod
+    def _valid_selectors(cls, value: list[str]) -> list[str]:
+        for text in value:
+            parse_stream_spec(text)
+        return value
+
+    @model_validator(mode="after")
+    def _consistent(self) -> SeedLinkSourceConfig:
+        if self.reconnect_max_s < self.reconnect_min_s:
+            raise ValueError("reconnect_max_s must be >= reconnect_min_s")
+        if not self.selectors and self.station_file is None:
+            raise ValueError("give selectors or a station_file")
+        return self
+
+    def stream_specs(self) -> list[StreamSpec]:
+        """Selectors from the settings, then from the station file (read now)."""
+        specs = [parse_stream_spec(text) for text in self.selectors]
+        if self.station_file is not None:
+            specs += read_station_file(self.station_file)
+        return specs

@@ -1,0 +1,172 @@
+"""One picking process of ``seispick serve --workers N``: ``python -m seispick.service.stream.worker_main FD``.
+
+Started by :class:`~seispick.service.stream.worker_pool.WorkerPool` with one end of a socket pair as ``FD``. It
+loads the stream's models (one onnxruntime thread per core it stands for), runs a
+:class:`~seispick.service.stream.runtime.StreamingRuntime` for its slot with its own micro-batcher, forwards
+every pick and detection to the API process as it is emitted, reports readiness, latency histograms and
+inference calls every second, answers ``view`` requests (stations and state) and stops, flushing its last
+picks, on ``stop`` or SIGTERM. SIGINT is ignored (Ctrl-C reaches the whole process group; the API process
+stops its workers in order). When the API process goes away (the channel closes) it stops at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import socket
+import sys
+from collections import deque
+
+from prometheus_client import CollectorRegistry
+
+from seispick.models.registry import ModelRegistry
+from seispick.picking.picks import Detection, Pick
+from seispick.service.app_metrics import ServiceMetrics
+from seispick.service.batcher import MicroBatcher
+from seispick.service.settings import available_cores
+from seispick.service.stream.channel import Channel, WorkerInit
+from seispick.service.stream.job_metrics import StreamMetrics
+from seispick.service.stream.runtime import Slot, StreamingRuntime
+
+log = logging.getLogger(__name__)
+
+STATUS_S = 1.0
+
+
+class InferenceTally(ServiceMetrics):
+    """The batcher's metrics, with each onnxruntime call kept for the API process to record."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.calls: deque[tuple[str, int, float]] = deque()  # appended on the batcher's executor thread
+
+    def record_inference(self, model: str, windows: int, seconds: float) -> None:
+        self.calls.append((model, windows, seconds))
+
+    def take(self) -> list[tuple[str, int, float]]:
+        return [self.calls.popleft() for _ in range(len(self.calls))]
+
+
+class Worker:
+    """The picking process's life: start, serve the channel, stop."""
+
+    def __init__(self, init: WorkerInit, channel: Channel) -> None:
+        self.init = init
+        self.channel = channel
+        self.settings = init.settings
+        self.tally = InferenceTally()
+        self.metrics = StreamMetrics(CollectorRegistry())
+        self.stopping = asyncio.Event()
+        self.parent_gone = False
+        self.runtime: StreamingRuntime | None = None
+
+    async def serve(self) -> None:
+        settings, init = self.settings, self.init
+        names = settings.streaming.stream_models(settings.default_model)  # pickers and detectors
+        threads = settings.inference_threads or max(available_cores() // init.count, 1)
+        registry = ModelRegistry(settings.model_dirs or None)
+        backend = settings.inference_backend
+        models = [await asyncio.to_thread(registry.load, name, threads, backend=backend) for name in names]
+        batcher = MicroBatcher({m.name: m for m in models}, settings.batching, self.tally, executor_threads=1)
+        await batcher.start()
+        self.runtime = runtime = StreamingRuntime(
+            settings,
+            models,
+            batcher.predict,
+            self.metrics,
+            slot=Slot(init.index, init.count),
+            sink=self._forward,
+            demo_port=init.demo_port,
+        )
+        loop = asyncio.get_running_loop()
+        loop.add_signal_handler(signal.SIGTERM, self.stopping.set)
+        commands = asyncio.create_task(self._commands())
+        await runtime.start()
+        self.channel.send(("ready", {"pid": os.getpid(), "model": ",".join(names), "threads": threads}))
+        status = asyncio.create_task(self._status_loop())
+        await self.stopping.wait()
+        status.cancel()
+        commands.cancel()
+        await asyncio.gather(status, commands, return_exceptions=True)
+        await runtime.stop(flush=not self.parent_gone)
+        await batcher.stop()
+        if not self.parent_gone:
+            self._send_status()  # the last latencies and inference calls
+            self.channel.send(("stopped",))
+            await self.channel.drain()
+        await self.channel.close()
+
+    def _forward(self, item: Pick | Detection) -> None:
+        self.channel.send(("item", item))
+
+    async def _commands(self) -> None:
+        while True:
+            try:
+                message = await self.channel.recv()
+            except EOFError:
+                log.warning("the API process is gone: stopping")
+                self.parent_gone = True
+                self.stopping.set()
+                return
+            if message[0] == "stop":
+                self.stopping.set()
+                return
+            if message[0] == "view":
+                self.channel.send(("reply", message[1], self._view()))
+
+    def _view(self) -> dict | None:
+        runtime = self.runtime
+        if runtime is None or not runtime.sources.started_at:
+            return None
+        return {
+            "snapshot": runtime.snapshot(),
+            "state": runtime.state(),
+            "selection": runtime.selection.counts(),
+        }
+
+    async def _status_loop(self) -> None:
+        while True:
+            await asyncio.sleep(STATUS_S)
+            self._send_status()
+
+    def _send_status(self) -> None:
+        runtime = self.runtime
+        assert runtime is not None
+        self.channel.send(
+            (
+                "status",
+                {
+                    "unready": runtime.unready_reason(),
+                    "latency": self.metrics.take(),
+                    "inference": self.tally.take(),
+                    "selection": runtime.selection.counts(),
+                    "instruments": len(runtime.picker.instruments),
+                },
+            )
+        )
+
+
+async def run(sock: socket.socket) -> None:
+    channel = await Channel.connect(sock)
+    init: WorkerInit = await channel.recv()
+    logging.basicConfig(
+        level=logging.DEBUG if init.settings.log_level.lower() == "debug" else logging.WARNING,
+        format=f"seispick worker {init.index}/{init.count} (pid {os.getpid()}): %(levelname)s %(name)s: "
+        "%(message)s",
+    )
+    await Worker(init, channel).serve()
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = sys.argv[1:] if argv is None else argv
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    sock = socket.socket(fileno=int(args[0]))
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(run(sock))
+
+
+if __name__ == "__main__":
+    main()
