@@ -39,7 +39,7 @@ from seispick.events.associate import AssociationConfig, Associator  # noqa: E40
 from seispick.events.live import LiveAssociator, LiveConfig  # noqa: E402
 from seispick.events.stations import Station, StationTable  # noqa: E402
 from seispick.picking.formats import picks_to_csv  # noqa: E402
-from seispick.picking.picks import Pick  # noqa: E402
+from seispick.picking.results import Pick  # noqa: E402
 
 KM = 111.19
 VP, VS = 6.0, 3.5

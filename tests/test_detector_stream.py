@@ -11,7 +11,7 @@ import pytest
 from seispick.models.registry import ModelRegistry
 from seispick.picking.annotate import annotate
 from seispick.picking.detect import detect
-from seispick.picking.picks import Detection, Pick
+from seispick.picking.results import Detection, Pick
 from seispick.service.stream.picker import StreamPicker
 from tests.streams import event_hour
 from tests.test_stream_picker import chop

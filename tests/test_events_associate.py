@@ -15,7 +15,7 @@ from obspy import UTCDateTime, read_events
 from obspy.geodetics import gps2dist_azimuth
 
 from seispick.cli.associate_cmd import associate
-from seispick.events import synthetic as syn
+from seispick.events import synthetic_network as syn
 from seispick.events.associate import AssociationConfig, Associator
 from seispick.events.event import CSV_COLUMNS
 from seispick.events.picksets import PickSet

@@ -10,7 +10,7 @@ from obspy import UTCDateTime
 from obspy.core.inventory import Inventory, Network, Station
 
 from seispick.cli.associate_cmd import associate
-from seispick.events import synthetic as syn
+from seispick.events import synthetic_network as syn
 from seispick.events.associate import Associator
 from seispick.events.picksets import PickFileError, PickSet, read_pick_files
 from seispick.events.stations import StationFileError, read_stations

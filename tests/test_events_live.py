@@ -15,7 +15,7 @@ from prometheus_client import CollectorRegistry
 from redis.asyncio import Redis
 
 from seispick.cli.associate_cmd import associate
-from seispick.events import synthetic as syn
+from seispick.events import synthetic_network as syn
 from seispick.events.associate import Associator
 from seispick.events.association_metrics import EventMetrics
 from seispick.events.follow import follow

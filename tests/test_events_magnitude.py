@@ -10,7 +10,7 @@ from obspy import Stream, Trace, UTCDateTime
 from obspy.core.inventory import Channel, Inventory, Network, Response, Station
 from obspy.geodetics import gps2dist_azimuth
 
-from seispick.events import synthetic as syn
+from seispick.events import synthetic_network as syn
 from seispick.events.associate import Associator
 from seispick.events.magnitude import local_magnitude
 from seispick.events.picksets import PickSet

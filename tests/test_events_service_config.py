@@ -14,7 +14,7 @@ from click.testing import CliRunner
 from prometheus_client import CollectorRegistry
 
 from seispick.cli.main import cli
-from seispick.events import synthetic as syn
+from seispick.events import synthetic_network as syn
 from seispick.events.associate import Associator
 from seispick.events.picksets import PickSet
 from seispick.service.publish.publisher import PickPublisher

@@ -20,8 +20,8 @@ from pydantic import TypeAdapter, ValidationError
 from seispick.miniseed import pack as mseed_records
 from seispick.miniseed.decode import RecordError, decode_record, plausible_rate
 from seispick.replay.server import SEQ_MODULUS, SeedLinkReplayServer
-from seispick.seedlink.client.config import SeedLinkSourceConfig
-from seispick.seedlink.client.feed import Backoff, SeedLinkSource, merge_specs
+from seispick.seedlink.client.source import Backoff, SeedLinkSource, merge_specs
+from seispick.seedlink.client.source_config import SeedLinkSourceConfig
 from seispick.seedlink.stream_specs import StreamSpec, parse_stream_spec, read_station_file
 from seispick.service.ingest.folder import (
     DirectorySource,

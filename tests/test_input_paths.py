@@ -23,7 +23,7 @@ from obspy.core.inventory import Inventory
 
 from seispick.cli.pick_cmd import pick as pick_command
 from seispick.models.registry import DEFAULT_MODEL
-from seispick.picking.picks import centis
+from seispick.picking.results import centis
 from seispick.picking.waveforms import (
     WaveformFormatError,
     describe_bytes,

@@ -21,7 +21,7 @@ from redis.asyncio import Redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from seispick.picking.picks import Detection, Pick
+from seispick.picking.results import Detection, Pick
 from seispick.service.publish.outbox import SPILL_FILE, SpillQueue
 from seispick.service.publish.publisher import PICK_FIELDS, PickPublisher
 

@@ -16,9 +16,9 @@ from obspy import Stream, Trace, UTCDateTime
 
 from seispick.miniseed.decode import trace_end_ns
 from seispick.seedlink.client.commands import seedlink_time, v4_selector
-from seispick.seedlink.client.config import SeedLinkSourceConfig
 from seispick.seedlink.client.connection import parse_cat
-from seispick.seedlink.client.feed import SeedLinkSource
+from seispick.seedlink.client.source import SeedLinkSource
+from seispick.seedlink.client.source_config import SeedLinkSourceConfig
 from seispick.seedlink.protocol import format_iso_time
 from tests.seedlink_fakes import (
     FakeRingServer,

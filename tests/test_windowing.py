@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from seispick.picking.picks import picks_from_probabilities
+from seispick.picking.results import picks_from_probabilities
 from seispick.picking.stacking import stack_windows
 from seispick.picking.windowing import cut_windows, window_offsets
 

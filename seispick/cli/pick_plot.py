@@ -25,7 +25,7 @@ from obspy import UTCDateTime  # noqa: E402
 
 from seispick.picking.annotate import AnnotationResult, SegmentAnnotation  # noqa: E402
 from seispick.picking.notes import duration, when  # noqa: E402
-from seispick.picking.picks import Pick  # noqa: E402
+from seispick.picking.results import Pick  # noqa: E402
 
 PHASE_COLOURS = {"P": "tab:blue", "S": "tab:red"}
 PANELS_PER_PAGE = 6

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 
 from obspy import UTCDateTime
 
-from seispick.picking.picks import Pick, iso
+from seispick.picking.results import Pick, iso
 
 if TYPE_CHECKING:
     from seispick.events.magnitude import MagnitudeResult

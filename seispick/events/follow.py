@@ -24,7 +24,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from seispick.events.event import Event
 from seispick.events.live import LiveAssociator
-from seispick.picking.picks import Pick
+from seispick.picking.results import Pick
 
 log = logging.getLogger(__name__)
 

@@ -26,7 +26,7 @@ from seispick.events.association_metrics import EventMetrics
 from seispick.events.event import Event
 from seispick.events.picksets import PickSet
 from seispick.events.stations import station_key
-from seispick.picking.picks import Pick
+from seispick.picking.results import Pick
 
 log = logging.getLogger(__name__)
 

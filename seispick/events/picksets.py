@@ -19,7 +19,7 @@ from obspy import UTCDateTime, read_events
 
 from seispick.events.stations import station_key
 from seispick.picking.formats import CSV_COLUMNS
-from seispick.picking.picks import Pick
+from seispick.picking.results import Pick
 
 REQUIRED = ("trace_id", "phase", "peak_time")
 TEXT_COLUMNS = tuple(CSV_COLUMNS)  # what ``seispick pick`` writes

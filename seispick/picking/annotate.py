@@ -22,8 +22,8 @@ import obspy
 from seispick.models.card import ModelCard
 from seispick.models.inference import OnnxModel
 from seispick.picking.grouping import Notes, StationSegment, group_stream
-from seispick.picking.picks import Detection, Pick
 from seispick.picking.preprocess import normalise_windows
+from seispick.picking.results import Detection, Pick
 from seispick.picking.segment import CoreSettings, SegmentPicker, grid_clock
 from seispick.picking.windowing import cut_windows, window_offsets
 

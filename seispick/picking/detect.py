@@ -18,7 +18,7 @@ import obspy
 from seispick.models.inference import OnnxModel
 from seispick.picking.annotate import AnnotationJob, AnnotationResult, finish, prepare
 from seispick.picking.grouping import StationSegment
-from seispick.picking.picks import Detection, PickContext
+from seispick.picking.results import Detection, PickContext
 from seispick.picking.segment import NOISE, grid_clock
 from seispick.picking.trigger import WindowRuns
 

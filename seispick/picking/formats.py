@@ -31,7 +31,7 @@ from obspy.core.event import (
 from obspy.core.event import Pick as QmlPick
 
 from seispick.picking.grouping import StationSegment
-from seispick.picking.picks import Detection, Pick
+from seispick.picking.results import Detection, Pick
 
 CSV_COLUMNS = [
     "id",

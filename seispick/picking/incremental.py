@@ -16,8 +16,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from seispick.models.card import ModelCard
-from seispick.picking.picks import Detection, Pick
 from seispick.picking.preprocess import normalise_windows
+from seispick.picking.results import Detection, Pick
 from seispick.picking.segment import CoreSettings, SegmentPicker, grid_clock
 from seispick.picking.windowing import cut_windows
 

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from seispick.models.card import ModelCard
-from seispick.picking.picks import Detection, Pick, PickContext
+from seispick.picking.results import Detection, Pick, PickContext
 from seispick.picking.stacking import Stack
 from seispick.picking.trigger import TriggerSet, WindowRun, WindowRuns
 from seispick.picking.windowing import WindowPlacement

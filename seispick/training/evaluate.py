@@ -19,7 +19,7 @@ from seispick.models.inference import OnnxModel
 from seispick.models.registry import ModelRegistry
 from seispick.picking.annotate import annotate
 from seispick.picking.detect import run_detector
-from seispick.picking.picks import picks_from_probabilities
+from seispick.picking.results import picks_from_probabilities
 from seispick.training.metrics import Pick, detection_scores, evaluate_picks, match_picks, roc_curve
 from seispick.training.sample_streams import sample_start, sample_stream
 from seispick.training.samples import WaveformSample

@@ -15,7 +15,7 @@ from starlette.responses import Response
 
 from seispick.picking.annotate import AnnotationResult
 from seispick.picking.formats import render, render_detections
-from seispick.picking.picks import iso
+from seispick.picking.results import iso
 from seispick.service.api.schemas import PicksQuery, PicksResponse, ProbabilityTrace
 
 NUMERIC_FIELDS = {"probability": float, "cell_probability": float, "cell": int}

@@ -13,8 +13,8 @@ from typing import Annotated, Any
 from pydantic import BaseModel, Field
 
 from seispick.feed import Source, SourceStats, TraceCallback
-from seispick.seedlink.client.config import SeedLinkSourceConfig
-from seispick.seedlink.client.feed import SeedLinkSource
+from seispick.seedlink.client.source import SeedLinkSource
+from seispick.seedlink.client.source_config import SeedLinkSourceConfig
 from seispick.service.ingest.folder import (
     DirectorySource,
     DirectorySourceConfig,

@@ -28,7 +28,7 @@ from redis.asyncio import Redis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
-from seispick.picking.picks import Detection, Pick, iso
+from seispick.picking.results import Detection, Pick, iso
 from seispick.service.publish.outbox import Outbox
 
 log = logging.getLogger(__name__)

@@ -25,7 +25,7 @@ from seispick.models.inference import OnnxModel
 from seispick.picking.grouping import component_index
 from seispick.picking.incremental import InstrumentPicker, WindowRequest
 from seispick.picking.notes import InstrumentNotes
-from seispick.picking.picks import Detection, Pick
+from seispick.picking.results import Detection, Pick
 from seispick.service.stream.overload import BehindMonitor, Lag
 
 log = logging.getLogger(__name__)

@@ -21,10 +21,10 @@ from pathlib import Path
 import obspy
 
 from seispick.feed import Source
-from seispick.picking.picks import Detection, Pick
+from seispick.picking.results import Detection, Pick
 from seispick.replay.server import SeedLinkReplayServer
-from seispick.seedlink.client.config import SeedLinkSourceConfig
-from seispick.seedlink.client.feed import SeedLinkSource
+from seispick.seedlink.client.source import SeedLinkSource
+from seispick.seedlink.client.source_config import SeedLinkSourceConfig
 from seispick.seedlink.stream_specs import StreamSpec
 from seispick.service.ingest.folder import DirectorySourceConfig
 from seispick.service.ingest.manager import SourceManager, make_source

@@ -23,7 +23,7 @@ from collections import deque
 from prometheus_client import CollectorRegistry
 
 from seispick.models.registry import ModelRegistry
-from seispick.picking.picks import Detection, Pick
+from seispick.picking.results import Detection, Pick
 from seispick.service.app_metrics import ServiceMetrics
 from seispick.service.batcher import MicroBatcher
 from seispick.service.settings import available_cores

@@ -16,8 +16,8 @@ from pydantic import BaseModel
 
 from seispick.service.api.responses import record_document, record_json
 from seispick.service.api.routers import API_PREFIX
-from seispick.service.api.routers.live import BAD_QUERY, parse_since, sse_response, websocket_feed
 from seispick.service.api.routers.stream import NOT_CONFIGURED, RuntimeDep
+from seispick.service.api.routers.subscriptions import BAD_QUERY, parse_since, sse_response, websocket_feed
 from seispick.service.api.schemas import DetectionOut
 from seispick.service.api.state import ServiceState
 from seispick.service.publish.publisher import Record

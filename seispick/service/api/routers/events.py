@@ -22,7 +22,7 @@ from starlette.responses import Response
 from seispick.events.quakeml import events_to_quakeml
 from seispick.service.api.dependencies import StateDep
 from seispick.service.api.routers import API_PREFIX
-from seispick.service.api.routers.live import BAD_QUERY, parse_since, sse_response, websocket_feed
+from seispick.service.api.routers.subscriptions import BAD_QUERY, parse_since, sse_response, websocket_feed
 from seispick.service.api.state import ServiceState
 from seispick.service.publish.publisher import Record
 

@@ -16,7 +16,7 @@ from starlette.responses import Response
 from seispick.models.inference import OnnxModel
 from seispick.picking.annotate import AnnotationResult
 from seispick.service.api.batched import pick_stream
-from seispick.service.api.decode import ACCEPTED, bare_media_type, decode_body, unsupported_media_type
+from seispick.service.api.bodies import ACCEPTED, bare_media_type, decode_body, unsupported_media_type
 from seispick.service.api.dependencies import BatcherDep, StateDep
 from seispick.service.api.responses import TEXT_MEDIA_TYPES, picks_document, text_response
 from seispick.service.api.routers import API_PREFIX

@@ -11,7 +11,7 @@ from fastapi.responses import StreamingResponse
 from seispick.service.api.dependencies import StateDep
 from seispick.service.api.responses import record_document, record_json
 from seispick.service.api.routers import API_PREFIX
-from seispick.service.api.routers.live import parse_since, sse_response, websocket_feed
+from seispick.service.api.routers.subscriptions import parse_since, sse_response, websocket_feed
 from seispick.service.api.schemas import RecentPicksResponse
 from seispick.service.api.state import ServiceState
 

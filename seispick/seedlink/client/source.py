@@ -57,7 +57,6 @@ from seispick.seedlink.client.commands import (
     station_command,
     v4_selector,
 )
-from seispick.seedlink.client.config import SeedLinkSourceConfig
 from seispick.seedlink.client.connection import (
     Packet,
     SeedLinkConnection,
@@ -65,6 +64,7 @@ from seispick.seedlink.client.connection import (
     ServerHello,
     StationKey,
 )
+from seispick.seedlink.client.source_config import SeedLinkSourceConfig
 from seispick.seedlink.protocol import Selector, selection_matches
 from seispick.seedlink.stream_specs import StreamSpec
 

@@ -14,7 +14,7 @@ from obspy import UTCDateTime
 from obspy.geodetics import gps2dist_azimuth
 
 from seispick.events.stations import Station, StationTable
-from seispick.picking.picks import Pick
+from seispick.picking.results import Pick
 
 
 @dataclass(frozen=True)
