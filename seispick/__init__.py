@@ -1,21 +1,19 @@
 """seispick: real-time seismic phase picking with PhaseNet and ConvNetQuake in ONNX.
 
-Packages and what they may import (the layers are import-linter contracts in ``.importlinter``, checked by
-``lint-imports`` in the test command):
+The packages, top to bottom (a package imports only those below it; the rule is declared once, as
+import-linter contracts in ``.importlinter``, and checked by ``lint-imports`` in the test command):
 
-- ``models/``: the contract between training and serving: model cards and ONNX sessions, the one input path
-  (``io``), grouping and notes, the one picking core (windowing, stacking, triggers) for batch and stream,
-  picks with their ids, output formats. numpy, ObsPy, onnxruntime; never torch, training, the service or CLI.
-- ``training/``: offline PyTorch code (models, datasets, training, evaluation, export); may import
-  ``seispick.models`` and torch, never the service or the CLI.
-- ``events/``: association of picks into located events, QuakeML events, magnitudes; may import
-  ``seispick.models``, never the service, training or torch.
-- ``service/``: the FastAPI service by concern (``api``, ``ingest``, ``stream``, ``publish``); may import
-  ``seispick.models``, ``seispick.seedlink``, ``seispick.replay`` (the demo), never torch or training.
-- ``seedlink/``: the SeedLink protocol and 512-byte miniSEED records; imports nothing of seispick.
-- ``replay/``: ``seispick replay``, a SeedLink server for archives (a tool, not part of the service); may
-  import ``seispick.seedlink`` only.
-- ``cli/``: the ``seispick`` command; may import everything, training lazily (``cli/lazy.py``).
+- ``cli/``: the ``seispick`` command (training loaded lazily, so ``pick`` and ``serve`` run without torch).
+- ``service/``: the FastAPI service by concern (``api``, ``stream``, ``ingest``, ``publish``).
+- ``training/``: offline PyTorch: networks, data, fitting, evaluation, export.
+- ``events/``: association of picks into located events, QuakeML events, magnitudes.
+- ``replay/``: ``seispick replay``, a SeedLink server replaying archives.
+- ``picking/``: the one picking core (windows, stacking, triggers, segments, incremental), waveform input and
+  output formats, shared by the CLI, evaluation, HTTP and the stream.
+- ``models/``: model cards, the registry of shipped and user models, inference sessions, the shipped weights.
+- ``seedlink/``: the SeedLink protocol, its client and the server's dialects.
+- ``feed``: the base of every ingest source (a feed of traces).
+- ``miniseed/``: miniSEED records: decoding to traces, packing, miniSEED 3.
 """
 
 __version__ = "0.1.0"

@@ -1,9 +1,6 @@
-"""The HTTP API: app factory (``app.create_app``), routers, dependencies, request decoding, responses.
+"""The HTTP API: app factory (``app.create_app``), routers, dependencies, request bodies, responses.
 
-``decode`` reads bodies through ``seispick.picking.waveforms`` (what ``seispick pick`` reads, and 4xx answers that
-say what anything else looks like); ``responses`` turns results and published records into JSON, CSV and
+``bodies`` reads requests through ``seispick.picking.waveforms`` (what ``seispick pick`` reads, and 4xx answers
+that say what anything else looks like); ``responses`` turns results and published records into JSON, CSV and
 QuakeML with the picks' own ids and probabilities as numbers.
-
-May import: the rest of the service (settings, batcher, metrics, errors, the stream runtime, the publisher)
-and seispick.models; not the ingest sources' internals.
 """

@@ -2,6 +2,4 @@
 
 Records carry the items' own ids (``Pick.id``, ``Detection.id``) and string fields (Redis hashes have no
 numbers; the API's JSON answers turn them back). ``pick_schema.json`` is the published schema.
-
-May import: seispick.models, redis; nothing else of the service.
 """

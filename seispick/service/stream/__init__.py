@@ -1,5 +1,3 @@
-"""Real-time picking: the runtime wiring sources -> per-instrument pickers -> publisher, station states, metrics.
-
-May import: seispick.models (the picking core), service.ingest, service.publish, service.batcher,
-seispick.replay (demo mode); never the API.
+"""Real-time picking: the job wiring sources -> per-instrument pickers -> publisher, station states, metrics,
+and live association of the stream's own picks.
 """
