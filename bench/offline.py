@@ -29,8 +29,8 @@ import seisbench.models as sbm  # noqa: E402
 from seispick.models.inference import load_model_dir  # noqa: E402
 from seispick.models.registry import ModelRegistry  # noqa: E402
 from seispick.picking.annotate import annotate  # noqa: E402
-from seispick.training.builders import import_seisbench  # noqa: E402
-from seispick.training.convert import state_dict_from_tf  # noqa: E402
+from seispick.training.export.builders import import_seisbench  # noqa: E402
+from seispick.training.export.convert import state_dict_from_tf  # noqa: E402
 from tests.streams import DATA, event_hour  # noqa: E402
 
 

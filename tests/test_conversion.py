@@ -9,9 +9,9 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from seispick.picking.preprocess import normalise_windows  # noqa: E402
-from seispick.training import tf_reference  # noqa: E402
-from seispick.training.convert import load_original_phasenet  # noqa: E402
-from seispick.training.export import export_onnx, onnx_parity  # noqa: E402
+from seispick.training.export.convert import load_original_phasenet  # noqa: E402
+from seispick.training.export.onnx_export import export_onnx, onnx_parity  # noqa: E402
+from seispick.training.networks import tf_reference  # noqa: E402
 from tests.streams import DATA, REAL  # noqa: E402
 
 WEIGHTS = DATA / "phasenet_original" / "weights.npz"

@@ -13,10 +13,10 @@ import pytest
 from seispick.models.registry import ModelRegistry
 from seispick.picking.detect import SegmentWindows, detect, detections_from_windows, run_detector
 from seispick.picking.grouping import StationSegment
-from seispick.training.datasets import load_dataset
-from seispick.training.detection_data import pre_p_noise_samples
-from seispick.training.evaluate import evaluate, nearest_cells
-from seispick.training.samples import reorder
+from seispick.training.data.datasets import load_dataset
+from seispick.training.data.detection_data import pre_p_noise_samples
+from seispick.training.data.samples import reorder
+from seispick.training.evaluation.evaluate import evaluate, nearest_cells
 from tests.streams import DATA
 
 DETECTOR = "convnetquake-ta109c"

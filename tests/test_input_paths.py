@@ -400,7 +400,7 @@ def test_notes_in_the_cli_the_json_answer_and_the_stations_states(odd_stations, 
 
 
 def test_evaluation_datasets_read_sac_and_compressed_files_like_the_cli(event_files, tmp_path):
-    from seispick.training.datasets import detect_format, read_mseed_picks
+    from seispick.training.data.datasets import detect_format, read_mseed_picks
 
     picks = cli_picks(event_files["mseed"])["picks"]
     table = "station,phase,time\n" + "".join(

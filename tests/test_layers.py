@@ -47,7 +47,9 @@ def test_contracts_kept_on_the_tree(tmp_path: Path) -> None:
 def test_service_importing_training_breaks_a_contract(tmp_path: Path) -> None:
     where = _copy_package(tmp_path)
     batcher = where / "seispick" / "service" / "batcher.py"
-    batcher.write_text(batcher.read_text() + "\nimport seispick.training.phasenet  # noqa: E402,F401\n")
+    batcher.write_text(
+        batcher.read_text() + "\nimport seispick.training.networks.phasenet  # noqa: E402,F401\n"
+    )
     result = _lint(where)
     assert result.returncode != 0
     assert "the service never imports training, the CLI or torch BROKEN" in " ".join(result.stdout.split())

@@ -22,8 +22,8 @@ from seispick.cli.main import cli  # noqa: E402
 from seispick.models.inference import load_model_dir  # noqa: E402
 from seispick.picking.annotate import annotate  # noqa: E402
 from seispick.picking.preprocess import normalise_windows  # noqa: E402
-from seispick.training.phasenet import PhaseNet  # noqa: E402
-from seispick.training.phasenet_light import EARLY_WIDTHS, PhaseNetLight  # noqa: E402
+from seispick.training.networks.phasenet import PhaseNet  # noqa: E402
+from seispick.training.networks.phasenet_light import EARLY_WIDTHS, PhaseNetLight  # noqa: E402
 from tests.streams import noise_stream  # noqa: E402
 
 

@@ -14,7 +14,7 @@ from click.testing import CliRunner  # noqa: E402
 from seispick.cli.main import cli  # noqa: E402
 from seispick.models.inference import load_model_dir  # noqa: E402
 from seispick.picking.annotate import annotate  # noqa: E402
-from seispick.training.convert import state_dict_from_tf  # noqa: E402
+from seispick.training.export.convert import state_dict_from_tf  # noqa: E402
 from tests.streams import DATA, event_hour, noise_stream  # noqa: E402
 
 STRIDE = 3001 - 1500

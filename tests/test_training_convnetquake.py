@@ -10,7 +10,7 @@ import onnxruntime as ort
 import pytest
 import torch
 
-from seispick.training.convnetquake import CITATION, ConvNetQuake, assign_cells, location_cells
+from seispick.training.networks.convnetquake import CITATION, ConvNetQuake, assign_cells, location_cells
 
 
 def test_architecture_follows_perol_et_al_2018():

@@ -12,7 +12,7 @@ import pytest
 from obspy import Stream, Trace, UTCDateTime
 from obspy.core.event import Catalog, Event, Magnitude, Origin, Pick, WaveformStreamID
 
-from seispick.training.datasets import (
+from seispick.training.data.datasets import (
     DatasetError,
     detect_format,
     load_dataset,
@@ -22,8 +22,8 @@ from seispick.training.datasets import (
     split_by_time,
     validate_dataset,
 )
-from seispick.training.samples import WaveformSample, reorder
-from seispick.training.synthetic import synthetic_samples
+from seispick.training.data.samples import WaveformSample, reorder
+from seispick.training.data.synthetic_waveforms import synthetic_samples
 
 DATA = Path(__file__).parent / "data"
 NCEDC, STEAD, SEISBENCH = DATA / "ncedc", DATA / "stead", DATA / "seisbench"

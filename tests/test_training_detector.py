@@ -10,18 +10,18 @@ import pytest
 import torch
 
 from seispick.models.inference import load_model_dir
-from seispick.training.cards import convnetquake_card
-from seispick.training.config import TrainConfig
-from seispick.training.detection_data import (
+from seispick.training.data.detection_data import (
     UNKNOWN_CELL,
     DetectionWindows,
     EventExample,
     pre_p_noise_samples,
 )
-from seispick.training.inputs import DataSplit
-from seispick.training.splits import Split
-from seispick.training.synthetic import SyntheticConfig, synthetic_samples
-from seispick.training.train_detector import (
+from seispick.training.data.inputs import DataSplit
+from seispick.training.data.splits import Split
+from seispick.training.data.synthetic_waveforms import SyntheticConfig, synthetic_samples
+from seispick.training.export.cards import convnetquake_card
+from seispick.training.fitting.config import TrainConfig
+from seispick.training.fitting.train_detector import (
     balance_cells,
     best_threshold,
     cells_for,
@@ -114,7 +114,7 @@ def test_tiny_convnetquake_run_exports_a_working_detector(tmp_path):
 
 
 def test_cells_need_enough_located_events():
-    from seispick.training.validation import DatasetError
+    from seispick.training.data.validation import DatasetError
 
     with pytest.raises(DatasetError, match="at least 3 training events with source coordinates"):
         cells_for(list(synthetic_samples(5)), 3)
@@ -131,7 +131,7 @@ def _tiny_split():
 
 
 def test_cells_that_do_not_beat_the_majority_are_dropped_and_the_card_says_so(tmp_path):
-    from seispick.training.train import export_checkpoint
+    from seispick.training.fitting.train import export_checkpoint
 
     split = _tiny_split()
     centroids = cells_for(split.train, 3)

@@ -7,15 +7,16 @@ import pytest
 import torch
 from obspy import UTCDateTime
 
-from seispick.training.config import TrainConfig
-from seispick.training.convert import load_original_phasenet
-from seispick.training.crossval import FoldResult, time_folds
-from seispick.training.distill import blend_targets
-from seispick.training.inputs import load_split
-from seispick.training.metrics import Pick
-from seispick.training.samples import sample_time
-from seispick.training.synthetic import synthetic_samples
-from seispick.training.train import finetune_phasenet
+from seispick.training.data.folds import time_folds
+from seispick.training.data.inputs import load_split
+from seispick.training.data.samples import sample_time
+from seispick.training.data.synthetic_waveforms import synthetic_samples
+from seispick.training.evaluation.scores import Pick
+from seispick.training.export.convert import load_original_phasenet
+from seispick.training.fitting.config import TrainConfig
+from seispick.training.fitting.crossval import FoldResult
+from seispick.training.fitting.distill import blend_targets
+from seispick.training.fitting.train import finetune_phasenet
 from tests.streams import DATA
 
 WEIGHTS = DATA / "phasenet_original" / "weights.npz"
@@ -62,8 +63,8 @@ def _drift(tmp_path, name: str, distill_weight: float) -> float:
     )  # fmt: skip
     cfg.min_delta = -1.0  # keep the epoch-1 weights whatever the validation loss
     run = finetune_phasenet(split, WEIGHTS, tmp_path / name, cfg, name=name, progress=False, score_base=False)
-    from seispick.training.checkpoint import load_checkpoint
-    from seispick.training.picking_data import PickingWindows
+    from seispick.training.data.picking_data import PickingWindows
+    from seispick.training.fitting.checkpoint import load_checkpoint
 
     tuned, meta = load_checkpoint(run.checkpoint_dir)
     base = load_original_phasenet(WEIGHTS).eval()

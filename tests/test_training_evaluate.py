@@ -11,9 +11,9 @@ from click.testing import CliRunner
 from seispick.cli.main import cli
 from seispick.models.registry import ModelRegistry
 from seispick.picking.annotate import annotate
-from seispick.training.datasets import load_dataset
-from seispick.training.evaluate import evaluate, write_report
-from seispick.training.sample_streams import REFERENCE_START, sample_start, sample_stream
+from seispick.training.data.datasets import load_dataset
+from seispick.training.data.sample_streams import REFERENCE_START, sample_start, sample_stream
+from seispick.training.evaluation.evaluate import evaluate, write_report
 from tests.streams import DATA
 
 

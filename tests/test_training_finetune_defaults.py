@@ -16,17 +16,17 @@ from torch.utils.data import TensorDataset  # noqa: E402
 from seispick.cli.main import cli  # noqa: E402
 from seispick.cli.training_cmd import _command_line, _config, finetune, train  # noqa: E402
 from seispick.models.card import ModelCard  # noqa: E402
-from seispick.training.config import FINETUNE_DEFAULTS, TrainConfig  # noqa: E402
-from seispick.training.convert import load_original_phasenet  # noqa: E402
-from seispick.training.crossval import station_folds  # noqa: E402
-from seispick.training.evaluate import load_model  # noqa: E402
-from seispick.training.inputs import load_folder  # noqa: E402
-from seispick.training.labels import LabelConfig, make_labels  # noqa: E402
-from seispick.training.loop import fit  # noqa: E402
-from seispick.training.phasenet_fit import picking_loss, weighted_picking_loss  # noqa: E402
-from seispick.training.picking_data import place_window  # noqa: E402
-from seispick.training.selection import calibrate_thresholds, pick_f1, torch_runtime  # noqa: E402
-from seispick.training.synthetic import synthetic_samples  # noqa: E402
+from seispick.training.data.folds import station_folds  # noqa: E402
+from seispick.training.data.inputs import load_folder  # noqa: E402
+from seispick.training.data.labels import LabelConfig, make_labels  # noqa: E402
+from seispick.training.data.picking_data import place_window  # noqa: E402
+from seispick.training.data.synthetic_waveforms import synthetic_samples  # noqa: E402
+from seispick.training.evaluation.evaluate import load_model  # noqa: E402
+from seispick.training.export.convert import load_original_phasenet  # noqa: E402
+from seispick.training.fitting.config import FINETUNE_DEFAULTS, TrainConfig  # noqa: E402
+from seispick.training.fitting.loop import fit  # noqa: E402
+from seispick.training.fitting.phasenet_fit import picking_loss, weighted_picking_loss  # noqa: E402
+from seispick.training.fitting.selection import calibrate_thresholds, pick_f1, torch_runtime  # noqa: E402
 from tests.streams import DATA  # noqa: E402
 
 WEIGHTS = DATA / "phasenet_original" / "weights.npz"

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from obspy import UTCDateTime
 
-from seispick.training.augment import (
+from seispick.training.data.augment import (
     Compose,
     add_gap,
     add_noise,
@@ -20,9 +20,9 @@ from seispick.training.augment import (
     superpose_event,
     vertical_only,
 )
-from seispick.training.labels import LabelConfig, make_labels, pick_label, sample_labels
-from seispick.training.samples import WaveformSample
-from seispick.training.synthetic import SyntheticConfig, synthetic_event, synthetic_noise
+from seispick.training.data.labels import LabelConfig, make_labels, pick_label, sample_labels
+from seispick.training.data.samples import WaveformSample
+from seispick.training.data.synthetic_waveforms import SyntheticConfig, synthetic_event, synthetic_noise
 
 
 @pytest.fixture

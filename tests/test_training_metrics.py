@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from obspy import UTCDateTime
 
-from seispick.training.metrics import (
+from seispick.training.evaluation.scores import (
     Pick,
     detection_scores,
     evaluate_picks,

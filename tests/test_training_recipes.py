@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from seispick.cli.training_cmd import finetune
-from seispick.training.config import TrainConfig
-from seispick.training.recipes import PHASENET_SETTINGS, cv_config, finetune_args
+from seispick.training.fitting.config import TrainConfig
+from seispick.training.recipes.shipped_models import PHASENET_SETTINGS, cv_config, finetune_args
 
 
 def test_recipe_settings_parse_as_finetune_options():

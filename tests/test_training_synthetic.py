@@ -5,14 +5,14 @@ from __future__ import annotations
 import numpy as np
 from scipy import signal
 
-from seispick.training.synthetic import (
+from seispick.training.data.synthetic_waveforms import (
     SyntheticConfig,
     coloured_noise,
     synthetic_event,
     synthetic_noise,
     synthetic_samples,
 )
-from seispick.training.validation import validate_dataset
+from seispick.training.data.validation import validate_dataset
 
 QUIET = SyntheticConfig(snr_db=(60.0, 60.0), distance_km=(60.0, 100.0))  # S-P of 7-12 s: phases apart
 

@@ -17,19 +17,19 @@ from seispick.cli.main import cli
 from seispick.models.card import ModelCard
 from seispick.models.inference import load_model_dir
 from seispick.picking.annotate import annotate
-from seispick.training.cards import phasenet_card
-from seispick.training.checkpoint import load_base, load_checkpoint, read_meta
-from seispick.training.config import TrainConfig
-from seispick.training.convert import load_original_phasenet
-from seispick.training.inputs import DataSplit, load_split
-from seispick.training.loop import fit
-from seispick.training.phasenet import PhaseNet
-from seispick.training.picking_data import PickingWindows, place_window
-from seispick.training.sample_streams import sample_stream
-from seispick.training.samples import reorder
-from seispick.training.splits import Split
-from seispick.training.synthetic import SyntheticConfig, synthetic_samples
-from seispick.training.train import encoder_modules, finetune_phasenet, picking_loss, train_phasenet
+from seispick.training.data.inputs import DataSplit, load_split
+from seispick.training.data.picking_data import PickingWindows, place_window
+from seispick.training.data.sample_streams import sample_stream
+from seispick.training.data.samples import reorder
+from seispick.training.data.splits import Split
+from seispick.training.data.synthetic_waveforms import SyntheticConfig, synthetic_samples
+from seispick.training.export.cards import phasenet_card
+from seispick.training.export.convert import load_original_phasenet
+from seispick.training.fitting.checkpoint import load_base, load_checkpoint, read_meta
+from seispick.training.fitting.config import TrainConfig
+from seispick.training.fitting.loop import fit
+from seispick.training.fitting.train import encoder_modules, finetune_phasenet, picking_loss, train_phasenet
+from seispick.training.networks.phasenet import PhaseNet
 from tests.streams import DATA
 
 WEIGHTS = DATA / "phasenet_original" / "weights.npz"
@@ -114,7 +114,7 @@ def test_base_resolution(monkeypatch):
     monkeypatch.setenv("SEISPICK_ORIGINAL_WEIGHTS", str(WEIGHTS))  # the test copy, not the shared data
     model, card, origin = load_base("phasenet-original")
     assert isinstance(model, PhaseNet) and card.name == "phasenet-original" and "phasenet-original" in origin
-    from seispick.training.checkpoint import CheckpointError
+    from seispick.training.fitting.checkpoint import CheckpointError
 
     with pytest.raises(CheckpointError, match="unknown base"):
         load_base("no-such-model")

@@ -74,7 +74,7 @@ def import_seisbench_cmd(weights: Path, metadata: Path | None, name: str | None,
     module (read without SeisBench's classes); component and phase order come from the JSON, thresholds from its
     default_args. The folder gets the ONNX model, its card and a LICENSE.
     """
-    builders = training_module("builders")
+    builders = training_module("export.builders")
     name = name or "phasenet-" + weights.name.split(".pt")[0].replace("_", "-")
     out = out or user_model_dir() / name
     try:
@@ -97,7 +97,7 @@ def convert_original(weights_npz: Path, out: Path | None, check_data: Path | Non
     """Convert the original PhaseNet weights (weights.npz of the TF checkpoint) to ONNX with a model card."""
     import numpy as np
 
-    builders = training_module("builders")
+    builders = training_module("export.builders")
     windows = None
     if check_data:
         files = sorted(check_data.glob("*.npz"))[:16]

@@ -13,7 +13,7 @@ import click
 from click.core import ParameterSource
 
 from seispick.cli.lazy import training_module
-from seispick.training.config import FINETUNE_DEFAULTS, TrainConfig
+from seispick.training.fitting.config import FINETUNE_DEFAULTS, TrainConfig
 
 SPLIT_PARTS = ["test", "val", "train", "all"]
 
@@ -202,8 +202,8 @@ def _fractions(val_fraction: float, test_fraction: float) -> tuple[float, float,
 
 
 def _load_split(data: tuple[Path, ...], split_by: str, fractions, seed: int, allow_noise: bool = False):
-    inputs = training_module("inputs")
-    validation = training_module("validation")
+    inputs = training_module("data.inputs")
+    validation = training_module("data.validation")
     if not data:
         raise click.UsageError("give at least one dataset folder")
     try:
@@ -279,9 +279,9 @@ def _comparison_table(base: dict[str, Any], new: dict[str, Any]) -> str:
 
 
 def _run_training(action, **kwargs):
-    validation = training_module("validation")
-    checkpoint = training_module("checkpoint")
-    export = training_module("export")
+    validation = training_module("data.validation")
+    checkpoint = training_module("fitting.checkpoint")
+    export = training_module("export.onnx_export")
     try:
         return action(**kwargs)
     except (validation.DatasetError, checkpoint.CheckpointError, export.ParityError, ValueError) as exc:
@@ -338,8 +338,8 @@ def train(ctx: click.Context, data: tuple[Path, ...], **kw: Any) -> None:
     split = _load_split(data, kw["split_by"], fractions, kw["seed"])
     config = _config(ctx, kw, {})
     name = kw["name"] or kw["out"].name
-    cards = training_module("cards")
-    synthetic = training_module("synthetic")
+    cards = training_module("export.cards")
+    synthetic = training_module("data.synthetic_waveforms")
     extra = dict(
         model_dir=kw["model_out"],
         datasets=[str(d) for d in data],
@@ -356,7 +356,7 @@ def train(ctx: click.Context, data: tuple[Path, ...], **kw: Any) -> None:
     if kw["architecture"] == "convnetquake":
         import numpy as np
 
-        detector = training_module("train_detector")
+        detector = training_module("fitting.train_detector")
         centroids = (
             _run_training(detector.cells_for, train=split.train, k=kw["cells"], seed=kw["seed"])
             if kw["cells"]
@@ -377,7 +377,7 @@ def train(ctx: click.Context, data: tuple[Path, ...], **kw: Any) -> None:
             **extra,
         )
     else:
-        train_mod = training_module("train")
+        train_mod = training_module("fitting.train")
         split.train += list(synthetic.synthetic_samples(kw["synthetic"], seed=kw["seed"]))
         card = cards.phasenet_card(name, description="PhaseNet trained by seispick.", **changes)
         run = _run_training(
@@ -474,7 +474,7 @@ def finetune(ctx: click.Context, data: tuple[Path, ...], base: str, **kw: Any) -
     config = _config(ctx, kw, FINETUNE_DEFAULTS, replay_fraction=kw["replay_fraction"] if replay else 0.0)
     if kw["select_folds"] and kw["select_folds"] < 3:
         raise click.BadParameter("use at least 3 folds (or 0 for none)", param_hint="--select-folds")
-    train_mod = training_module("train")
+    train_mod = training_module("fitting.train")
     command = _command_line(ctx)
     changes: dict[str, Any] = {"training_data": ", ".join(map(str, data))}
     if kw["description"]:
@@ -580,7 +580,7 @@ def evaluate(model: str | None, data: tuple[Path, ...], part: str, **kw: Any) ->
     samples = split.part(part)
     if not samples:
         raise click.ClickException(f"the {part} split of {', '.join(map(str, data))} is empty")
-    evaluation = training_module("evaluate")
+    evaluation = training_module("evaluation.evaluate")
     thresholds = {
         k: v
         for k, v in {
@@ -591,7 +591,7 @@ def evaluate(model: str | None, data: tuple[Path, ...], part: str, **kw: Any) ->
         if v is not None
     }
     if loaded.card.task == "detector" and kw["pre_p_noise"]:
-        samples = training_module("detector_samples").detector_test_samples(
+        samples = training_module("data.detector_samples").detector_test_samples(
             samples, loaded.card.window_samples
         )
     try:
@@ -608,7 +608,7 @@ def evaluate(model: str | None, data: tuple[Path, ...], part: str, **kw: Any) ->
         evaluation.write_report(report, kw["out"], None)
         click.echo(f"wrote {kw['out']}", err=True)
     if kw["plot"]:
-        training_module("plots").plot_evaluation(report, kw["plot"])
+        training_module("evaluation.plots").plot_evaluation(report, kw["plot"])
         click.echo(f"wrote {kw['plot']}", err=True)
 
 
@@ -620,7 +620,7 @@ def evaluate(model: str | None, data: tuple[Path, ...], part: str, **kw: Any) ->
 @click.option("--name", default=None, help="Model name (default: the checkpoint's card name).")
 def export(checkpoint: Path, out: Path, name: str | None) -> None:
     """Export a training CHECKPOINT folder to an ONNX model folder (card + ONNX parity check against torch)."""
-    train_mod = training_module("train")
+    train_mod = training_module("fitting.train")
     card = _run_training(train_mod.export_checkpoint, checkpoint_dir=checkpoint, model_dir=out, name=name)
     diff = card.metrics.get("onnx_vs_torch_max_abs_diff", float("nan"))
     click.echo(f"wrote {out} (model {card.name}, sha256 {card.onnx_sha256[:12]}, ONNX vs torch {diff:.1e})")

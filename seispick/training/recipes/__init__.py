@@ -1,0 +1,1 @@
+"""Reproducible builds of the shipped models (``python -m seispick.training.recipes``)."""
