@@ -20,8 +20,9 @@ from seispick.training.data.inputs import DataSplit
 from seispick.training.data.splits import Split
 from seispick.training.data.synthetic_waveforms import SyntheticConfig, synthetic_samples
 from seispick.training.export.cards import convnetquake_card
-from seispick.training.fitting.config import TrainConfig
+from seispick.training.fitting.config import RunConfig, TrainConfig
 from seispick.training.fitting.train_detector import (
+    DetectorOptions,
     balance_cells,
     best_threshold,
     cells_for,
@@ -103,7 +104,7 @@ def test_tiny_convnetquake_run_exports_a_working_detector(tmp_path):
     assert centroids.shape == (3, 2)
     card = convnetquake_card("cnq-tiny", [tuple(c) for c in centroids])
     cfg = TrainConfig(epochs=1, batch_size=16, windows_per_sample=2, val_windows_per_sample=1)
-    run = train_convnetquake(split, tmp_path / "run", cfg, card, centroids, progress=False)
+    run = train_convnetquake(split, card, centroids, RunConfig(tmp_path / "run", cfg, progress=False))
     model = load_model_dir(run.model_dir)
     assert model.card.labels == ["noise", "cell_0", "cell_1", "cell_2"]
     assert model.card.metrics["onnx_vs_torch_max_abs_diff"] <= 1e-5
@@ -137,7 +138,13 @@ def test_cells_that_do_not_beat_the_majority_are_dropped_and_the_card_says_so(tm
     centroids = cells_for(split.train, 3)
     card = convnetquake_card("cnq-check", [tuple(c) for c in centroids])
     cfg = TrainConfig(epochs=1, batch_size=16, windows_per_sample=2, val_windows_per_sample=1)
-    run = train_convnetquake(split, tmp_path / "run", cfg, card, centroids, progress=False, check_cells=True)
+    run = train_convnetquake(
+        split,
+        card,
+        centroids,
+        RunConfig(tmp_path / "run", cfg, progress=False),
+        DetectorOptions(check_cells=True),
+    )
     verdict = run.card.metrics["cells"]
     # 3 located validation events are too few to show that cells work, whatever the accuracy
     assert verdict["n_located_validation"] == 3 and verdict["supported"] is False
@@ -159,7 +166,7 @@ def test_a_detector_without_cells(tmp_path):
     card = convnetquake_card("cnq-plain", [])
     assert card.labels == ["noise", "event"] and card.location_cells is None
     cfg = TrainConfig(epochs=1, batch_size=16, windows_per_sample=2, val_windows_per_sample=1)
-    run = train_convnetquake(split, tmp_path / "run", cfg, card, np.zeros((0, 2)), progress=False)
+    run = train_convnetquake(split, card, np.zeros((0, 2)), RunConfig(tmp_path / "run", cfg, progress=False))
     model = load_model_dir(run.model_dir)
     assert model.card.labels == ["noise", "event"]
     assert run.test_report["n_events"] == 3 and run.test_report["cells"]["n_cells"] == 0

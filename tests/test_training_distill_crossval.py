@@ -13,10 +13,10 @@ from seispick.training.data.samples import sample_time
 from seispick.training.data.synthetic_waveforms import synthetic_samples
 from seispick.training.evaluation.scores import Pick
 from seispick.training.export.convert import load_original_phasenet
-from seispick.training.fitting.config import TrainConfig
+from seispick.training.fitting.config import RunConfig, TrainConfig
 from seispick.training.fitting.crossval import FoldResult
 from seispick.training.fitting.distill import blend_targets
-from seispick.training.fitting.train import finetune_phasenet
+from seispick.training.fitting.train import FinetuneOptions, finetune_phasenet
 from tests.streams import DATA
 
 WEIGHTS = DATA / "phasenet_original" / "weights.npz"
@@ -62,7 +62,8 @@ def _drift(tmp_path, name: str, distill_weight: float) -> float:
         weight_decay=0.0, freeze_batchnorm=True, distill_weight=distill_weight,
     )  # fmt: skip
     cfg.min_delta = -1.0  # keep the epoch-1 weights whatever the validation loss
-    run = finetune_phasenet(split, WEIGHTS, tmp_path / name, cfg, name=name, progress=False, score_base=False)
+    options = FinetuneOptions(name=name, score_base=False)
+    run = finetune_phasenet(split, WEIGHTS, RunConfig(tmp_path / name, cfg, progress=False), options)
     from seispick.training.data.picking_data import PickingWindows
     from seispick.training.fitting.checkpoint import load_checkpoint
 

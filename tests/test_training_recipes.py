@@ -2,9 +2,16 @@
 
 from __future__ import annotations
 
-from seispick.cli.training_cmd import finetune
-from seispick.training.fitting.config import TrainConfig
-from seispick.training.recipes.shipped_models import PHASENET_SETTINGS, cv_config, finetune_args
+from seispick.cli.training_cmd import _config, finetune, train
+from seispick.training.fitting.config import FINETUNE_DEFAULTS, TrainConfig
+from seispick.training.recipes.shipped_models import (
+    DETECTOR_ARGS,
+    PHASENET_SETTINGS,
+    cv_config,
+    detector_config,
+    finetune_args,
+    finetune_config,
+)
 
 
 def test_recipe_settings_parse_as_finetune_options():
@@ -27,3 +34,15 @@ def test_cross_validation_trains_what_the_cli_trains():
         config.val_windows_per_sample == config.windows_per_sample == PHASENET_SETTINGS["windows_per_sample"]
     )
     assert config.distill_weight == PHASENET_SETTINGS["distill_weight"]
+
+
+def test_the_recipes_train_what_their_recorded_commands_train():
+    """The recipes call the training functions directly; their settings are those the commands parse to."""
+    ctx = finetune.make_context(
+        "finetune", ["d", "--replay", "r", "--out", "o", *finetune_args(PHASENET_SETTINGS)]
+    )
+    assert finetune_config(PHASENET_SETTINGS) == _config(
+        ctx, ctx.params, FINETUNE_DEFAULTS, replay_fraction=ctx.params["replay_fraction"]
+    )
+    ctx = train.make_context("train", ["d", "--out", "o", *DETECTOR_ARGS, "--cells", "0"])
+    assert detector_config() == _config(ctx, ctx.params, {})

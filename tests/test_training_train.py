@@ -26,9 +26,15 @@ from seispick.training.data.synthetic_waveforms import SyntheticConfig, syntheti
 from seispick.training.export.cards import phasenet_card
 from seispick.training.export.convert import load_original_phasenet
 from seispick.training.fitting.checkpoint import load_base, load_checkpoint, read_meta
-from seispick.training.fitting.config import TrainConfig
+from seispick.training.fitting.config import RunConfig, TrainConfig
 from seispick.training.fitting.loop import fit
-from seispick.training.fitting.train import encoder_modules, finetune_phasenet, picking_loss, train_phasenet
+from seispick.training.fitting.train import (
+    FinetuneOptions,
+    encoder_modules,
+    finetune_phasenet,
+    picking_loss,
+    train_phasenet,
+)
 from seispick.training.networks.phasenet import PhaseNet
 from tests.streams import DATA
 
@@ -50,7 +56,9 @@ def synthetic_split(n: int = 24, seed: int = 1) -> DataSplit:
 
 def test_tiny_synthetic_run_lowers_validation_loss_and_exports_a_working_model(tmp_path):
     started = time.monotonic()
-    run = train_phasenet(synthetic_split(), tmp_path / "run", TINY, phasenet_card("tiny"), progress=False)
+    run = train_phasenet(
+        synthetic_split(), phasenet_card("tiny"), RunConfig(tmp_path / "run", TINY, progress=False)
+    )
     losses = [h["val_loss"] for h in run.fit.history]
     assert len(losses) == 3 and min(losses[1:]) < losses[0]
     for name in ("model.pt", "config.json", "history.json", "learning_curve.png", "evaluation_test.json"):
@@ -95,7 +103,9 @@ def test_finetune_with_frozen_encoder_changes_only_the_decoder(tmp_path):
     cfg.freeze_encoder = True
     cfg.patience = 1
     cfg.min_delta = -1.0  # keep the epoch-1 weights whatever the validation loss, to compare them
-    run = finetune_phasenet(split, WEIGHTS, tmp_path / "ft", cfg, name="ft-test", progress=False)
+    run = finetune_phasenet(
+        split, WEIGHTS, RunConfig(tmp_path / "ft", cfg, progress=False), FinetuneOptions(name="ft-test")
+    )
     before = load_original_phasenet(WEIGHTS).state_dict()
     after, meta = load_checkpoint(run.checkpoint_dir)
     encoder = {name for module in encoder_modules(after) for name, _ in module.named_parameters()}

@@ -13,7 +13,7 @@ import click
 from click.core import ParameterSource
 
 from seispick.cli.lazy import training_module
-from seispick.training.fitting.config import FINETUNE_DEFAULTS, TrainConfig
+from seispick.training.fitting.config import FINETUNE_DEFAULTS, RunConfig, TrainConfig
 
 SPLIT_PARTS = ["test", "val", "train", "all"]
 
@@ -242,6 +242,21 @@ def _config(ctx: click.Context, kw: dict[str, Any], defaults: dict[str, Any], **
         raise click.ClickException(str(exc)) from exc
 
 
+def _run_config(
+    ctx: click.Context, data: tuple[Path, ...], config: TrainConfig, kw: dict[str, Any]
+) -> RunConfig:
+    """The run of a train or finetune command: its settings, folders, licence and the command as typed."""
+    return RunConfig(
+        kw["out"],
+        config,
+        model_dir=kw["model_out"],
+        licence_text=kw["licence"],
+        datasets=[str(d) for d in data],
+        command=_command_line(ctx),
+        progress=not kw["quiet"],
+    )
+
+
 def _report_run(run, quiet: bool) -> None:
     click.echo(
         f"checkpoint: {run.checkpoint_dir}  (learning curve: {run.checkpoint_dir / 'learning_curve.png'})"
@@ -340,15 +355,9 @@ def train(ctx: click.Context, data: tuple[Path, ...], **kw: Any) -> None:
     name = kw["name"] or kw["out"].name
     cards = training_module("export.cards")
     synthetic = training_module("data.synthetic_waveforms")
-    extra = dict(
-        model_dir=kw["model_out"],
-        datasets=[str(d) for d in data],
-        command=_command_line(ctx),
-        progress=not kw["quiet"],
-        licence_text=kw["licence"],
-    )
+    settings = _run_config(ctx, data, config, kw)
     changes = {
-        "provenance": f"Trained by seispick: {extra['command']}",
+        "provenance": f"Trained by seispick: {settings.command}",
         "training_data": ", ".join(map(str, data)),
     }
     if kw["licence"]:
@@ -364,25 +373,24 @@ def train(ctx: click.Context, data: tuple[Path, ...], **kw: Any) -> None:
         )
         card = cards.convnetquake_card(name, [tuple(c) for c in centroids], overlap=kw["overlap"], **changes)
         samples = list(synthetic.synthetic_samples(2 * kw["synthetic"], seed=kw["seed"], noise_fraction=0.5))
+        options = detector.DetectorOptions(
+            synthetic_events=[s for s in samples if not s.is_noise],
+            synthetic_noise=[s for s in samples if s.is_noise],
+            check_cells=kw["check_cells"],
+        )
         run = _run_training(
             detector.train_convnetquake,
             split=split,
-            out_dir=kw["out"],
-            config=config,
             card=card,
             centroids=centroids,
-            check_cells=kw["check_cells"],
-            synthetic_events=[s for s in samples if not s.is_noise],
-            synthetic_noise=[s for s in samples if s.is_noise],
-            **extra,
+            run=settings,
+            options=options,
         )
     else:
         train_mod = training_module("fitting.train")
         split.train += list(synthetic.synthetic_samples(kw["synthetic"], seed=kw["seed"]))
         card = cards.phasenet_card(name, description="PhaseNet trained by seispick.", **changes)
-        run = _run_training(
-            train_mod.train_phasenet, split=split, out_dir=kw["out"], config=config, card=card, **extra
-        )
+        run = _run_training(train_mod.train_phasenet, split=split, card=card, run=settings)
     _report_run(run, kw["quiet"])
 
 
@@ -475,28 +483,24 @@ def finetune(ctx: click.Context, data: tuple[Path, ...], base: str, **kw: Any) -
     if kw["select_folds"] and kw["select_folds"] < 3:
         raise click.BadParameter("use at least 3 folds (or 0 for none)", param_hint="--select-folds")
     train_mod = training_module("fitting.train")
-    command = _command_line(ctx)
     changes: dict[str, Any] = {"training_data": ", ".join(map(str, data))}
     if kw["description"]:
         changes["description"] = kw["description"]
     if kw["licence"]:
         changes["licence"] = kw["licence"]
+    options = train_mod.FinetuneOptions(
+        name=kw["name"] or kw["out"].name,
+        card_changes=changes,
+        select_folds=kw["select_folds"],
+        split_by=kw["split_by"],
+    )
     run = _run_training(
         train_mod.finetune_phasenet,
         split=split,
         base=base,
-        out_dir=kw["out"],
-        config=config,
-        name=kw["name"] or kw["out"].name,
-        card_changes=changes,
-        model_dir=kw["model_out"],
-        datasets=[str(d) for d in data],
-        command=command,
-        progress=not kw["quiet"],
-        licence_text=kw["licence"],
+        run=_run_config(ctx, data, config, kw),
+        options=options,
         replay=replay,
-        select_folds=kw["select_folds"],
-        split_by=kw["split_by"],
     )
     _report_run(run, kw["quiet"])
 

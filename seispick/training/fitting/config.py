@@ -1,11 +1,13 @@
-"""Training hyper-parameters, stored with every checkpoint so that a run can be repeated."""
+"""Run settings: the hyper-parameters (:class:`TrainConfig`, stored with every checkpoint so that a run can be
+repeated) and one run's outputs and records (:class:`RunConfig`). No torch here: the CLI reads the defaults."""
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
 from typing import Any, Literal
 
-__all__ = ["FINETUNE_DEFAULTS", "TrainConfig"]
+__all__ = ["FINETUNE_DEFAULTS", "RunConfig", "TrainConfig"]
 
 Schedule = Literal["cosine", "plateau", "constant"]
 Selection = Literal["loss", "f1", "last"]
@@ -140,3 +142,31 @@ FINETUNE_DEFAULTS: dict[str, Any] = {
     "distill_phases": "S",
     "calibrate_thresholds": True,
 }
+
+
+@dataclass
+class RunConfig:
+    """One training run: its hyper-parameters, where it writes, and what it records.
+
+    ``out_dir`` is the checkpoint folder, ``model_dir`` the ONNX model folder (default ``<out_dir>/model``);
+    ``licence_text`` becomes the LICENSE of both (default: seispick's MIT note in the model folder only);
+    ``datasets`` and ``command`` are recorded in the checkpoint; ``progress`` shows a progress bar.
+    """
+
+    out_dir: Path
+    train: TrainConfig = field(default_factory=TrainConfig)
+    model_dir: Path | None = None
+    licence_text: str | None = None
+    datasets: list[str] = field(default_factory=list)
+    command: str = ""
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        self.out_dir = Path(self.out_dir)
+        self.model_dir = Path(self.model_dir) if self.model_dir else None
+        self.datasets = list(self.datasets or [])
+
+    @property
+    def model_folder(self) -> Path:
+        """Where the ONNX model folder goes: ``model_dir`` or ``<out_dir>/model``."""
+        return self.model_dir or self.out_dir / "model"

@@ -30,9 +30,9 @@ from seispick.training.data.folds import make_folds
 from seispick.training.data.inputs import load_split
 from seispick.training.evaluation.evaluate import TOLERANCES, load_model, predict_picks
 from seispick.training.evaluation.scores import Pick, evaluate_picks
-from seispick.training.fitting.config import FINETUNE_DEFAULTS, TrainConfig
+from seispick.training.fitting.config import FINETUNE_DEFAULTS, RunConfig, TrainConfig
 from seispick.training.fitting.selection import calibrate_thresholds
-from seispick.training.fitting.train import finetune_phasenet
+from seispick.training.fitting.train import FinetuneOptions, finetune_phasenet
 
 __all__ = ["FoldResult", "cross_validate"]
 
@@ -104,9 +104,9 @@ def cross_validate(
                 config = TrainConfig(**{**(common or {}), **options})
                 out = Path(tmp) / f"{name}-{i}"
                 card_name = re.sub(r"[^A-Za-z0-9._-]+", "-", name).strip("-.") or "variant"
-                finetune_phasenet(
-                    fold, base, out, config, name=card_name, progress=False, replay=extra, score_base=False
-                )
+                run = RunConfig(out, config, progress=False)
+                options = FinetuneOptions(name=card_name, score_base=False)
+                finetune_phasenet(fold, base, run, options, replay=extra)
                 predicted, truth = predict_picks(load_model(out / "model"), fold.test)
                 results[name].predicted += _tagged(predicted, i)
                 results[name].truth += _tagged(truth, i)

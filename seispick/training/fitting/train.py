@@ -1,7 +1,8 @@
 """Training and fine-tuning PhaseNet, from validated data to an ONNX model folder with card and test metrics.
 
     split = load_split(["/data/my_network"])                        # validated, split by station or time
-    run = finetune_phasenet(split, "phasenet-original", "runs/mine", TrainConfig(lr=1e-4, freeze_encoder=True))
+    settings = RunConfig("runs/mine", TrainConfig(lr=1e-4, freeze_encoder=True))  # checkpoint folder, settings
+    run = finetune_phasenet(split, "phasenet-original", settings)
     run.model_dir                                                    # ONNX + card.json + LICENSE + plots
 
 The checkpoint folder holds ``model.pt`` (best state_dict), ``config.json`` (:class:`CheckpointMeta`),
@@ -13,7 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +30,7 @@ from seispick.training.export.cards import phasenet_card, summarize_report
 from seispick.training.export.licences import LICENCE_FILE
 from seispick.training.export.onnx_export import write_model_folder
 from seispick.training.fitting.checkpoint import CheckpointMeta, load_base, load_checkpoint, write_meta
-from seispick.training.fitting.config import TrainConfig
+from seispick.training.fitting.config import RunConfig
 from seispick.training.fitting.fold_selection import select_by_folds
 from seispick.training.fitting.loop import FitResult
 from seispick.training.fitting.phasenet_fit import encoder_modules, fit_phasenet, picking_loss
@@ -37,6 +38,7 @@ from seispick.training.fitting.selection import calibrate_thresholds, torch_runt
 from seispick.training.networks.phasenet import PhaseNet
 
 __all__ = [
+    "FinetuneOptions",
     "RunResult",
     "encoder_modules",
     "export_checkpoint",
@@ -95,29 +97,24 @@ def _evaluate_into(model: str | Path, out_dir: Path, split: DataSplit, name: str
 
 def train_phasenet(
     split: DataSplit,
-    out_dir: str | Path,
-    config: TrainConfig,
     card: ModelCard,
+    run: RunConfig,
     model: PhaseNet | None = None,
     base: str | None = None,
     base_model: str | None = None,
-    model_dir: str | Path | None = None,
-    licence_text: str | None = None,
-    datasets: list[str] | None = None,
-    command: str = "",
-    progress: bool = True,
     replay: DataSplit | None = None,
 ) -> RunResult:
-    """Train ``model`` (a fresh PhaseNet when None) on ``split``; export, evaluate and card it.
+    """Train ``model`` (a fresh PhaseNet when None) on ``split`` as ``run`` says; export, evaluate and card it.
 
-    ``replay``: further data (e.g. other stations) whose train part adds ``config.replay_fraction`` times the
+    ``replay``: further data (e.g. other stations) whose train part adds ``run.train.replay_fraction`` times the
     own training windows per epoch; its validation and test parts are not used.
 
     ``card`` gives the runtime settings the model is trained for (window, channel order, normalisation) and
-    the card texts; its split and metrics are filled in here. ``base_model`` (a model name or folder) is
-    evaluated on the same test split for comparison and recorded in the card.
+    the card texts; its split and metrics are filled in here. ``base`` (what fine-tuning started from) is
+    recorded in the checkpoint; ``base_model`` (a model name or folder) is evaluated on the same test split for
+    comparison and recorded in the card.
     """
-    out = Path(out_dir)
+    out, config = run.out_dir, run.train
     _check_split(split, card)
     extra = replay.train if replay and config.replay_fraction > 0 else []
     if extra:
@@ -127,7 +124,7 @@ def train_phasenet(
     if model.window_samples != card.window_samples:
         raise ValueError(f"model takes {model.window_samples} samples, card says {card.window_samples}")
     score_fn = validation_scorer(split.val, card) if config.select_on == "f1" else None
-    result = fit_phasenet(model, split.train, split.val, config, card, out, progress, extra, score_fn)
+    result = fit_phasenet(model, split.train, split.val, config, card, out, run.progress, extra, score_fn)
     calibration = None
     if config.calibrate_thresholds:
         calibration = calibrate_thresholds(torch_runtime(model, card), split.val)
@@ -146,14 +143,14 @@ def train_phasenet(
         train=config.to_dict(),
         fit=result.to_dict(),
         base=base,
-        datasets=datasets or [],
-        command=command,
+        datasets=run.datasets,
+        command=run.command,
     )
     write_meta(out, meta)
-    if licence_text:
-        (out / LICENCE_FILE).write_text(licence_text)
-    model_dir = Path(model_dir) if model_dir else out / "model"
-    card = _export(model, card, model_dir, _check_windows(model, split, card, config.seed), licence_text)
+    if run.licence_text:
+        (out / LICENCE_FILE).write_text(run.licence_text)
+    model_dir = run.model_folder
+    card = _export(model, card, model_dir, _check_windows(model, split, card, config.seed), run.licence_text)
 
     report = _evaluate_into(model_dir, out, split, "evaluation_test")
     base_report = _evaluate_into(base_model, out, split, "evaluation_test_base") if base_model else None
@@ -178,56 +175,74 @@ def _export(
     return write_model_folder(model.eval(), card, model_dir, check, licence_text=licence_text)
 
 
+@dataclass
+class FinetuneOptions:
+    """What fine-tuning adds to a run: the card's name and changes, the base's test score, k-fold selection.
+
+    With ``score_base`` the base is evaluated on the same test split when it is a runnable model
+    (``phasenet-original``, or ``base_model`` given by name or folder). With ``select_folds`` K >= 3 the epoch
+    count and the P/S thresholds are chosen by K-fold cross-validation over the training and validation records
+    (:func:`~seispick.training.fitting.fold_selection.select_by_folds`, folds by station, or by time when
+    ``split_by`` is time or the data come from one station), and the model is then fine-tuned on all of them for
+    that many epochs.
+    """
+
+    name: str = "phasenet-finetuned"
+    card_changes: dict[str, Any] = field(default_factory=dict)
+    score_base: bool = True
+    base_model: str | None = None
+    select_folds: int = 0
+    split_by: str = "auto"
+
+
 def finetune_phasenet(
     split: DataSplit,
     base: str | Path,
-    out_dir: str | Path,
-    config: TrainConfig,
-    name: str = "phasenet-finetuned",
-    card_changes: dict[str, Any] | None = None,
-    score_base: bool = True,
-    select_folds: int = 0,
-    split_by: str = "auto",
-    **kwargs: Any,
+    run: RunConfig,
+    options: FinetuneOptions | None = None,
+    replay: DataSplit | None = None,
 ) -> RunResult:
-    """Fine-tune a PhaseNet from ``base`` (see :func:`~seispick.training.fitting.checkpoint.load_base`) on ``split``.
+    """Fine-tune a PhaseNet from ``base`` (see :func:`~seispick.training.fitting.checkpoint.load_base`) on
+    ``split`` as ``run`` and ``options`` (:class:`FinetuneOptions`) say; ``replay`` as in :func:`train_phasenet`.
 
-    The runtime settings (window, channels, normalisation, thresholds) are the base's; with ``score_base`` the
-    base is evaluated on the same test split when it is a runnable model (``phasenet-original`` or a
-    ``base_model`` given by name or folder).
-
-    With ``select_folds`` K >= 3 the epoch count and the P/S thresholds are chosen by K-fold cross-validation over
-    the training and validation records (:func:`~seispick.training.fitting.fold_selection.select_by_folds`, folds by
-    station, or by time when ``split_by`` is time or the data come from one station), and the model is then
-    fine-tuned on all of them for that many epochs.
+    The runtime settings (window, channels, normalisation, thresholds) are the base's.
     """
+    options = options or FinetuneOptions()
     model, base_card, origin = load_base(base)
-    command = kwargs.get("command", "")
+    command = run.command
     card = phasenet_card(
-        name,
+        options.name,
         template=base_card,
         version="1",
         description=f"PhaseNet fine-tuned from {origin}.",
         provenance=f"Fine-tuned by seispick from {origin}" + (f": {command}" if command else "."),
-        **(card_changes or {}),
+        **options.card_changes,
     )
-    base_model = kwargs.pop("base_model", None)
+    base_model = options.base_model
     if base_model is None and str(base) == "phasenet-original":
         base_model = "phasenet-original"
-    if not score_base:
+    if not options.score_base:
         base_model = None
-    if select_folds:
+    config = run.train
+    if options.select_folds:
         pool = split.train + split.val
         by = (
-            split_by
-            if split_by in ("station", "time")
+            options.split_by
+            if options.split_by in ("station", "time")
             else "time"
             if len({s.station for s in pool}) == 1
             else "station"
         )
-        say = (lambda text: print(text, flush=True)) if kwargs.get("progress", True) else None
+        say = (lambda text: print(text, flush=True)) if run.progress else None
         choice = select_by_folds(
-            pool, lambda: load_base(base)[0], card, config, select_folds, by, config.seed, progress=say
+            pool,
+            lambda: load_base(base)[0],
+            card,
+            config,
+            options.select_folds,
+            by,
+            config.seed,
+            progress=say,
         )
         thresholds = {**card.default_thresholds, **choice.thresholds}
         metrics = {**card.metrics, "fold_selection": choice.to_dict()}
@@ -236,9 +251,8 @@ def finetune_phasenet(
         if choice.epochs == 0:  # the base beat every fine-tuned epoch: keep its weights (epoch 0 of one)
             config = dataclasses.replace(config, select_on="loss", min_delta=float("inf"))
         split = DataSplit(train=pool, val=split.val, test=split.test, description=split.description)
-    return train_phasenet(
-        split, out_dir, config, card, model=model, base=str(base), base_model=base_model, **kwargs
-    )
+    run = dataclasses.replace(run, train=config)
+    return train_phasenet(split, card, run, model=model, base=str(base), base_model=base_model, replay=replay)
 
 
 def export_checkpoint(

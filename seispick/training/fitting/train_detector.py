@@ -27,11 +27,12 @@ from seispick.training.evaluation.scores import detection_scores
 from seispick.training.export.cards import summarize_report
 from seispick.training.export.onnx_export import write_model_folder
 from seispick.training.fitting.checkpoint import CheckpointMeta, write_meta
-from seispick.training.fitting.config import TrainConfig
+from seispick.training.fitting.config import RunConfig
 from seispick.training.fitting.loop import FitResult, fit
 from seispick.training.networks.convnetquake import ConvNetQuake, assign_cells, location_cells
 
 __all__ = [
+    "DetectorOptions",
     "DetectorRun",
     "balance_cells",
     "best_threshold",
@@ -197,37 +198,44 @@ def _calibrate_threshold(
     }
 
 
+@dataclass
+class DetectorOptions:
+    """What a ConvNetQuake run adds to its :class:`~seispick.training.fitting.config.RunConfig`.
+
+    ``synthetic_events`` and ``synthetic_noise`` join the training data only; ``noise_ratio`` noise windows per
+    event window. With ``balance``, located events of small cells are repeated (:func:`balance_cells`); with
+    ``calibrate`` the card's detection threshold is the one with the best F1 on the validation split
+    (:func:`best_threshold`). With ``check_cells`` the cells must earn their place (:func:`cell_verdict`).
+    """
+
+    synthetic_events: Sequence[WaveformSample] = ()
+    synthetic_noise: Sequence[WaveformSample] = ()
+    noise_ratio: float = 1.0
+    balance: bool = True
+    calibrate: bool = True
+    check_cells: bool = False
+
+
 def train_convnetquake(
     split: DataSplit,
-    out_dir: str | Path,
-    config: TrainConfig,
     card: ModelCard,
     centroids: np.ndarray,
-    synthetic_events: Sequence[WaveformSample] = (),
-    synthetic_noise: Sequence[WaveformSample] = (),
-    model_dir: str | Path | None = None,
-    licence_text: str | None = None,
-    datasets: list[str] | None = None,
-    command: str = "",
-    progress: bool = True,
-    noise_ratio: float = 1.0,
-    balance: bool = True,
-    calibrate: bool = True,
-    check_cells: bool = False,
+    run: RunConfig,
+    options: DetectorOptions | None = None,
 ) -> DetectorRun:
-    """Train a ConvNetQuake with ``len(centroids)`` cells on ``split`` (+ synthetics in training only); with no
-    centroids (shape (0, 2)) a detector without cells (classes noise and event).
+    """Train a ConvNetQuake with ``len(centroids)`` cells on ``split`` (+ synthetics in training only) as ``run``
+    says; with no centroids (shape (0, 2)) a detector without cells (classes noise and event).
 
-    With ``balance``, located events of small cells are repeated (:func:`balance_cells`); with ``calibrate``
-    the card's detection threshold is the one with the best F1 on the validation split (:func:`best_threshold`).
-    With ``check_cells`` the cells must earn their place: when their accuracy on the located validation events
-    does not beat always answering the most frequent training cell (:func:`cell_verdict`), the model is exported
-    without cells (noise and event; the cell outputs summed) and its card says why; the model with cells is kept
-    in ``<out_dir>/model_with_cells``. Test metrics come
-    from running the exported ONNX model through ``seispick.picking.detect`` over the test events and the noise
-    cut before their P.
+    ``options`` (:class:`DetectorOptions`): with ``check_cells``, when the cells' accuracy on the located
+    validation events does not beat always answering the most frequent training cell (:func:`cell_verdict`), the
+    model is exported without cells (noise and event; the cell outputs summed) and its card says why; the model
+    with cells is kept in ``<out_dir>/model_with_cells``. Test metrics come from running the exported ONNX model
+    through ``seispick.picking.detect`` over the test events and the noise cut before their P.
     """
-    out = Path(out_dir)
+    options = options or DetectorOptions()
+    out, config = run.out_dir, run.train
+    synthetic_events, synthetic_noise = options.synthetic_events, options.synthetic_noise
+    noise_ratio = options.noise_ratio
     window = card.window_samples
     check_for_model(split.part("all"), card.sampling_rate, min_samples=window)
     # P lands 0.5 s to one stride + 0.5 s into an event window: on the card's window grid every event has a
@@ -235,7 +243,7 @@ def train_convnetquake(
     lead = int(round(0.5 * card.sampling_rate))
     p_range = (lead, min(window - lead, lead + card.stride_samples))
     located = _examples(split.train, centroids)
-    train_events = (balance_cells(located) if balance else located) + [
+    train_events = (balance_cells(located) if options.balance else located) + [
         EventExample(s, UNKNOWN_CELL) for s in synthetic_events
     ]
     val_events = _examples(split.val, centroids)
@@ -262,7 +270,7 @@ def train_convnetquake(
     n_cells = max(1, len(centroids))  # no cells: one event class
     model = ConvNetQuake(n_cells=n_cells, in_channels=len(card.channel_order), n_samples=window)
     result = fit(
-        model, detection_loss, train_data, val_data, config, out, progress=progress, description=card.name
+        model, detection_loss, train_data, val_data, config, out, progress=run.progress, description=card.name
     )
     counts = {
         "train_windows_per_epoch": {"events": train_data.n_event_items, "noise": train_data.n_noise_items},
@@ -281,18 +289,19 @@ def train_convnetquake(
         card=card,
         train=config.to_dict(),
         fit=result.to_dict(),
-        datasets=datasets or [],
-        command=command,
+        datasets=run.datasets,
+        command=run.command,
     )
     write_meta(out, meta)
-    if licence_text:
-        (out / "LICENSE").write_text(licence_text)
-    model_dir = Path(model_dir) if model_dir else out / "model"
+    if run.licence_text:
+        (out / "LICENSE").write_text(run.licence_text)
+    model_dir = run.model_folder
+    licence_text = run.licence_text
     check = np.stack([val_data[i][0].numpy() for i in range(min(6, len(val_data)))]).astype(np.float32)
     card = write_model_folder(
         model.probability_model().eval(), card, model_dir, check, licence_text=licence_text
     )
-    if check_cells and len(centroids) > 1:
+    if options.check_cells and len(centroids) > 1:
         verdict = cell_verdict(model_dir, split, centroids)
         counts["cells"] = verdict
         if not verdict["supported"]:  # the cell model stays in the checkpoint folder for inspection
@@ -302,7 +311,7 @@ def train_convnetquake(
             card = write_model_folder(merged, card, model_dir, check, licence_text=licence_text)
             meta.card = card
             write_meta(out, meta)
-    if calibrate:
+    if options.calibrate:
         card, calibration = _calibrate_threshold(model_dir, card, split.val)
         card.write(model_dir)
         counts["validation"] = calibration

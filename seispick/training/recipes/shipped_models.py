@@ -1,9 +1,9 @@
-"""Reproducible (seeded) builds of the shipped models from the shared data, through the `seispick` commands.
+"""Reproducible (seeded) builds of the shipped models from the shared data, as the `seispick` commands build them.
 
     python -m seispick.training.recipes all --data /work/shared/data --models models --runs runs
 
-Each recipe runs the exact `seispick finetune` / `seispick train` command recorded in the model card's
-provenance, then scores the new model and the original PhaseNet on held-out test splits (`seispick evaluate`'s
+Each recipe calls the training functions with the settings its `seispick finetune` / `seispick train` command
+(recorded in the model card's provenance) passes them, then scores the new model and the original PhaseNet on held-out test splits (`seispick evaluate`'s
 code), writes the comparison into the card and a LICENSE next to the ONNX file.
 """
 
@@ -11,20 +11,31 @@ from __future__ import annotations
 
 import argparse
 import json
-import shlex
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from seispick.models.card import HeldOutScores, ModelCard
 from seispick.models.registry import DEFAULT_MODEL, choose_default
 from seispick.training.data.inputs import load_split
+from seispick.training.data.synthetic_waveforms import synthetic_samples
 from seispick.training.evaluation.evaluate import evaluate, write_report
-from seispick.training.export.cards import summarize_report
+from seispick.training.export.builders import build_phasenet_original
+from seispick.training.export.cards import convnetquake_card, summarize_report
 from seispick.training.export.licences import MIT_TEXT, NCEDC_NOTE, STEAD_NOTE
 from seispick.training.fitting.checkpoint import read_meta
+from seispick.training.fitting.config import FINETUNE_DEFAULTS, RunConfig, TrainConfig
 from seispick.training.fitting.crossval import cross_validate
-from seispick.training.fitting.train_detector import CELLS_MODEL, detector_test_samples
+from seispick.training.fitting.train import FinetuneOptions, export_checkpoint, finetune_phasenet
+from seispick.training.fitting.train_detector import (
+    CELLS_MODEL,
+    DetectorOptions,
+    cells_for,
+    detector_test_samples,
+    train_convnetquake,
+)
 
 __all__ = [
     "RECIPES",
@@ -67,11 +78,13 @@ PHASENET_SETTINGS: dict[str, Any] = {
     "calibrate_thresholds": False,
 }
 CV_FOLDS = 5
+# `seispick finetune` and `seispick train` split every folder 0.7 : 0.15 : 0.15 (--val-fraction, --test-fraction)
+FRACTIONS = (1.0 - 0.15 - 0.15, 0.15, 0.15)
 
 
-def finetune_args(settings: dict[str, Any]) -> list[str]:
-    """`seispick finetune` options for TrainConfig fields (validation draws as many windows as training)."""
-    args = ["--base", "phasenet-original", "--split-by", "auto"]
+def cli_options(settings: dict[str, Any]) -> list[str]:
+    """`seispick train` / `finetune` options for TrainConfig fields."""
+    args = []
     for key, value in settings.items():
         flag = "--" + key.replace("_", "-")
         if isinstance(value, bool):
@@ -83,6 +96,17 @@ def finetune_args(settings: dict[str, Any]) -> list[str]:
     return args
 
 
+def finetune_args(settings: dict[str, Any]) -> list[str]:
+    """`seispick finetune` options for TrainConfig fields (validation draws as many windows as training)."""
+    return ["--base", "phasenet-original", "--split-by", "auto", *cli_options(settings)]
+
+
+def finetune_config(settings: dict[str, Any]) -> TrainConfig:
+    """The TrainConfig `seispick finetune` makes of ``finetune_args(settings)``: its defaults under the settings;
+    a given --windows-per-sample replaces the epoch-size rule, validation drawing as many windows."""
+    return TrainConfig(**{**FINETUNE_DEFAULTS, **cv_config(settings), "epoch_windows": None})
+
+
 def cv_config(settings: dict[str, Any]) -> dict[str, Any]:
     """TrainConfig fields of the same run, for cross-validation."""
     return {**settings, "val_windows_per_sample": settings["windows_per_sample"]}
@@ -90,16 +114,23 @@ def cv_config(settings: dict[str, Any]) -> dict[str, Any]:
 
 # ConvNetQuake on NCEDC (by station) + TA.109C (by time) + synthetics; 3 location cells from TA.109C epicentres.
 DETECTOR_CELLS = 3
+DETECTOR_SYNTHETIC = 100
+DETECTOR_SETTINGS: dict[str, Any] = {
+    "lr": 1e-3,
+    "epochs": 40,
+    "patience": 10,
+    "batch_size": 32,
+    "windows_per_sample": 4,
+    "seed": SEED,
+}
 DETECTOR_ARGS = [
-    "--architecture", "convnetquake",
-    "--synthetic", "100",
-    "--lr", "1e-3",
-    "--epochs", "40",
-    "--patience", "10",
-    "--batch-size", "32",
-    "--windows-per-sample", "4",
-    "--seed", str(SEED),
+    "--architecture", "convnetquake", "--synthetic", str(DETECTOR_SYNTHETIC), *cli_options(DETECTOR_SETTINGS)
 ]  # fmt: skip
+
+
+def detector_config() -> TrainConfig:
+    """The TrainConfig `seispick train` makes of :data:`DETECTOR_ARGS` (validation draws as many windows)."""
+    return TrainConfig(**DETECTOR_SETTINGS, val_windows_per_sample=DETECTOR_SETTINGS["windows_per_sample"])
 
 
 def phasenet_licence() -> str:
@@ -121,12 +152,9 @@ def detector_licence() -> str:
     )
 
 
-def _run_cli(args: list[str]) -> str:
-    """Run a `seispick` command in this process; returns the command line."""
-    from seispick.cli.main import cli
-
-    cli.main(args=args, prog_name="seispick", standalone_mode=False)
-    return "seispick " + shlex.join(args)
+def _command(args: list[str]) -> str:
+    """The `seispick` command line that builds the same model, as the card's provenance records it."""
+    return "seispick " + " ".join(args)
 
 
 def _score(model: str | Path, samples, path: Path) -> dict[str, Any]:
@@ -147,23 +175,19 @@ def _fmt(summary: dict[str, Any], phase: str) -> str:
 
 
 def build_phasenet(data: Path, models: Path, runs: Path) -> ModelCard:
-    """Fine-tune the original PhaseNet on TA.109C (the recorded `seispick finetune` command), then describe it."""
-    _run_cli(
-        [
-            "finetune",
-            str(data / STEAD),
-            "--replay",
-            str(data / NCEDC),
-            "--out",
-            str(runs / PHASENET_NAME),
-            "--model-out",
-            str(models / PHASENET_NAME),
-            "--name",
-            PHASENET_NAME,
-            "-q",
-            *finetune_args(PHASENET_SETTINGS),
-        ]  # fmt: skip
-    )
+    """Fine-tune the original PhaseNet on TA.109C as `seispick finetune` does with the recorded options, then
+    describe it."""
+    out, model_dir = runs / PHASENET_NAME, models / PHASENET_NAME
+    args = ["finetune", str(data / STEAD), "--replay", str(data / NCEDC), "--out", str(out),
+            "--model-out", str(model_dir), "--name", PHASENET_NAME, "-q", *finetune_args(PHASENET_SETTINGS)]  # fmt: skip
+    split = load_split([data / STEAD], "auto", FRACTIONS, SEED)
+    replay = load_split([data / NCEDC], "auto", FRACTIONS, SEED)
+    run = RunConfig(
+        out, finetune_config(PHASENET_SETTINGS), model_dir, datasets=[str(data / STEAD)],
+        command=_command(args), progress=False,
+    )  # fmt: skip
+    options = FinetuneOptions(name=PHASENET_NAME, card_changes={"training_data": str(data / STEAD)})
+    finetune_phasenet(split, "phasenet-original", run, options, replay=replay)
     return describe_phasenet(data, models, runs)
 
 
@@ -358,16 +382,11 @@ def cell_cross_validation(data: Path, folds: int = CELL_CV_FOLDS, work: Path | N
 
     from seispick.training.data.folds import time_folds
     from seispick.training.data.inputs import DataSplit
-    from seispick.training.data.synthetic_waveforms import synthetic_samples
     from seispick.training.evaluation.evaluate import nearest_cells
-    from seispick.training.export.cards import convnetquake_card
-    from seispick.training.fitting.config import TrainConfig
-    from seispick.training.fitting.train_detector import cells_for, train_convnetquake
 
     stead = load_split([data / STEAD], "time", seed=SEED)
     ncedc = load_split([data / NCEDC], "station", seed=SEED)
-    config = TrainConfig(lr=1e-3, epochs=40, patience=10, batch_size=32, windows_per_sample=4, seed=SEED)
-    config.val_windows_per_sample = config.windows_per_sample
+    config = detector_config()
     samples = list(synthetic_samples(200, seed=SEED, noise_fraction=0.5))
     correct = majority = total = 0
     per_fold = []
@@ -376,11 +395,13 @@ def cell_cross_validation(data: Path, folds: int = CELL_CV_FOLDS, work: Path | N
             centroids = cells_for(fold.train, 3, seed=SEED)
             card = convnetquake_card(f"cells-fold-{i}", [tuple(c) for c in centroids], overlap=500)
             split = DataSplit(train=fold.train + ncedc.train, val=fold.val + ncedc.val, test=fold.test)
-            run = train_convnetquake(
-                split, Path(tmp) / str(i), config, card, centroids, progress=False,
+            synthetics = DetectorOptions(
                 synthetic_events=[s for s in samples if not s.is_noise],
                 synthetic_noise=[s for s in samples if s.is_noise],
-            )  # fmt: skip
+            )
+            run = train_convnetquake(
+                split, card, centroids, RunConfig(Path(tmp) / str(i), config, progress=False), synthetics
+            )
             cells = run.test_report["cells"]
             cell_list = [{"latitude": c[0], "longitude": c[1]} for c in centroids]
             train_cells = list(nearest_cells(*_latlon(fold.train), cell_list))
@@ -416,20 +437,40 @@ def build_convnetquake(data: Path, models: Path, runs: Path) -> ModelCard:
     ship the same detector without cells (`--cells 0`). Then describe it."""
     cv = cell_cross_validation(data, work=runs)
     with_cells = runs / DETECTOR_NAME / CELLS_MODEL
-    common = ["--out", str(runs / DETECTOR_NAME), "--name", DETECTOR_NAME, "-q"]
-    _run_cli(["train", str(data / NCEDC), str(data / STEAD), "--model-out", str(with_cells), *common,
-              *DETECTOR_ARGS, "--cells", str(DETECTOR_CELLS), "--keep-cells"])  # fmt: skip
-    if cv["supported"]:
-        _run_cli(["export", str(runs / DETECTOR_NAME), "--out", str(models / DETECTOR_NAME)])
+    _train_detector(data, runs / DETECTOR_NAME, with_cells, DETECTOR_CELLS, check_cells=False)
+    if cv["supported"]:  # `seispick export`
+        export_checkpoint(runs / DETECTOR_NAME, models / DETECTOR_NAME)
     else:
-        _run_cli(["train", str(data / NCEDC), str(data / STEAD), "--out", str(runs / NO_CELLS_RUN),
-                  "--model-out", str(models / DETECTOR_NAME), "--name", DETECTOR_NAME, "-q", *DETECTOR_ARGS,
-                  "--cells", "0"])  # fmt: skip
+        _train_detector(data, runs / NO_CELLS_RUN, models / DETECTOR_NAME, 0, check_cells=True)
     card = ModelCard.read(models / DETECTOR_NAME)
     card.model_copy(update={"metrics": {**card.metrics, "cell_cross_validation": cv}}).write(
         models / DETECTOR_NAME
     )
     return describe_convnetquake(data, models, runs)
+
+
+def _train_detector(data: Path, out: Path, model_dir: Path, cells: int, check_cells: bool) -> None:
+    """Train the recipe's ConvNetQuake as `seispick train` does with :data:`DETECTOR_ARGS` and ``--cells``."""
+    folders = [data / NCEDC, data / STEAD]
+    args = ["train", *map(str, folders), "--out", str(out), "--model-out", str(model_dir), "--name", DETECTOR_NAME,
+            "-q", *DETECTOR_ARGS, "--cells", str(cells), "--check-cells" if check_cells else "--keep-cells"]  # fmt: skip
+    split = load_split(folders, "auto", FRACTIONS, SEED)
+    centroids = cells_for(split.train, cells, seed=SEED) if cells else np.zeros((0, 2))
+    command = _command(args)
+    card = convnetquake_card(
+        DETECTOR_NAME, [tuple(c) for c in centroids], overlap=500,
+        provenance=f"Trained by seispick: {command}", training_data=", ".join(map(str, folders)),
+    )  # fmt: skip
+    samples = list(synthetic_samples(2 * DETECTOR_SYNTHETIC, seed=SEED, noise_fraction=0.5))
+    options = DetectorOptions(
+        synthetic_events=[s for s in samples if not s.is_noise],
+        synthetic_noise=[s for s in samples if s.is_noise],
+        check_cells=check_cells,
+    )
+    run = RunConfig(
+        out, detector_config(), model_dir, datasets=[str(d) for d in folders], command=command, progress=False
+    )
+    train_convnetquake(split, card, centroids, run, options)
 
 
 def describe_convnetquake(data: Path, models: Path, runs: Path) -> ModelCard:
@@ -536,18 +577,11 @@ def _majority_baseline(card: ModelCard, stead) -> float:
 
 
 def build_original(data: Path, models: Path, runs: Path) -> ModelCard:
-    """Convert the original weights (`seispick models convert-original`), then add its held-out figures."""
-    _run_cli(
-        [
-            "models",
-            "convert-original",
-            str(data / "phasenet_original" / "weights.npz"),
-            "--out",
-            str(models / "phasenet-original"),
-            "--check-data",
-            str(data / NCEDC / "waveform_train"),
-        ]  # fmt: skip
-    )
+    """Convert the original weights as `seispick models convert-original --check-data` does (checked on 16 real
+    NCEDC windows), then add its held-out figures."""
+    files = sorted((data / NCEDC / "waveform_train").glob("*.npz"))[:16]
+    windows = np.array([np.load(f)["data"][1200:4200].T for f in files]) if files else None
+    build_phasenet_original(data / "phasenet_original" / "weights.npz", models / "phasenet-original", windows)
     return describe_original(data, models, runs)
 
 
