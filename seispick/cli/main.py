@@ -15,7 +15,7 @@ from seispick import __version__
 
 # name -> (module in seispick.cli, attribute, one-line help shown by ``seispick --help``)
 COMMANDS: dict[str, tuple[str, str, str]] = {
-    "pick": ("pick", "pick", "Pick P and S phases in waveform files or folders."),
+    "pick": ("pick_cmd", "pick", "Pick P and S phases in waveform files or folders."),
     "associate": ("associate_cmd", "associate", "Associate picks into located events (PyOcto)."),
     "serve": ("serve_cmd", "serve", "Start the service: HTTP picking API and real-time streams."),
     "replay": ("replay_cmd", "replay", "Serve archived miniSEED as a SeedLink server."),
