@@ -30,7 +30,8 @@ from seispick.service.ingest.folder import (
     FileReplaySource,
     split_records,
 )
-from seispick.service.ingest.manager import IngestSettings, SourceConfig, SourceManager
+from seispick.service.ingest.manager import SourceConfig, SourceManager
+from seispick.service.settings import StreamingSettings
 from tests.streams import write_station_archive
 
 T0 = UTCDateTime(2024, 3, 1, 12, 0, 0)
@@ -156,7 +157,7 @@ def test_configs_validate_and_embed(tmp_path: Path) -> None:
         SeedLinkSourceConfig(selectors=["XX_STA1"], reconnect_min_s=5, reconnect_max_s=1)
     with pytest.raises(ValidationError):
         SeedLinkSourceConfig(selectors=["not a selector"])
-    settings = IngestSettings.model_validate({"sources": [
+    settings = StreamingSettings.model_validate({"sources": [
         {"kind": "seedlink", "host": "example.org", "selectors": ["GE_APE:BH?"]},
         {"kind": "directory", "path": str(tmp_path), "poll_s": 0.5},
         {"kind": "files", "paths": [str(tmp_path)]},

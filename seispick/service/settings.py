@@ -19,13 +19,24 @@ import os
 import re
 import zlib
 from collections.abc import Callable, Mapping
-from datetime import datetime
 from fnmatch import fnmatchcase
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, get_origin
 from urllib.parse import urlsplit, urlunsplit
 
-from pydantic import BaseModel, Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    SecretStr,
+    ValidationError,
+    ValidationInfo,
+    create_model,
+    field_validator,
+    model_validator,
+)
+from pydantic_core import PydanticCustomError
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from pydantic_settings import SettingsError as PydanticSettingsError
 
@@ -34,6 +45,9 @@ from seispick.events.stations import StationFileError, StationTable, read_statio
 from seispick.events.velocity import Homogeneous, VelocityModel, VelocityModelError, read_velocity_model
 from seispick.models.inference import Backend
 from seispick.models.registry import DEFAULT_MODEL
+from seispick.seedlink.client.source_config import SeedLinkSourceConfig
+from seispick.service.ingest.folder import DirectorySourceConfig
+from seispick.service.ingest.manager import SourceConfig
 
 Threshold = Annotated[float, Field(gt=0, le=1)]
 
@@ -49,8 +63,62 @@ class BatchingSettings(BaseModel):
     )
 
 
-class StreamingSettings(BaseModel):
-    """Real-time picking: where records come from, how picks are published, how the network is sharded."""
+# ----------------------------------------------------------------------------------- sources
+# SeedLinkSourceConfig fields that each shorthand server (``seedlink``: HOST:PORT) sets itself; every other field
+# is a knob of all shorthand servers, a StreamingSettings field of its own (see ``seedlink_shorthand``).
+SEEDLINK_PER_SERVER = ("kind", "name", "host", "port")
+# Knobs whose shorthand predates ``sources`` keep their old names; any other knob is ``seedlink_<knob>``.
+SEEDLINK_OLD_NAMES = {
+    "selectors": "selectors",
+    "station_file": "station_file",
+    "begin_time": "begin_time",
+    "reconnect_max_s": "reconnect_max_s",
+    "protocol": "protocol_version",
+    "relist_s": "station_relist_s",
+}
+SEEDLINK_SHORTHAND_DEFAULTS = {"reconnect_max_s": 30.0}  # the service's default, not the client's 60 s
+
+
+def seedlink_shorthand(knob: str) -> str:
+    """The StreamingSettings field of a SeedLinkSourceConfig knob (``keepalive_s`` -> ``seedlink_keepalive_s``)."""
+    return SEEDLINK_OLD_NAMES.get(knob, f"seedlink_{knob}")
+
+
+def seedlink_knobs() -> dict[str, str]:
+    """Every SeedLink knob: its StreamingSettings shorthand field -> its SeedLinkSourceConfig field."""
+    fields = SeedLinkSourceConfig.model_fields
+    return {seedlink_shorthand(knob): knob for knob in fields if knob not in SEEDLINK_PER_SERVER}
+
+
+def _shorthand_field(knob: str) -> tuple[Any, Any]:
+    """The StreamingSettings field of a knob: the SeedLinkSourceConfig field's type, constraints and help."""
+    field = SeedLinkSourceConfig.model_fields[knob]
+    extra: list[Any] = [NoDecode] if get_origin(field.annotation) is list else []  # comma-separated in env
+    metadata = [*field.metadata, *extra]
+    annotation = Annotated[(field.annotation, *metadata)] if metadata else field.annotation
+    description = f"{field.description or knob}; for every seedlink server"
+    if field.default_factory is not None:
+        return annotation, Field(default_factory=field.default_factory, description=description)
+    return annotation, Field(
+        default=SEEDLINK_SHORTHAND_DEFAULTS.get(knob, field.default), description=description
+    )
+
+
+def settings_error(template: str, *fields: str) -> PydanticCustomError:
+    """A check across fields of one group: ``template`` names them as ``{field}``; :func:`load_settings` names
+    each as it was given (variable or flag)."""
+    return PydanticCustomError("settings", template, {"template": template, **{f: f for f in fields}})
+
+
+class _StreamingSettings(BaseModel):
+    """Real-time picking: where records come from, how picks are published, how the network is sharded.
+
+    ``sources`` lists every source (JSON in ``SEISPICK_STREAMING__SOURCES``); the shorthands ``seedlink``
+    (servers as HOST:PORT, each with the SeedLink knobs ``selectors``, ``seedlink_keepalive_s``...) and
+    ``watch_dirs`` are added to it when the settings are validated, so ``sources`` is the whole list.
+    """
+
+    model_config = ConfigDict(validate_assignment=True)  # assigning a shorthand updates sources
 
     model: str | None = Field(default=None, description="Model for the stream (default: the default model)")
     models: Annotated[list[str], NoDecode] = Field(
@@ -59,14 +127,15 @@ class StreamingSettings(BaseModel):
         "phasenet-ta109c,convnetquake-ta109c); each with its own window, through the shared batcher. "
         "Overrides model",
     )
+    sources: Annotated[list[SourceConfig], NoDecode] = Field(
+        default_factory=list,
+        description='Every source, as a JSON list: [{"kind": "seedlink", "host": ..., "port": ..., '
+        '"selectors": [...]}, {"kind": "directory", "path": ...}, {"kind": "files", "paths": [...]}]; '
+        "the seedlink and watch_dirs shorthands are added to it",
+    )
     seedlink: Annotated[list[str], NoDecode] = Field(
         default_factory=list, description="SeedLink servers as host:port, comma-separated"
     )
-    selectors: Annotated[list[str], NoDecode] = Field(
-        default_factory=list,
-        description="Streams as NET_STA:CHA patterns (wildcards allowed), comma-separated",
-    )
-    station_file: Path | None = Field(default=None, description="One NET_STA[:CHA] per line")
     watch_dirs: Annotated[list[Path], NoDecode] = Field(
         default_factory=list,
         description="Folders watched for new or growing miniSEED files (complete SAC or compressed files too)",
@@ -85,16 +154,6 @@ class StreamingSettings(BaseModel):
     behind_timeout_s: float = Field(
         default=300.0, gt=0, description="/readyz answers 503 once the stream has been behind this long"
     )
-    reconnect_max_s: float = Field(default=30.0, gt=0)
-    protocol_version: Literal["auto", "4.0", "3.1"] = Field(
-        default="auto", description="SeedLink protocol version: auto uses 4.0 when the server offers it"
-    )
-    station_relist_s: float = Field(
-        default=300.0, ge=0, description="Re-list SeedLink stations when the client expands wildcards"
-    )
-    begin_time: datetime | None = Field(
-        default=None, description="Ask SeedLink servers for data from this time on first connect (else live)"
-    )
     selector_grace_s: float = Field(
         default=120.0, gt=0, description="A station selector that matched no record this long is a warning"
     )
@@ -107,28 +166,77 @@ class StreamingSettings(BaseModel):
         description="Picking processes of this replica, each with a part of its shard (default: one per CPU "
         "core available to the process; 1 picks in the API process itself)",
     )
-    stream_key: str = "seispick:picks"
+    stream_key: str = Field(default="seispick:picks", description="Redis stream of the picks")
     detections_key: str = "seispick:detections"
     channel: str = "seispick:picks:live"
     maxlen: int = Field(default=100_000, ge=1, description="Approximate length cap of the Redis streams")
     spill_dir: Path | None = Field(default=None, description="Outbox spill folder while Redis is down")
+    _folded: list[Any] = PrivateAttr(default_factory=list)  # the sources the shorthands added
 
-    @field_validator("seedlink", "selectors", "watch_dirs", "models", mode="before")
+    @field_validator("*", mode="before")
     @classmethod
-    def _split_list(cls, value: Any) -> Any:
-        return _split(value, ",")
+    def _split_list(cls, value: Any, info: ValidationInfo) -> Any:
+        field = cls.model_fields.get(info.field_name or "")
+        return _split(value, ",") if field is not None and get_origin(field.annotation) is list else value
 
     def stream_models(self, default_model: str) -> list[str]:
         """The models the stream runs: ``models``, else ``model``, else the service's default model."""
         return list(dict.fromkeys(self.models)) or [self.model or default_model]
 
     @model_validator(mode="after")
-    def _shard_in_range(self) -> StreamingSettings:
+    def _shard_in_range(self) -> _StreamingSettings:
         if self.shard_index >= self.shard_count:
-            raise ValueError(
-                f"shard_index {self.shard_index} must be below shard_count {self.shard_count} (0-based)"
+            raise settings_error(
+                "{shard_index} "
+                + str(self.shard_index)
+                + " must be below {shard_count} "
+                + str(self.shard_count)
+                + " (0-based)",
+                "shard_index",
+                "shard_count",
             )
         return self
+
+    @model_validator(mode="after")
+    def _fold_shorthands(self) -> _StreamingSettings:
+        """``sources`` = the shorthands' sources (replacing those of an earlier validation), then the listed
+        ones; a shorthand source equal to a listed one is not added twice (settings read back from
+        ``seispick config``)."""
+        listed = [s for s in self.sources if not any(s is f for f in self._folded)]
+        self._folded = [s for s in self._shorthand_sources() if s not in listed]
+        self.__dict__["sources"] = self._folded + listed  # not setattr: that would validate again
+        return self
+
+    def _shorthand_sources(self) -> list[Any]:
+        out: list[Any] = []
+        knobs = {knob: getattr(self, name) for name, knob in seedlink_knobs().items()}
+        if self.seedlink and not (knobs["selectors"] or knobs["station_file"]):
+            raise settings_error(
+                "{seedlink} needs stream selectors: set {selectors} or {station_file}",
+                "seedlink",
+                "selectors",
+                "station_file",
+            )
+        for server in self.seedlink:
+            host, colon, port = server.rpartition(":")
+            if not colon or not port.isdigit():
+                raise settings_error("{seedlink}: " + f"{server!r} is not HOST:PORT", "seedlink")
+            try:
+                out.append(
+                    SeedLinkSourceConfig(name=server, host=host or "127.0.0.1", port=int(port), **knobs)
+                )
+            except ValidationError as exc:  # name the shorthand fields, not the client's
+                names = seedlink_knobs()
+                problems = []
+                for error in exc.errors():
+                    where = [seedlink_shorthand(str(part)) for part in error["loc"]][:1] or ["seedlink"]
+                    message = error["msg"].removeprefix("Value error, ")
+                    for name, knob in names.items():
+                        message = re.sub(rf"\b{knob}\b", "{" + name + "}", message)
+                    problems.append(f"{{{where[0]}}}: {message}")
+                raise settings_error("; ".join(problems), *names, "seedlink") from None
+        out += [DirectorySourceConfig(name=str(folder), path=folder) for folder in self.watch_dirs]
+        return out
 
     def owns(self, network: str, station: str) -> bool:
         """Whether this replica's shard holds NET.STA (a stable hash, the same in every replica)."""
@@ -146,6 +254,17 @@ class StreamingSettings(BaseModel):
     def worker_count(self) -> int:
         """``workers``, or the CPU cores this process may run on."""
         return self.workers or available_cores()
+
+
+# The SeedLink knobs of the shorthand servers are fields of their own, derived from SeedLinkSourceConfig: a
+# field added there is a setting here (SEISPICK_STREAMING__SEEDLINK_<KNOB>), shown and offered by the CLI.
+StreamingSettings = create_model(  # type: ignore[call-overload]
+    "StreamingSettings",
+    __base__=_StreamingSettings,
+    __module__=__name__,
+    __doc__=_StreamingSettings.__doc__,
+    **{name: _shorthand_field(knob) for name, knob in seedlink_knobs().items()},
+)
 
 
 class EventsConfigError(ValueError):
@@ -194,7 +313,7 @@ def association_config(config: EventsSettings) -> AssociationConfig:
 def check_events(settings: Settings) -> tuple[StationTable, AssociationConfig]:
     """Read the station and velocity files and check the association settings (start-up refuses on error)."""
     streaming = settings.streaming
-    if not (settings.demo or streaming.seedlink or streaming.watch_dirs):
+    if not (settings.demo or streaming.sources):
         raise EventsConfigError(
             "stations",
             "association needs the stream's picks: give a real-time source too (--seedlink, --watch or "
@@ -255,9 +374,11 @@ class EventsSettings(BaseModel):
     @model_validator(mode="after")
     def _one_velocity_model(self) -> EventsSettings:
         if self.velocity_file is not None and (self.vp is not None or self.vs is not None):
-            raise ValueError("give either vp and vs or velocity_file, not both")
+            raise settings_error(
+                "give either {vp} and {vs} or {velocity_file}, not both", "vp", "vs", "velocity_file"
+            )
         if (self.vp is None) != (self.vs is None):
-            raise ValueError("give both vp and vs (or neither, for 6.0 and 3.5 km/s)")
+            raise settings_error("give both {vp} and {vs} (or neither, for 6.0 and 3.5 km/s)", "vp", "vs")
         return self
 
     def active(self, demo: bool) -> bool:
@@ -272,8 +393,8 @@ class Settings(BaseSettings):
         env_prefix="SEISPICK_", env_nested_delimiter="__", extra="ignore", validate_default=True
     )
 
-    host: str = "127.0.0.1"
-    port: int = Field(default=8000, ge=0, le=65535)
+    host: str = Field(default="127.0.0.1", description="Address to listen on")
+    port: int = Field(default=8000, ge=0, le=65535, description="Port to listen on")
     log_level: str = "info"
     access_log: bool = Field(default=True, description="uvicorn's per-request log lines")
 
@@ -283,13 +404,13 @@ class Settings(BaseSettings):
     models: Annotated[list[str], NoDecode] = Field(
         default_factory=list, description="Models to load at start-up; empty loads every model found"
     )
-    default_model: str = DEFAULT_MODEL
+    default_model: str = Field(default=DEFAULT_MODEL, description="Model of requests that name none")
     p_threshold: Threshold | None = Field(default=None, description="Overrides the card's P threshold")
     s_threshold: Threshold | None = Field(default=None, description="Overrides the card's S threshold")
     inference_threads: int | None = Field(default=None, ge=1, description="onnxruntime intra-op threads")
     inference_backend: Backend = Field(
         default="onnxruntime",
-        description="onnxruntime (the reference) or openvino (OpenVINO's CPU plugin, fp32: the same picks; "
+        description="Inference engine: onnxruntime (the reference) or openvino (OpenVINO's CPU plugin, fp32: the same picks; "
         "needs seispick[openvino])",
     )
 
@@ -304,13 +425,18 @@ class Settings(BaseSettings):
     )
     cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
 
-    redis_url: str | None = Field(default=None, description="Checked by /readyz when set")
+    redis_url: str | None = Field(
+        default=None,
+        description="Publish picks to this Redis (e.g. redis://127.0.0.1:6379/0); checked by /readyz when set",
+    )
     redis_timeout_s: float = Field(default=0.5, gt=0)
 
     batching: BatchingSettings = Field(default_factory=BatchingSettings)
     streaming: StreamingSettings = Field(default_factory=StreamingSettings)
     events: EventsSettings = Field(default_factory=EventsSettings)
-    demo: bool = Field(default=False, description="Replay the bundled demo archive and pick it live")
+    demo: bool = Field(
+        default=False, description="Replay the bundled demo archive as a live SeedLink stream and pick it"
+    )
 
     @field_validator("models", "api_keys", "cors_origins", mode="before")
     @classmethod
@@ -439,11 +565,6 @@ class GivenNames:
             return f"{self.env[group]} (its {path[1]})"
         return variable
 
-    def alternatives(self, path: FieldPath, flag: str | None = None) -> str:
-        """How a missing setting can be given: its variable and (when there is one) its flag."""
-        variable = f"{ENV_PREFIX}{'__'.join(part.upper() for part in path)}"
-        return f"{variable} or {flag}" if flag else variable
-
 
 def load_settings(
     overrides: Mapping[FieldPath, tuple[str, Any]] | None = None,
@@ -477,12 +598,6 @@ def load_settings(
         name = given.name((field.group(1),)) if field else "a SEISPICK_* variable"
         raise SettingsError(f"{name}: not a JSON object ({exc.__cause__ or exc})") from None
     streaming = settings.streaming
-    if streaming.seedlink and not (streaming.selectors or streaming.station_file):
-        raise SettingsError(
-            f"{given.name(('streaming', 'seedlink'))} needs stream selectors: set "
-            f"{given.alternatives(('streaming', 'selectors'), '--select NET_STA:CHA')}, or "
-            f"{given.alternatives(('streaming', 'station_file'), '--station-file')}"
-        )
     if streaming.station_file is not None and not streaming.station_file.is_file():
         raise SettingsError(
             f"{given.name(('streaming', 'station_file'))}: {streaming.station_file} is not a file"
@@ -519,13 +634,12 @@ def _describe(exc: ValidationError, given: GivenNames) -> str:
     for error in exc.errors():
         path = tuple(str(part) for part in error["loc"] if isinstance(part, str))[:2]
         message = error["msg"].removeprefix("Value error, ")
-        if len(path) == 1 and path[0] in Settings.model_fields:
-            group = Settings.model_fields[path[0]].annotation
-            if isinstance(group, type) and issubclass(group, BaseModel):  # a group-level check: name fields
-                for field in group.model_fields:
-                    message = re.sub(rf"\b{field}\b", given.name((path[0], field)), message)
-                lines.append(message)
-                continue
+        if error["type"] == "settings":  # a check across fields (settings_error): name each as given
+            message = error["ctx"]["template"]
+            for field in set(error["ctx"]) - {"template"}:
+                message = message.replace(f"{{{field}}}", given.name((*path, field)))
+            lines.append(message)
+            continue
         name = given.name(path) if path else "settings"
         secret = path and path[0] in SECRET_FIELDS
         value = "" if secret or "input" not in error else f"={_short(error['input'])}"

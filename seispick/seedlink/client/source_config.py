@@ -25,13 +25,19 @@ class SeedLinkSourceConfig(SourceConfigBase):
     selectors: list[str] = Field(default_factory=list, description="NET_STA[:CHA] lines, e.g. GE_APE:BH?")
     station_file: Path | None = Field(default=None, description="A file of NET_STA[:CHA] lines")
     begin_time: datetime | None = Field(
-        default=None, description="First connection starts here (TIME); otherwise at the live end"
+        default=None, description="First connection starts at this time (ISO 8601); otherwise at the live end"
     )
-    reconnect_min_s: float = Field(default=1.0, gt=0)
-    reconnect_max_s: float = Field(default=60.0, gt=0)
-    timeout_s: float = Field(default=10.0, gt=0, description="Connect and command-reply timeout")
-    keepalive_s: float = Field(default=30.0, gt=0, description="Send INFO ID after this long without data")
-    idle_timeout_s: float = Field(default=120.0, gt=0, description="Reconnect after this long without data")
+    reconnect_min_s: float = Field(
+        default=1.0, gt=0, description="First wait before reconnecting, s (doubles)"
+    )
+    reconnect_max_s: float = Field(default=60.0, gt=0, description="Longest wait before reconnecting, s")
+    timeout_s: float = Field(default=10.0, gt=0, description="Connect and command-reply timeout, s")
+    keepalive_s: float = Field(
+        default=30.0, gt=0, description="Send INFO ID after this many seconds without data"
+    )
+    idle_timeout_s: float = Field(
+        default=120.0, gt=0, description="Reconnect after this many seconds without data"
+    )
     protocol: Literal["auto", "4.0", "3.1"] = Field(
         default="auto", description="SeedLink version: auto uses 4.0 when the server offers it"
     )

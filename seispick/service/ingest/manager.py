@@ -10,7 +10,7 @@ from collections.abc import Iterable
 from dataclasses import asdict
 from typing import Annotated, Any
 
-from pydantic import BaseModel, Field
+from pydantic import Field
 
 from seispick.feed import Source, SourceStats, TraceCallback
 from seispick.seedlink.client.source import SeedLinkSource
@@ -22,15 +22,10 @@ from seispick.service.ingest.folder import (
     FileReplaySource,
 )
 
+# One source's settings, told apart by ``kind``: the service's ``streaming.sources`` lists these.
 SourceConfig = Annotated[
     SeedLinkSourceConfig | DirectorySourceConfig | FileReplayConfig, Field(discriminator="kind")
 ]
-
-
-class IngestSettings(BaseModel):
-    """The ingest group of the service settings: every source to run."""
-
-    sources: list[SourceConfig] = Field(default_factory=list)
 
 
 def make_source(config: SeedLinkSourceConfig | DirectorySourceConfig | FileReplayConfig,

@@ -26,8 +26,7 @@ from seispick.replay.server import SeedLinkReplayServer
 from seispick.seedlink.client.source import SeedLinkSource
 from seispick.seedlink.client.source_config import SeedLinkSourceConfig
 from seispick.seedlink.stream_specs import StreamSpec
-from seispick.service.ingest.folder import DirectorySourceConfig
-from seispick.service.ingest.manager import SourceManager, make_source
+from seispick.service.ingest.manager import SourceConfig, SourceManager, make_source
 from seispick.service.publish.publisher import PickPublisher
 from seispick.service.settings import Settings
 from seispick.service.stream.job_metrics import StreamMetrics, StreamSnapshot
@@ -69,31 +68,14 @@ async def start_demo() -> SeedLinkReplayServer:
     return replay
 
 
-def source_configs(settings: Settings, demo_port: int | None) -> list:
-    """The configured sources: the demo's SeedLink server (on ``demo_port``), SeedLink servers, folders."""
-    config = settings.streaming
-    configs: list = []
+def source_configs(settings: Settings, demo_port: int | None) -> list[SourceConfig]:
+    """``streaming.sources``, after the demo's SeedLink server (on ``demo_port``) with ``--demo``."""
+    configs: list[SourceConfig] = []
     if settings.demo and demo_port is not None:
         configs.append(
             SeedLinkSourceConfig(name="demo", host="127.0.0.1", port=demo_port, selectors=["SP_*:HH?"])
         )
-    for server in config.seedlink:
-        host, _, port = server.rpartition(":")
-        configs.append(
-            SeedLinkSourceConfig(
-                name=server,
-                host=host or "127.0.0.1",
-                port=int(port),
-                selectors=config.selectors,
-                station_file=config.station_file,
-                reconnect_max_s=config.reconnect_max_s,
-                begin_time=config.begin_time,
-                protocol=config.protocol_version,
-                relist_s=config.station_relist_s,
-            )
-        )
-    configs += [DirectorySourceConfig(name=str(d), path=d) for d in config.watch_dirs]
-    return configs
+    return configs + settings.streaming.sources
 
 
 def selection_specs(configs: list) -> list[StreamSpec]:
@@ -143,7 +125,7 @@ class StreamingRuntime:
     def wanted(settings: Settings) -> bool:
         """Whether the settings ask for any real-time source."""
         config = settings.streaming
-        return bool(settings.demo or config.seedlink or config.watch_dirs)
+        return bool(settings.demo or config.sources)
 
     async def start(self) -> None:
         if self.publisher is not None:
