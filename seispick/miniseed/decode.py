@@ -3,6 +3,10 @@
 Records are parsed by libmseed through pymseed (miniSEED 2 and 3), with no ObsPy Stream per record (about
 5x cheaper than ObsPy's reader on 512-byte records). Bytes that are not a record, records libmseed refuses
 and impossible sampling rates raise :class:`RecordError`; records without samples (text, empty) give None.
+
+:func:`segment_trace` is the one place a pymseed record or trace segment becomes an ObsPy Trace (header and
+samples): the per-record decoding here and the whole-buffer reading of files and HTTP bodies
+(:func:`seispick.picking.waveforms.read_mseed_libmseed`) both use it.
 """
 
 from __future__ import annotations
@@ -10,21 +14,27 @@ from __future__ import annotations
 import io
 import math
 import struct
+from typing import TYPE_CHECKING
 
 import numpy as np
 import obspy
 import pymseed
 from obspy import Trace, UTCDateTime
 
+from seispick.miniseed.constants import MAX_RECORD_SAMPLING_RATE, NS_PER_S
+
+if TYPE_CHECKING:
+    from pymseed.mstracelist import MS3TraceSeg
+
+    Segment = pymseed.MS3Record | MS3TraceSeg  # a record, or a contiguous segment of a trace list
+
 try:  # obspy.read() re-parses plugin entry points on every call (~3 ms); the MSEED reader itself is ~0.8 ms
     from obspy.io.mseed.core import _read_mseed
 except ImportError:  # pragma: no cover - a future ObsPy without the private reader
     _read_mseed = None
 
-MAX_SAMPLING_RATE = 10_000.0
-NS_PER_S = 1_000_000_000
 _HEADER_CODES = frozenset(range(0x20, 0x7F)) | {0}
-_NUMERIC = frozenset("ifd")  # pymseed sample types: int32, float32, float64 ("t" is text)
+NUMERIC_SAMPLE_TYPES = frozenset("ifd")  # pymseed sample types: int32, float32, float64 ("t" is text)
 _MS3_HEADER = 40  # fixed part of a miniSEED 3 header
 
 
@@ -91,7 +101,31 @@ def record_source_id(data: bytes) -> tuple[str, str] | None:
 
 
 def plausible_rate(rate: float) -> bool:
-    return math.isfinite(rate) and 0 < rate <= MAX_SAMPLING_RATE
+    """Whether a record's sampling rate can be real: finite, positive, at most ``MAX_RECORD_SAMPLING_RATE``."""
+    return math.isfinite(rate) and 0 < rate <= MAX_RECORD_SAMPLING_RATE
+
+
+def has_samples(segment: Segment) -> bool:
+    """Whether a pymseed record or trace segment holds numeric samples (not text, not empty)."""
+    return segment.numsamples > 0 and segment.sampletype in NUMERIC_SAMPLE_TYPES
+
+
+def segment_trace(nslc: tuple[str, str, str, str], segment: Segment) -> Trace:
+    """The Trace of a pymseed record or trace segment with numeric samples (see :func:`has_samples`).
+
+    ``nslc`` is ``pymseed.sourceid2nslc`` of its source ID. The samples are copied (the parser reuses its
+    buffer) and keep libmseed's type (int32, float32 or float64).
+    """
+    network, station, location, channel = nslc
+    header = {
+        "network": network,
+        "station": station,
+        "location": location,
+        "channel": channel,
+        "sampling_rate": float(segment.samprate),
+        "starttime": UTCDateTime(ns=segment.starttime),
+    }
+    return Trace(np.array(segment.np_datasamples), header=header)
 
 
 def read_mseed_bytes(data: bytes) -> obspy.Stream:
@@ -113,30 +147,19 @@ def decode_record(data: bytes) -> Trace | None:
         record = next(records, None)
         if record is None:
             raise RecordError("undecodable record: libmseed found no record")
-        if record.numsamples == 0 or record.sampletype not in _NUMERIC:
+        if not has_samples(record):
             return None
         rate = float(record.samprate)
-        network, station, location, channel = pymseed.sourceid2nslc(record.sourceid)
-        start_ns = record.starttime
-        samples = np.array(record.np_datasamples)  # a copy: the parser reuses its buffer
+        nslc = pymseed.sourceid2nslc(record.sourceid)
+        if not plausible_rate(rate):  # before the Trace: ObsPy refuses some of these rates (NaN)
+            raise RecordError(f"{'.'.join(nslc)}: impossible sampling rate {rate}", kind="rate")
+        return segment_trace(nslc, record)
     except RecordError:
         raise
     except Exception as exc:
         raise RecordError(f"undecodable record: {exc}") from exc
     finally:
         pymseed.clear_error_messages()
-    source = f"{network}.{station}.{location}.{channel}"
-    if not plausible_rate(rate):
-        raise RecordError(f"{source}: impossible sampling rate {rate}", kind="rate")
-    header = {
-        "network": network,
-        "station": station,
-        "location": location,
-        "channel": channel,
-        "sampling_rate": rate,
-        "starttime": UTCDateTime(ns=start_ns),
-    }
-    return Trace(samples, header=header)
 
 
 def trace_end_ns(trace: Trace) -> int:

@@ -19,11 +19,10 @@ import numpy as np
 import obspy
 from obspy import Stream, Trace
 
+from seispick.miniseed.constants import NS_PER_S, RECLEN, TICK_NS
+
 logger = logging.getLogger(__name__)
 
-RECLEN = 512
-NS_PER_S = 1_000_000_000
-TICK_NS = 100_000  # resolution of the miniSEED 2 BTIME field (100 microseconds)
 _BTIME = struct.Struct(">HHBBBBH")  # year, day of year, hour, minute, second, unused, 0.0001 s
 _BTIME_OFFSET = 20
 _NSAMP = struct.Struct(">H")

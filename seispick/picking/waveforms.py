@@ -27,10 +27,11 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
 import obspy
 import pymseed
 from obspy.core.util.base import ENTRY_POINTS, buffered_load_entry_point
+
+from seispick.miniseed.decode import has_samples, segment_trace
 
 # Formats never sniffed: PICKLE unpickles (runs code); these three open other files named in the data.
 EXCLUDED_FORMATS = frozenset({"PICKLE", "CSS", "NNSA_KB_CORE", "Q"})
@@ -309,19 +310,8 @@ def read_mseed_libmseed(data: bytes) -> obspy.Stream:
     try:
         traces = pymseed.MS3TraceList.from_buffer(data, unpack_data=True)
         for trace_id in traces:
-            network, station, location, channel = pymseed.sourceid2nslc(trace_id.sourceid)
-            for segment in trace_id:
-                if segment.numsamples == 0 or segment.sampletype not in ("i", "f", "d"):
-                    continue
-                header = {
-                    "network": network,
-                    "station": station,
-                    "location": location,
-                    "channel": channel,
-                    "sampling_rate": float(segment.samprate),
-                    "starttime": obspy.UTCDateTime(ns=segment.starttime),
-                }
-                stream.append(obspy.Trace(np.array(segment.np_datasamples), header=header))
+            nslc = pymseed.sourceid2nslc(trace_id.sourceid)
+            stream.extend([segment_trace(nslc, segment) for segment in trace_id if has_samples(segment)])
     finally:
         pymseed.clear_error_messages()
     return stream
