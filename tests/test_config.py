@@ -210,3 +210,104 @@ def test_a_selector_that_matches_nothing_is_a_warning_and_a_state(caplog) -> Non
     logged = [r.getMessage() for r in caplog.records]
     assert any("XX_NONE:BH? matched no record" in m for m in logged)
     assert any("'eqt-*' matches no installed model" in m for m in logged)
+
+
+# -- one schema: a SeedLink knob is declared once, in SeedLinkSourceConfig
+def _other_value(knob: str, tmp_path) -> tuple[str, object]:
+    """A value of the knob other than its default, as typed (variable or flag) and as `config` shows it."""
+    from typing import Literal, get_args, get_origin
+
+    from seispick.seedlink.client.source_config import SeedLinkSourceConfig
+
+    field = SeedLinkSourceConfig.model_fields[knob]
+    kind = field.annotation
+    if type(None) in get_args(kind):  # X | None
+        (kind,) = (a for a in get_args(kind) if a is not type(None))
+    if knob == "selectors":
+        return "GE_APE:BH?,IU_ANMO", ["GE_APE:BH?", "IU_ANMO"]
+    if knob == "station_file":
+        path = tmp_path / "stations.txt"
+        path.write_text("GE_WLF:BH?\n")
+        return str(path), str(path)
+    if kind is datetime:
+        return "2024-03-01T12:00:00Z", "2024-03-01T12:00:00Z"
+    if get_origin(kind) is Literal:
+        choice = [c for c in get_args(kind) if c != field.default][-1]
+        return str(choice), choice
+    if kind is bool:
+        return str(not field.default).lower(), not field.default
+    if kind in (int, float):
+        value = kind(field.default * 2 + 61)  # above the defaults (the reconnect bounds keep their order)
+        return str(value), value
+    if kind is str:
+        return "other", "other"
+    raise AssertionError(f"SeedLinkSourceConfig.{knob}: give this test a value of {field.annotation}")
+
+
+def test_every_seedlink_knob_is_a_variable_a_flag_shown_by_config_and_reaches_the_client(tmp_path) -> None:
+    """A field added to SeedLinkSourceConfig is settable by SEISPICK_*, offered by serve, shown by config and
+    handed to the client, with no other file touched: this fails for a knob that is not wired."""
+    from seispick.seedlink.client.source import SeedLinkSource
+    from seispick.seedlink.client.source_config import SeedLinkSourceConfig
+    from seispick.service.settings import SEEDLINK_PER_SERVER, seedlink_knobs
+    from seispick.service.stream.runtime import source_configs
+
+    knobs = [k for k in SeedLinkSourceConfig.model_fields if k not in SEEDLINK_PER_SERVER]
+    assert sorted(seedlink_knobs().values()) == sorted(knobs) and len(knobs) >= 10
+    values = {knob: _other_value(knob, tmp_path) for knob in knobs}
+    variables = {name: f"SEISPICK_STREAMING__{name.upper()}" for name in seedlink_knobs()}
+    listed = run_cli("config", "--names").output
+    help_text = "".join(run_cli("serve", "--help").output.split())  # long names are wrapped
+    flags = {"selectors": "--select", "station_file": "--station-file"}
+    for name, knob in seedlink_knobs().items():
+        assert f"{variables[name]}\tstreaming.{name}" in listed
+        assert (
+            flags.get(knob, f"--seedlink-{knob.replace('_', '-')}") in help_text
+            and variables[name] in help_text
+        )
+    by_env = {variables[name]: values[knob][0] for name, knob in seedlink_knobs().items()}
+    by_flag = [
+        arg
+        for name, knob in seedlink_knobs().items()
+        for typed in (values[knob][0].split(",") if knob == "selectors" else [values[knob][0]])
+        for arg in (flags.get(knob, f"--seedlink-{knob.replace('_', '-')}"), typed)
+    ]
+    for args, env in (((), by_env), (tuple(by_flag), {})):
+        result = run_cli("config", "--format", "json", "--seedlink", "h:18000", *args, env=env)
+        assert result.exit_code == 0, result.output
+        (source,) = json.loads(result.stdout)["streaming"]["sources"]
+        for knob, (_, shown) in values.items():
+            assert source[knob] == shown, (knob, args or env)
+    settings = Settings.model_validate({"streaming": json.loads(result.stdout)["streaming"]})
+    (config,) = source_configs(settings, demo_port=None)
+    client = SeedLinkSource(config, on_trace=lambda trace: None)
+    assert client.config.model_dump(mode="json") == source
+
+
+def test_sources_are_given_as_json_and_the_shorthands_add_to_them(tmp_path) -> None:
+    sources = [
+        {"kind": "seedlink", "host": "a.example", "port": 18001, "selectors": ["GE_*:BH?"], "keepalive_s": 5},
+        {"kind": "directory", "path": str(tmp_path), "poll_s": 0.5},
+    ]
+    env = {
+        "SEISPICK_STREAMING__SOURCES": json.dumps(sources),
+        "SEISPICK_STREAMING__SEEDLINK": "b.example:18002",
+        "SEISPICK_STREAMING__SELECTORS": "IU_ANMO",
+        "SEISPICK_STREAMING__SEEDLINK_IDLE_TIMEOUT_S": "60",
+    }
+    result = run_cli("config", "--format", "json", env=env)
+    assert result.exit_code == 0, result.output
+    shown = json.loads(result.stdout)["streaming"]["sources"]
+    assert [(s["kind"], s.get("host"), s.get("keepalive_s"), s.get("idle_timeout_s")) for s in shown] == [
+        ("seedlink", "b.example", 30.0, 60.0),  # the shorthand server, with the shorthand knobs
+        ("seedlink", "a.example", 5.0, 120.0),  # a listed source keeps its own knobs
+        ("directory", None, None, None),
+    ]
+    settings = Settings.model_validate({"streaming": json.loads(result.stdout)["streaming"]})
+    assert len(settings.streaming.sources) == 3, "settings read back from config are the same sources"
+    settings.streaming.seedlink = ["c.example:18003"]  # assigning a shorthand replaces its sources
+    assert [getattr(s, "host", None) for s in settings.streaming.sources] == ["c.example", "a.example", None]
+    bad = run_cli("config", env={"SEISPICK_STREAMING__SOURCES": '[{"kind": "seedlink", "host": "a"}]'})
+    assert (
+        bad.exit_code == 1 and "SEISPICK_STREAMING__SOURCES" in bad.output and "give selectors" in bad.output
+    )

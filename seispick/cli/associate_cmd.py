@@ -12,71 +12,62 @@ from pathlib import Path
 import click
 from tqdm import tqdm
 
+from seispick.cli.settings_options import FieldOption, field_options
 from seispick.events.associate import AssociationConfig, AssociationConfigError, AssociationResult, Associator
 from seispick.events.event import CSV_COLUMNS
 from seispick.events.picksets import PickFileError, read_pick_files
 from seispick.events.stations import StationFileError, StationTable, read_stations
 from seispick.events.velocity import Homogeneous, VelocityModelError, read_velocity_model
+from seispick.service.settings import Settings
 
 FORMATS = ("csv", "json", "quakeml")
 
 
+# The options that are association settings, derived from the service's (``events``, ``streaming``) fields.
+ASSOCIATION_OPTIONS = field_options(
+    Settings,
+    [
+        FieldOption(
+            ("events", "stations"),
+            dest="stations_file",
+            help="StationXML or CSV (network,station,latitude,longitude,elevation_m)",
+            attrs={"required": True},
+        ),
+        FieldOption(("events", "vp")),
+        FieldOption(("events", "vs")),
+        FieldOption(("events", "velocity_file"), "--velocity"),
+        FieldOption(("events", "tolerance_s"), "--tolerance", dest="tolerance"),
+        FieldOption(("events", "min_picks")),
+        FieldOption(("events", "min_p")),
+        FieldOption(("events", "min_s")),
+        FieldOption(("events", "min_p_and_s")),
+        FieldOption(("events", "margin_km")),
+        FieldOption(("events", "depth_max_km"), "--depth-max", dest="depth_max"),
+        FieldOption(("events", "cutoff_km")),
+    ],
+    overrides=False,
+)
+FOLLOW_OPTIONS = field_options(
+    Settings,
+    [
+        FieldOption(
+            ("streaming", "stream_key"),
+            "--picks-stream",
+            dest="picks_stream",
+            help="With --follow: the stream read",
+        ),
+        *(
+            FieldOption(("events", name), help="With --follow: {description}")
+            for name in ("window_s", "delay_s", "step_s")
+        ),
+    ],
+    overrides=False,
+)
+
+
 @click.command()
 @click.argument("picks", nargs=-1, type=click.Path(path_type=Path))
-@click.option(
-    "--stations",
-    "stations_file",
-    required=True,
-    type=click.Path(path_type=Path),
-    help="StationXML or CSV (network,station,latitude,longitude,elevation_m).",
-)
-@click.option("--vp", type=float, default=None, help="P velocity of a homogeneous model, km/s (default 6.0).")
-@click.option("--vs", type=float, default=None, help="S velocity of a homogeneous model, km/s (default 3.5).")
-@click.option(
-    "--velocity",
-    "velocity_file",
-    type=click.Path(path_type=Path),
-    default=None,
-    help="1D model CSV: depth_km,vp,vs.",
-)
-@click.option(
-    "--tolerance",
-    type=click.FloatRange(min=0.01),
-    default=1.5,
-    show_default=True,
-    help="Travel-time tolerance, s.",
-)
-@click.option(
-    "--min-picks", type=click.IntRange(3), default=8, show_default=True, help="Picks an event needs."
-)
-@click.option("--min-p", type=click.IntRange(0), default=4, show_default=True, help="P picks an event needs.")
-@click.option("--min-s", type=click.IntRange(0), default=2, show_default=True, help="S picks an event needs.")
-@click.option(
-    "--min-p-and-s",
-    type=click.IntRange(0),
-    default=1,
-    show_default=True,
-    help="Stations with both P and S an event needs.",
-)
-@click.option(
-    "--margin-km",
-    type=click.FloatRange(min=0),
-    default=None,
-    help="Search area beyond the stations (default max(10 km, 10 % of their extent)).",
-)
-@click.option(
-    "--depth-max",
-    type=click.FloatRange(min=0, min_open=True),
-    default=None,
-    help="Deepest hypocentre, km (default a third of the stations' extent, 30-100).",
-)
-@click.option(
-    "--cutoff-km",
-    type=click.FloatRange(min=0, min_open=True),
-    default=None,
-    help="Count only stations within this distance of a candidate hypocentre (default max(100 km, twice the "
-    "median distance from a station to its MIN_PICKS-th nearest); 'inf': every station).",
-)
+@ASSOCIATION_OPTIONS
 @click.option(
     "--slice-s",
     type=click.FloatRange(min=60),
@@ -105,34 +96,11 @@ FORMATS = ("csv", "json", "quakeml")
     help="Associate the live pick stream of this Redis; publish events there.",
 )
 @click.option(
-    "--picks-stream", default="seispick:picks", show_default=True, help="With --follow: the stream read."
-)
-@click.option(
     "--from-start",
     is_flag=True,
     help="With --follow: read the pick stream from its start, not only new picks.",
 )
-@click.option(
-    "--window-s",
-    type=click.FloatRange(min=10),
-    default=300.0,
-    show_default=True,
-    help="With --follow: pick times associated together, s.",
-)
-@click.option(
-    "--delay-s",
-    type=click.FloatRange(min=0),
-    default=10.0,
-    show_default=True,
-    help="With --follow: how long a pick waits for the others, s.",
-)
-@click.option(
-    "--step-s",
-    type=click.FloatRange(min=0.05),
-    default=1.0,
-    show_default=True,
-    help="With --follow: association interval, s.",
-)
+@FOLLOW_OPTIONS
 @click.option(
     "--duration",
     type=click.FloatRange(min=0, min_open=True),

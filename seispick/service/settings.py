@@ -200,10 +200,10 @@ class _StreamingSettings(BaseModel):
     @model_validator(mode="after")
     def _fold_shorthands(self) -> _StreamingSettings:
         """``sources`` = the shorthands' sources (replacing those of an earlier validation), then the listed
-        ones; a shorthand source equal to a listed one is not added twice (settings read back from
-        ``seispick config``)."""
-        listed = [s for s in self.sources if not any(s is f for f in self._folded)]
-        self._folded = [s for s in self._shorthand_sources() if s not in listed]
+        ones; a listed source equal to a shorthand one is the shorthand's (settings read back from
+        ``seispick config`` list them both)."""
+        self._folded, earlier = self._shorthand_sources(), self._folded
+        listed = [s for s in self.sources if not any(s is f for f in earlier) and s not in self._folded]
         self.__dict__["sources"] = self._folded + listed  # not setattr: that would validate again
         return self
 
@@ -345,21 +345,33 @@ class EventsSettings(BaseModel):
         default=None,
         description="StationXML or CSV (network,station,latitude,longitude,elevation_m); turns association on",
     )
-    vp: float | None = Field(default=None, gt=0, description="P velocity of a homogeneous model, km/s (6.0)")
-    vs: float | None = Field(default=None, gt=0, description="S velocity of a homogeneous model, km/s (3.5)")
+    vp: float | None = Field(
+        default=None, gt=0, description="P velocity of a homogeneous model, km/s (default 6.0)"
+    )
+    vs: float | None = Field(
+        default=None, gt=0, description="S velocity of a homogeneous model, km/s (default 3.5)"
+    )
     velocity_file: Path | None = Field(default=None, description="1D velocity model CSV: depth_km,vp,vs")
-    tolerance_s: float = Field(default=1.5, gt=0, description="Travel-time tolerance of the association")
+    tolerance_s: float = Field(default=1.5, gt=0, description="Travel-time tolerance of the association, s")
     min_picks: int = Field(default=8, ge=3, description="Picks an event needs")
     min_p: int = Field(default=4, ge=0, description="P picks an event needs")
     min_s: int = Field(default=2, ge=0, description="S picks an event needs")
     min_p_and_s: int = Field(default=1, ge=0, description="Stations with both P and S an event needs")
-    depth_max_km: float | None = Field(default=None, gt=0, description="Deepest hypocentre (default: extent)")
-    margin_km: float | None = Field(default=None, ge=0, description="Search area beyond the stations")
+    depth_max_km: float | None = Field(
+        default=None,
+        gt=0,
+        description="Deepest hypocentre, km (default a third of the stations' extent, 30-100)",
+    )
+    margin_km: float | None = Field(
+        default=None,
+        ge=0,
+        description="Search area beyond the stations, km (default max(10 km, 10 % of their extent))",
+    )
     cutoff_km: float | None = Field(
         default=None,
         gt=0,
         description="Count only stations within this distance of a candidate hypocentre (default: max(100 km, "
-        "twice the median distance from a station to its min_picks-th nearest))",
+        "twice the median distance from a station to its min_picks-th nearest); inf: every station)",
     )
     window_s: float = Field(default=300.0, ge=10, description="Pick times associated together, s")
     delay_s: float = Field(default=10.0, ge=0, description="How long a pick waits for the others, s")
