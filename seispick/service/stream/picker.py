@@ -30,8 +30,9 @@ from seispick.service.stream.overload import BehindMonitor, Lag
 
 log = logging.getLogger(__name__)
 
-Predict = Callable[[str, np.ndarray], Awaitable[np.ndarray]]
-Emit = Callable[[Pick | Detection, float], None]  # item, pick latency in seconds
+Predict = Callable[[str, np.ndarray], Awaitable[np.ndarray]]  # model name, windows -> the model's outputs
+EmitCallback = Callable[[Pick | Detection, float], None]  # each final pick or detection, its latency in s
+RecordCallback = Callable[[obspy.Trace, float], None]  # each record taken, its data latency in seconds
 MAX_SAMPLING_RATE = 10_000.0
 
 
@@ -78,11 +79,11 @@ class StreamPicker:
         self,
         model: OnnxModel | Sequence[OnnxModel],
         predict: Predict,
-        emit: Emit,
+        emit: EmitCallback,
         thresholds: dict[str, float] | None = None,
         silence_timeout_s: float = 60.0,
         lag_tolerance_s: float = 60.0,
-        on_record: Callable[[obspy.Trace, float], None] | None = None,
+        on_record: RecordCallback | None = None,
         behind_s: float = 30.0,
         behind_timeout_s: float = 300.0,
         max_in_flight: int = 10_000,

@@ -14,13 +14,14 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import obspy
 
 from seispick.feed import Source
+from seispick.models.inference import OnnxModel
 from seispick.picking.results import Detection, Pick
 from seispick.replay.server import SeedLinkReplayServer
 from seispick.seedlink.client.source import SeedLinkSource
@@ -29,14 +30,14 @@ from seispick.seedlink.stream_specs import StreamSpec
 from seispick.service.ingest.manager import SourceConfig, SourceManager, make_source
 from seispick.service.publish.publisher import PickPublisher
 from seispick.service.settings import Settings
+from seispick.service.stream.job import PickSink
 from seispick.service.stream.job_metrics import StreamMetrics, StreamSnapshot
-from seispick.service.stream.picker import StreamPicker
+from seispick.service.stream.picker import Predict, StreamPicker
 from seispick.service.stream.selector_check import SelectionWatch
 
 log = logging.getLogger(__name__)
 
 DEMO_DIR = Path(__file__).resolve().parent / "demo"
-Sink = Callable[[Pick | Detection], None]
 
 
 @dataclass(frozen=True)
@@ -83,16 +84,19 @@ def selection_specs(configs: list) -> list[StreamSpec]:
 
 
 class StreamingRuntime:
-    """Sources, the stream picker and the publisher (or the ``sink``) of one picking process."""
+    """Sources, the stream picker and the publisher (or the ``sink``) of one picking process.
+
+    With its own publisher (no ``sink``) it is the API process's :class:`~.job.RealtimeJob`.
+    """
 
     def __init__(
         self,
         settings: Settings,
-        model,
-        predict,
+        model: OnnxModel | Sequence[OnnxModel],
+        predict: Predict,
         metrics: StreamMetrics,
         slot: Slot = Slot(),
-        sink: Sink | None = None,
+        sink: PickSink | None = None,
         demo_port: int | None = None,
     ) -> None:
         self.settings = settings
@@ -100,8 +104,8 @@ class StreamingRuntime:
         self.metrics = metrics
         self.slot = slot
         self.demo_port = demo_port
-        self.publisher: PickPublisher | None = make_publisher(settings) if sink is None else None
-        self._sink: Sink = sink or self.publisher.publish  # type: ignore[union-attr]
+        self._publisher = make_publisher(settings) if sink is None else None
+        self._sink: PickSink = sink or self.publisher.publish
         self.picker = StreamPicker(
             model,
             predict,
@@ -121,6 +125,13 @@ class StreamingRuntime:
         self._owned: dict[tuple[str, str], bool] = {}
         metrics.attach(self.snapshot)
 
+    @property
+    def publisher(self) -> PickPublisher:
+        """This process's publisher; a picking process of ``serve --workers N`` has none (it has a sink)."""
+        if self._publisher is None:
+            raise AttributeError("this picking process hands its picks to a sink: it has no publisher")
+        return self._publisher
+
     @staticmethod
     def wanted(settings: Settings) -> bool:
         """Whether the settings ask for any real-time source."""
@@ -128,8 +139,8 @@ class StreamingRuntime:
         return bool(settings.demo or config.sources)
 
     async def start(self) -> None:
-        if self.publisher is not None:
-            await self.publisher.start()
+        if self._publisher is not None:
+            await self._publisher.start()
         await self.picker.start()
         port = self.demo_port
         if self.settings.demo and port is None:
@@ -152,8 +163,8 @@ class StreamingRuntime:
         if self.replay is not None:
             await self.replay.stop()
         await self.picker.stop(flush=flush)
-        if self.publisher is not None:
-            await self.publisher.stop()
+        if self._publisher is not None:
+            await self._publisher.stop()
 
     async def refresh(self) -> None:
         """Nothing to fetch: this process holds its state (a worker pool fetches its workers' here)."""
@@ -222,7 +233,7 @@ class StreamingRuntime:
         sources = self.sources.state()
         return {
             "sources": sources,
-            "publisher": self.publisher.stats() if self.publisher is not None else {},
+            "publisher": self._publisher.stats() if self._publisher is not None else {},
             "record_problems": dict(picker.problems.counts),
             "outside_shard_records": self.outside_shard + sources["totals"]["other_shard"],
             "selection": self.selection.state(now),
@@ -251,7 +262,7 @@ class StreamingRuntime:
             stations=picker.station_states(now),
             record_problems=dict(picker.problems.counts),
             sources=self.sources.state(),
-            publisher=self.publisher.stats() if self.publisher is not None else {},
+            publisher=self._publisher.stats() if self._publisher is not None else {},
             buffer_bytes=picker.buffer_bytes(),
             windows_in_flight=picker.in_flight,
             oldest_window_s=picker.oldest_window_s(now),

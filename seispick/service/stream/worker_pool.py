@@ -14,7 +14,7 @@ fed from the same process that serves them. A pick a restarted worker emits agai
 ``begin_time`` when one is set, else from the live end, like a restarted replica) is a repeat the publisher
 or Redis drops.
 
-This pool has the interface the API uses of a :class:`StreamingRuntime`: ``publisher``, ``selection``,
+Like a :class:`StreamingRuntime`, this pool is a :class:`~.job.RealtimeJob`: ``publisher``, ``selection``,
 ``refresh()`` (fetches every worker's stations and state; before ``/v1/stations`` and ``/metrics``),
 ``station_states()``, ``state()``, ``snapshot()`` (merged, for the metrics) and ``unready_reason()``.
 Latency histograms and onnxruntime calls arrive every second from each worker and are added to the API
@@ -88,7 +88,7 @@ class WorkerHandle:
 
 
 class WorkerPool:
-    """The real-time job in N processes; see the module docstring."""
+    """The real-time job in N processes (a :class:`~.job.RealtimeJob`); see the module docstring."""
 
     def __init__(self, settings: Settings, metrics: StreamMetrics, service_metrics: ServiceMetrics) -> None:
         self.settings = settings
