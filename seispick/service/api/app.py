@@ -1,9 +1,8 @@
-"""The app factory, its lifespan (models, batcher, Redis client) and ``run_server`` for ``seispick serve``."""
+"""The app factory, its lifespan (:mod:`.lifecycle` starts and stops the service) and ``run_server`` for
+``seispick serve``."""
 
 from __future__ import annotations
 
-import asyncio
-import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -11,72 +10,31 @@ import uvicorn
 from fastapi import Depends, FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.openapi.utils import get_openapi
-from redis.asyncio import Redis
 
 from seispick import __version__
-from seispick.models.registry import ModelRegistry
 from seispick.service.api.dependencies import require_api_key
 from seispick.service.api.docs import install_docs
 from seispick.service.api.handlers import install_handlers
+from seispick.service.api.lifecycle import ServiceLifecycle
 from seispick.service.api.routers import detections, events, health, models, picks, stream
 from seispick.service.api.routers import prometheus as metrics
 from seispick.service.api.schemas import WaveformJsonBody
-from seispick.service.api.state import ServiceState, load_models
+from seispick.service.api.state import ServiceState
 from seispick.service.app_metrics import HttpMetricsMiddleware, ServiceMetrics
-from seispick.service.batcher import MicroBatcher
-from seispick.service.settings import Settings, model_warnings
-from seispick.service.stream.association import start_events
+from seispick.service.settings import Settings
 from seispick.service.stream.job_metrics import StreamMetrics
-from seispick.service.stream.runtime import StreamingRuntime
-from seispick.service.stream.worker_pool import WorkerPool
-
-log = logging.getLogger(__name__)
 
 
 @asynccontextmanager
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-    """Load the registry and models, start the batcher and the Redis client; undo it all on shutdown."""
-    state: ServiceState = app.state.seispick
-    settings = state.settings
-    state.registry = await asyncio.to_thread(ModelRegistry, settings.model_dirs or None)
-    state.models = await asyncio.to_thread(load_models, state.registry, settings)
-    state.metrics.set_models(list(state.models.values()))
-    state.batcher = MicroBatcher(state.models, settings.batching, state.metrics)
-    await state.batcher.start()
-    if settings.redis_url:
-        timeout = settings.redis_timeout_s
-        state.redis = Redis.from_url(
-            settings.redis_url, socket_connect_timeout=timeout, socket_timeout=timeout
-        )
-    if StreamingRuntime.wanted(settings):
-        model = [state.model(name) for name in settings.streaming.stream_models(settings.default_model)]
-        if settings.streaming.worker_count() > 1:  # picking processes of their own, supervised from here
-            state.streaming = WorkerPool(settings, app.state.stream_metrics, state.metrics)
-        else:
-            state.streaming = StreamingRuntime(
-                settings, model, state.batcher.predict, app.state.stream_metrics
-            )
-        state.streaming.selection.warnings += model_warnings(settings, state.registry.names())
-        # association follows the publisher's picks from the first one (subscribed before sources start)
-        state.events = await start_events(
-            settings, state.streaming.publisher, state.metrics.registry, state.models
-        )
-        await state.streaming.start()
-    log.info("serving models %s (default %s)", ", ".join(state.models), settings.default_model)
+    """Start the service (models, batcher, Redis client, real-time job; order in :mod:`.lifecycle`), stop it
+    on shutdown."""
+    lifecycle = ServiceLifecycle(app.state.seispick, app.state.stream_metrics)
+    await lifecycle.start()
     try:
         yield
     finally:
-        if state.events is not None:  # its last versions go out before the publisher stops
-            await state.events.stop()
-            state.events = None
-        if state.streaming is not None:
-            await state.streaming.stop()
-            state.streaming = None
-        await state.batcher.stop()
-        if state.redis is not None:
-            await state.redis.aclose()
-            state.redis = None
-        state.models = {}
+        await lifecycle.stop()
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:

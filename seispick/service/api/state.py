@@ -1,10 +1,10 @@
-"""What one running app holds: settings, metrics, the registry, loaded models, the batcher, a Redis client."""
+"""What one running app holds: settings, metrics, the registry, loaded models, the batcher, a Redis client,
+the real-time job and its live association (filled and emptied by :mod:`.lifecycle`)."""
 
 from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from typing import Any
 
 from redis.asyncio import Redis
 
@@ -14,13 +14,15 @@ from seispick.service.app_metrics import ServiceMetrics
 from seispick.service.batcher import MicroBatcher
 from seispick.service.errors import ModelNotFound
 from seispick.service.settings import Settings
+from seispick.service.stream.association import LiveEvents
+from seispick.service.stream.job import RealtimeJob
 
 log = logging.getLogger(__name__)
 
 
 @dataclass
 class ServiceState:
-    """Lives on ``app.state.seispick``; filled by the lifespan."""
+    """Lives on ``app.state.seispick``; filled by ``ServiceLifecycle.start()``, emptied by its ``stop()``."""
 
     settings: Settings
     metrics: ServiceMetrics
@@ -28,8 +30,8 @@ class ServiceState:
     models: dict[str, OnnxModel] = field(default_factory=dict)
     batcher: MicroBatcher | None = None
     redis: Redis | None = None
-    streaming: Any = None  # StreamingRuntime when a real-time source is configured
-    events: Any = None  # stream.events.LiveEvents when the service associates its picks
+    streaming: RealtimeJob | None = None  # when a real-time source is configured
+    events: LiveEvents | None = None  # when the service associates its picks
 
     @property
     def ready(self) -> bool:

@@ -20,7 +20,7 @@ from seispick.service.api.routers.stream import NOT_CONFIGURED, RuntimeDep
 from seispick.service.api.routers.subscriptions import BAD_QUERY, parse_since, sse_response, websocket_feed
 from seispick.service.api.schemas import DetectionOut
 from seispick.service.api.state import ServiceState
-from seispick.service.publish.publisher import Record
+from seispick.service.publish.publisher import Record, Subscription
 
 router = APIRouter(prefix=API_PREFIX, tags=["detections"], responses={**NOT_CONFIGURED, **BAD_QUERY})
 ws_router = APIRouter(prefix=API_PREFIX, tags=["detections"])
@@ -114,7 +114,7 @@ async def websocket_detections(
 ) -> None:
     """Live detections as JSON text messages; filters as query parameters; key in X-API-Key or ?api_key=."""
 
-    def subscribe(state: ServiceState):
+    def subscribe(state: ServiceState) -> Subscription | None:
         if state.streaming is None:
             return None
         return state.streaming.publisher.subscribe(network=network, station=station, kind="detection")

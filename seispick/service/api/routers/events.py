@@ -24,7 +24,7 @@ from seispick.service.api.dependencies import StateDep
 from seispick.service.api.routers import API_PREFIX
 from seispick.service.api.routers.subscriptions import BAD_QUERY, parse_since, sse_response, websocket_feed
 from seispick.service.api.state import ServiceState
-from seispick.service.publish.publisher import Record
+from seispick.service.publish.publisher import PickPublisher, Record, Subscription
 
 NOT_CONFIGURED_TEXT = (
     "association is not configured: start the stream with SEISPICK_EVENTS__STATIONS (or --stations FILE), "
@@ -128,7 +128,7 @@ def latest_versions(records: list[Record]) -> dict[str, Record]:
     return latest
 
 
-def _publisher(state: ServiceState):
+def _publisher(state: ServiceState) -> PickPublisher:
     runtime = state.streaming
     if runtime is None or not runtime.publisher.redis_url:
         raise HTTPException(status.HTTP_404_NOT_FOUND, NOT_CONFIGURED_TEXT)
@@ -256,7 +256,7 @@ async def stream_events(
 async def websocket_events(websocket: WebSocket, min_stations: int = 0, api_key: str | None = None) -> None:
     """Event versions as JSON text messages as they are published; key in X-API-Key or ?api_key=."""
 
-    def subscribe(state: ServiceState):
+    def subscribe(state: ServiceState) -> Subscription | None:
         return None if state.events is None else state.events.publisher.subscribe(kind="event")
 
     await websocket_feed(

@@ -14,6 +14,8 @@ from seispick.service.api.routers import API_PREFIX
 from seispick.service.api.routers.subscriptions import parse_since, sse_response, websocket_feed
 from seispick.service.api.schemas import RecentPicksResponse
 from seispick.service.api.state import ServiceState
+from seispick.service.publish.publisher import Record, Subscription
+from seispick.service.stream.job import RealtimeJob
 
 NOT_CONFIGURED = {
     404: {"description": "Real-time picking is not configured (no --demo, --seedlink or --watch)"}
@@ -23,7 +25,7 @@ ws_router = APIRouter(prefix=API_PREFIX, tags=["stream"])
 LIVE_KINDS = "pick,detection"  # events have routes of their own (routers/events.py)
 
 
-def get_runtime(state: StateDep):
+def get_runtime(state: StateDep) -> RealtimeJob:
     runtime = state.streaming
     if runtime is None:
         raise HTTPException(
@@ -33,10 +35,10 @@ def get_runtime(state: StateDep):
     return runtime
 
 
-RuntimeDep = Annotated[object, Depends(get_runtime)]
+RuntimeDep = Annotated[RealtimeJob, Depends(get_runtime)]
 
 
-def _record_json(record) -> str:
+def _record_json(record: Record) -> str:
     return record_json(record.fields)
 
 
@@ -103,7 +105,7 @@ async def websocket_picks(
 ) -> None:
     """Live picks as JSON text messages; filters as query parameters; key in X-API-Key or ?api_key=."""
 
-    def subscribe(state: ServiceState):
+    def subscribe(state: ServiceState) -> Subscription | None:
         if state.streaming is None:
             return None
         return state.streaming.publisher.subscribe(
