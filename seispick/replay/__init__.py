@@ -1,5 +1,5 @@
 """``seispick replay``: a SeedLink server replaying archived miniSEED, a tool users run to test a setup.
 
-Not part of the service (the demo mode borrows it). May import: seispick.seedlink. Never the service,
-training or torch.
+``server``: the asyncio server and its threaded wrapper, on the sessions of ``seispick.seedlink.server``. Not
+part of the service (the demo mode borrows it); where it sits: ``.importlinter``.
 """

@@ -21,6 +21,8 @@ from __future__ import annotations
 import struct
 from dataclasses import dataclass
 
+from seispick.seedlink.protocol import SEQ_MODULUS_V4
+
 SIGNATURE = b"SE"
 HEADER_LEN = 17  # fixed part, without the station ID
 MAX_STATION_ID = 255  # one length byte (libslink stores at most 21 characters)
@@ -32,7 +34,7 @@ SUBFORMAT_DATA = "D"
 SUBFORMAT_INFO = "I"
 SUBFORMAT_ERROR = "E"
 INFO_SEQUENCE = 0  # ringserver numbers INFO/ERROR packets 0 (they are not part of any station's stream)
-UNSET_SEQUENCE = (1 << 64) - 1  # libslink's SL_UNSETSEQUENCE
+UNSET_SEQUENCE = SEQ_MODULUS_V4 - 1  # libslink's SL_UNSETSEQUENCE
 _FIXED = struct.Struct("<2sccIQB")
 
 
@@ -66,7 +68,7 @@ def pack_header(
         raise ValueError(f"station ID longer than {MAX_STATION_ID} bytes: {station_id!r}")
     if len(fmt) != 1 or len(subformat) != 1:
         raise ValueError("format and subformat are single characters")
-    if not 0 <= seq < 1 << 64 or not 0 <= payload_length < 1 << 32:
+    if not 0 <= seq < SEQ_MODULUS_V4 or not 0 <= payload_length < 1 << 32:
         raise ValueError("sequence or payload length out of range")
     return _FIXED.pack(SIGNATURE, fmt.encode(), subformat.encode(), payload_length, seq, len(sid)) + sid
 

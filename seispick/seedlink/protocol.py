@@ -1,11 +1,13 @@
-"""The SeedLink protocol as both ends speak it: stream selectors, time formats, sequence numbers.
+"""The SeedLink protocol as both ends speak it: stream selectors, time formats, sequence numbers, the 3.1
+packet signatures.
 
 SeedLink 3.1 selectors are ``[!][LL]CCC[.T]`` (:class:`Selector`); SeedLink 4.0 selectors are patterns
 over stream IDs ``LOC_B_S_SS`` with an optional format pattern (:class:`StreamPattern`). Both have
-``negate`` and ``matches(location, channel)``, so :func:`selection_matches` applies either kind.
+``negate`` and ``matches(location, channel)``, so :func:`selection_matches` applies either kind. The 4.0
+packet header is :mod:`seispick.seedlink.packet_v4`.
 
-Shared by the service's SeedLink client (``seispick.service.ingest``) and the replay server
-(``seispick.replay``). Imports nothing of seispick.
+Shared by the SeedLink client (:mod:`seispick.seedlink.client`) and the replay server
+(:mod:`seispick.seedlink.server`).
 """
 
 from __future__ import annotations
@@ -16,8 +18,14 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from fnmatch import fnmatchcase
 
-NS_PER_S = 1_000_000_000
+from seispick.miniseed.constants import NS_PER_S, TICK_NS
+
 SEQ_MODULUS = 1 << 24  # SeedLink 3 sequence numbers are 6 hex digits
+SEQ_MODULUS_V4 = 1 << 64  # SeedLink 4 sequence numbers are unsigned 64-bit
+V3_SIGNATURE = b"SL"  # a SeedLink 3 data packet: b"SL" + 6 hex digits of sequence + a miniSEED record
+V3_HEADER_LEN = 8  # signature and sequence ahead of the record
+V3_INFO_MORE = b"SLINFO *"  # an INFO record that more INFO records follow
+V3_INFO_LAST = b"SLINFO  "  # the last INFO record of an answer
 _SELECT_CHARS = re.compile(r"^[A-Za-z0-9?*\-]+$")
 _TIME = re.compile(
     r"^(\d{4})[,/-](\d{1,2})[,/-](\d{1,2})"
@@ -39,16 +47,35 @@ def parse_seedlink_time(text: str) -> int:
     return int(moment.timestamp()) * NS_PER_S + int(fraction.ljust(9, "0") or 0)
 
 
+def _utc_second(ns: int) -> datetime:
+    """The UTC second that epoch ns fall in."""
+    return datetime.fromtimestamp(ns // NS_PER_S, timezone.utc)
+
+
 def format_iso_time(ns: int) -> str:
     """Format epoch ns as the SeedLink 4 ``YYYY-MM-DDThh:mm:ss.ffffffZ`` (microseconds)."""
-    moment = datetime.fromtimestamp(ns // NS_PER_S, timezone.utc)
-    return moment.strftime("%Y-%m-%dT%H:%M:%S") + f".{ns % NS_PER_S // 1000:06d}Z"
+    return _utc_second(ns).strftime("%Y-%m-%dT%H:%M:%S") + f".{ns % NS_PER_S // 1000:06d}Z"
+
+
+def format_v3_time(ns: int) -> str:
+    """Format epoch ns as a SeedLink 3 ``YYYY,MM,DD,hh,mm,ss``, floored to whole seconds (what every server
+    accepts)."""
+    return _utc_second(ns).strftime("%Y,%m,%d,%H,%M,%S")
 
 
 def format_info_time(ns: int) -> str:
-    """Format epoch ns as the ``YYYY/MM/DD hh:mm:ss.ffff`` used in INFO XML."""
-    moment = datetime.fromtimestamp(ns // NS_PER_S, timezone.utc)
-    return moment.strftime("%Y/%m/%d %H:%M:%S") + f".{ns % NS_PER_S // 100_000:04d}"
+    """Format epoch ns as the ``YYYY/MM/DD hh:mm:ss.ffff`` used in INFO XML (BTIME ticks of 100 us)."""
+    return _utc_second(ns).strftime("%Y/%m/%d %H:%M:%S") + f".{ns % NS_PER_S // TICK_NS:04d}"
+
+
+def format_v3_seq(seq: int) -> str:
+    """A SeedLink 3 sequence number as its 6 upper-case hex digits (``00001A``)."""
+    return f"{seq:06X}"
+
+
+def pack_v3_header(seq: int) -> bytes:
+    """The 8 bytes ahead of a SeedLink 3 data record: ``SL`` and the sequence in 6 hex digits."""
+    return V3_SIGNATURE + format_v3_seq(seq).encode("ascii")
 
 
 @dataclass(frozen=True)

@@ -9,15 +9,21 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
-
-from seispick.miniseed.decode import NS_PER_S
-from seispick.seedlink.protocol import SEQ_MODULUS, Selector, format_iso_time
+from seispick.seedlink.packet_v4 import station_id
+from seispick.seedlink.protocol import (
+    SEQ_MODULUS,
+    SEQ_MODULUS_V4,
+    Selector,
+    format_iso_time,
+    format_v3_seq,
+    format_v3_time,
+)
 
 __all__ = [
     "V3",
     "V4",
     "begin_commands",
+    "format_seq",
     "resume_commands",
     "seedlink_time",
     "sequence_modulus",
@@ -28,18 +34,21 @@ __all__ = [
 V3, V4 = "3.1", "4.0"
 
 
-def seedlink_time(ns: int) -> str:
-    """Epoch ns as a SeedLink 3 time, floored to whole seconds (what every server accepts)."""
-    return datetime.fromtimestamp(ns // NS_PER_S, timezone.utc).strftime("%Y,%m,%d,%H,%M,%S")
+seedlink_time = format_v3_time  # the SeedLink 3 time of the start commands (name kept for callers)
 
 
 def sequence_modulus(protocol: str) -> int:
     """Sequence numbers wrap at 2**24 in SeedLink 3 (6 hex digits) and 2**64 in SeedLink 4."""
-    return SEQ_MODULUS if protocol == V3 else 1 << 64
+    return SEQ_MODULUS if protocol == V3 else SEQ_MODULUS_V4
+
+
+def format_seq(seq: int, protocol: str) -> str:
+    """A sequence number as the protocol writes it: 6 hex digits (3.1) or decimal (4.0)."""
+    return str(seq) if protocol == V4 else format_v3_seq(seq)
 
 
 def station_command(network: str, station: str, protocol: str) -> str:
-    return f"STATION {network}_{station}" if protocol == V4 else f"STATION {station} {network}"
+    return f"STATION {station_id(network, station)}" if protocol == V4 else f"STATION {station} {network}"
 
 
 def v4_selector(text: str) -> str:
@@ -53,7 +62,7 @@ def v4_selector(text: str) -> str:
 
 
 def _time(ns: int, protocol: str) -> str:
-    return format_iso_time(ns) if protocol == V4 else seedlink_time(ns)
+    return format_iso_time(ns) if protocol == V4 else format_v3_time(ns)
 
 
 def begin_commands(protocol: str, begin_ns: int | None) -> list[str]:
@@ -62,7 +71,7 @@ def begin_commands(protocol: str, begin_ns: int | None) -> list[str]:
         return ["DATA"]
     if protocol == V4:
         return [f"DATA ALL {format_iso_time(begin_ns)}", "DATA"]
-    return [f"TIME {seedlink_time(begin_ns)}", "DATA"]
+    return [f"TIME {format_v3_time(begin_ns)}", "DATA"]
 
 
 def resume_commands(protocol: str, next_seq: int, at_ns: int | None, fallback_ns: int | None) -> list[str]:
@@ -71,13 +80,13 @@ def resume_commands(protocol: str, next_seq: int, at_ns: int | None, fallback_ns
     ``at_ns`` goes with the sequence (``DATA seq time``: servers start at ``time`` when the packet is gone);
     ``fallback_ns`` is a time-only start for servers that refuse both forms.
     """
-    seq = str(next_seq) if protocol == V4 else f"{next_seq:06X}"
+    seq = format_seq(next_seq, protocol)
     commands = [f"DATA {seq} {_time(at_ns, protocol)}"] if at_ns is not None else []
     commands.append(f"DATA {seq}")
     if fallback_ns is not None:
         commands.append(
             f"DATA ALL {format_iso_time(fallback_ns)}"
             if protocol == V4
-            else f"TIME {seedlink_time(fallback_ns)}"
+            else f"TIME {format_v3_time(fallback_ns)}"
         )
     return commands

@@ -27,8 +27,10 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 from xml.etree import ElementTree
 
+from seispick.miniseed.constants import RECLEN
 from seispick.miniseed.decode import read_mseed_bytes, record_length
 from seispick.seedlink import packet_v4 as v4
+from seispick.seedlink.protocol import V3_SIGNATURE
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -36,7 +38,6 @@ T = TypeVar("T")
 __all__ = ["Listing", "Packet", "Reply", "SeedLinkConnection", "SeedLinkError", "ServerHello", "StationKey"]
 
 StationKey = tuple[str, str]
-V3_RECORD = 512
 MAX_PAYLOAD = 1 << 24  # a larger SeedLink 4 payload means the framing is lost
 
 if sys.version_info >= (3, 11):
@@ -137,7 +138,7 @@ def payload_length(head: bytes) -> int:
         length = record_length(head)
     except struct.error:
         length = None
-    return length or V3_RECORD
+    return length or RECLEN
 
 
 def parse_cat(text: str) -> Listing:
@@ -239,9 +240,9 @@ class SeedLinkConnection:
     async def packet(self, timeout: float | None = None) -> Packet:
         """Next packet; ``timeout`` applies to its first bytes only (a packet is never read half)."""
         head = await self._read(2, timeout)
-        if head == b"SE" and self.v4:
+        if head == v4.SIGNATURE and self.v4:
             return await self._packet_v4(head)
-        if head == b"SL":
+        if head == V3_SIGNATURE:
             return await self._packet_v3()
         if head == b"EN":
             rest = await self._read(1)
@@ -256,7 +257,7 @@ class SeedLinkConnection:
     async def _packet_v3(self) -> Packet:
         tag = await self._read(6)
         if tag.startswith(b"INFO"):
-            record = await self._read(V3_RECORD)
+            record = await self._read(RECLEN)
             return Packet("info" if tag[5:6] == b"*" else "info_last", payload=record)
         try:
             seq = int(tag, 16)
@@ -265,7 +266,7 @@ class SeedLinkConnection:
         head = await self._read(64)
         length = max(payload_length(head), 64)
         record = head + (await self._read(length - 64) if length > 64 else b"")
-        return Packet("data", seq, record, "3" if head[:3] == b"MS\x03" else "2")
+        return Packet("data", seq, record, v4.FORMAT_MSEED3 if head[:3] == b"MS\x03" else v4.FORMAT_MSEED2)
 
     async def _packet_v4(self, signature: bytes) -> Packet:
         fixed = signature + await self._read(v4.HEADER_LEN - 2)
@@ -323,7 +324,7 @@ class SeedLinkConnection:
         head = await self._read(2)
         if head == b"ER":
             return Listing(None, f"INFO STATIONS refused: {'ER' + await self.line()!r}")
-        if head != b"SL":
+        if head != V3_SIGNATURE:
             raise SeedLinkError(f"expected INFO packets, got {head!r}")
         while True:
             packet = await self._packet_v3()
@@ -338,7 +339,7 @@ class SeedLinkConnection:
             text += trace.data.tobytes()
             if kind == "info_last":
                 break
-            if await self._read(2) != b"SL":
+            if await self._read(2) != V3_SIGNATURE:
                 raise SeedLinkError("lost framing inside INFO packets")
         if "ERR" in channels:
             return Listing(None, "INFO STATIONS refused (an ERR info document)")
@@ -349,7 +350,7 @@ class SeedLinkConnection:
 
     async def _info_json(self) -> Listing:
         packet = await self.packet()
-        if packet.format != "J":
+        if packet.format != v4.FORMAT_JSON:
             raise SeedLinkError(f"expected an INFO packet, got format {packet.format!r}")
         try:
             document = json.loads(packet.payload.decode("utf-8", "replace"))

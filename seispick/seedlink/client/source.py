@@ -7,7 +7,7 @@ connection, speak SeedLink 3 only and read miniSEED 2 only.
 Session: ``HELLO``; then ``SLPROTO 4.0`` (and ``USERAGENT``) when the server advertises ``SLPROTO:4.0`` and
 ``protocol`` allows it, else SeedLink 3.1 (``CAPABILITIES EXTREPLY`` when offered); per station ``STATION``,
 one ``SELECT`` per selector and a start command (first accepted wins); ``END``; packets until the connection
-drops. Commands, framing and listings: :mod:`.seedlink_wire` and :mod:`.seedlink_commands`.
+drops. Commands, framing and listings: :mod:`.connection` and :mod:`.commands`.
 
 Resume, exactly once: every packet's per-station sequence number is kept. A station seen before asks for
 ``DATA seq+1 time``; ``time`` is the oldest per-channel end of what was delivered (SeisComP's seedlink drops
@@ -47,11 +47,13 @@ from typing import Any
 from obspy import Trace, UTCDateTime
 
 from seispick.feed import Source, TraceCallback
-from seispick.miniseed.decode import NS_PER_S, RecordError, decode_record, record_source_id, trace_end_ns
+from seispick.miniseed.constants import NS_PER_S
+from seispick.miniseed.decode import RecordError, decode_record, record_source_id, trace_end_ns
 from seispick.seedlink.client.commands import (
     V3,
     V4,
     begin_commands,
+    format_seq,
     resume_commands,
     sequence_modulus,
     station_command,
@@ -143,7 +145,7 @@ class StationState:
             latency = round(self.last_arrival - self.last_end_ns / NS_PER_S, 3)
         seq = None
         if self.last_seq is not None:
-            seq = str(self.last_seq) if self.seq_protocol == V4 else f"{self.last_seq:06X}"
+            seq = format_seq(self.last_seq, self.seq_protocol or V3)
         return {
             "status": self.status,
             "selectors": list(self.selectors),

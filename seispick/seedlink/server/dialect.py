@@ -52,6 +52,11 @@ class Negotiation:
     def current(self) -> StationRequest | None:
         return self.requests[-1] if self.requests else None
 
+    def select_target(self) -> list[AnySelector]:
+        """Where a SELECT's selectors go: the current STATION's, else the connection-wide ones."""
+        current = self.current()
+        return current.selectors if current is not None else self.selectors
+
 
 class Dialect:
     """Base of the two protocol versions: shared commands, reply and framing hooks."""

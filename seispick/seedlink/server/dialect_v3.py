@@ -16,10 +16,11 @@ import re
 from fnmatch import fnmatchcase
 
 from seispick.miniseed.pack import text_records
-from seispick.seedlink.protocol import Selector, parse_seedlink_time
+from seispick.seedlink.packet_v4 import station_id
+from seispick.seedlink.protocol import V3_INFO_LAST, V3_INFO_MORE, Selector, parse_seedlink_time
 from seispick.seedlink.server.dialect import Action, Dialect, Handler
 from seispick.seedlink.server.info import ORGANIZATION, info_xml
-from seispick.seedlink.server.requests import CommandError, StationRequest
+from seispick.seedlink.server.requests import CommandError, StationRequest, argument
 from seispick.seedlink.server.ring import Packet, StationBuffer
 
 logger = logging.getLogger(__name__)
@@ -73,7 +74,7 @@ class V3Dialect(Dialect):
         assert xml is not None
         records = text_records(xml, channel=channel)
         for number, record in enumerate(records, start=1):
-            self.send((b"SLINFO  " if number == len(records) else b"SLINFO *") + record)
+            self.send((V3_INFO_LAST if number == len(records) else V3_INFO_MORE) + record)
 
     # ----------------------------------------------------------------------------------- commands
     def _cat(self, args: list[str]) -> Action:
@@ -101,8 +102,8 @@ class V3Dialect(Dialect):
         if not 1 <= len(args) <= 2 or not all(_CODE_CHARS.match(a) for a in args):
             raise CommandError("ARGUMENTS", "STATION requires a station and optionally a network code")
         network = args[1].upper() if len(args) == 2 else "*"
-        request.pattern = f"{network}_{args[0].upper()}"
-        if not any(fnmatchcase(f"{net}_{sta}".upper(), request.pattern) for net, sta in self.replay.buffers):
+        request.pattern = station_id(network, args[0].upper())
+        if not any(fnmatchcase(station_id(*key).upper(), request.pattern) for key in self.replay.buffers):
             raise CommandError("ARGUMENTS", f"no station matches {' '.join(args)}")
         request.refused = False
         self.ok()
@@ -110,12 +111,8 @@ class V3Dialect(Dialect):
 
     def _select(self, args: list[str]) -> Action:
         self.state.begun = True
-        current = self.state.current()
-        target = current.selectors if current is not None else self.state.selectors
-        try:
-            parsed = [Selector.parse(a) for a in args]
-        except ValueError as exc:
-            raise CommandError("ARGUMENTS", str(exc)) from exc
+        target = self.state.select_target()
+        parsed = [argument(Selector.parse, a) for a in args]
         if parsed:
             target.extend(parsed)
         else:
@@ -127,14 +124,14 @@ class V3Dialect(Dialect):
         if len(args) > 2 or (args and not _HEX_SEQ.match(args[0])):
             raise CommandError("ARGUMENTS", "usage: DATA|FETCH [seq_hex [begin_time]]")
         seq = int(args[0], 16) if args else None
-        begin = self._parse_time(args[1]) if len(args) == 2 else None
+        begin = argument(parse_seedlink_time, args[1]) if len(args) == 2 else None
         return self._apply(StationRequest(seq=seq, begin_ns=begin, dialup=dialup))
 
     def _time(self, args: list[str]) -> Action:
         if not 1 <= len(args) <= 2:
             raise CommandError("ARGUMENTS", "usage: TIME begin_time [end_time]")
-        begin = self._parse_time(args[0])
-        end = self._parse_time(args[1]) if len(args) == 2 else None
+        begin = argument(parse_seedlink_time, args[0])
+        end = argument(parse_seedlink_time, args[1]) if len(args) == 2 else None
         if end is not None and end <= begin:
             raise CommandError("ARGUMENTS", "TIME end must be after begin")
         return self._apply(StationRequest(begin_ns=begin, end_ns=end))
@@ -149,10 +146,3 @@ class V3Dialect(Dialect):
         current.set_start(start)
         self.ok()
         return None
-
-    @staticmethod
-    def _parse_time(text: str) -> int:
-        try:
-            return parse_seedlink_time(text)
-        except ValueError as exc:
-            raise CommandError("ARGUMENTS", str(exc)) from exc

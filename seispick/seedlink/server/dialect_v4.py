@@ -20,10 +20,10 @@ import re
 
 from seispick.miniseed.mseed3 import to_mseed3
 from seispick.seedlink import packet_v4 as v4
-from seispick.seedlink.protocol import StreamPattern, parse_seedlink_time
+from seispick.seedlink.protocol import SEQ_MODULUS_V4, StreamPattern, parse_seedlink_time
 from seispick.seedlink.server.dialect import Action, Dialect, Handler
 from seispick.seedlink.server.info import info_json
-from seispick.seedlink.server.requests import CommandError, StationRequest
+from seispick.seedlink.server.requests import CommandError, StationRequest, argument
 from seispick.seedlink.server.ring import Packet, StationBuffer
 
 logger = logging.getLogger(__name__)
@@ -90,15 +90,11 @@ class V4Dialect(Dialect):
         self.state.begun = True
         if not args:
             raise CommandError("ARGUMENTS", "empty SELECT is not allowed in v4")
-        try:
-            parsed = [StreamPattern.parse(a) for a in args]
-        except ValueError as exc:
-            raise CommandError("ARGUMENTS", str(exc)) from exc
+        parsed = [argument(StreamPattern.parse, a) for a in args]
         for pattern in parsed:
             if pattern.filter not in _FILTERS:
                 raise CommandError("ARGUMENTS", f"filter {pattern.filter!r} not supported (native or 3)")
-        current = self.state.current()
-        (current.selectors if current is not None else self.state.selectors).extend(parsed)
+        self.state.select_target().extend(parsed)
         self.ok()
         return None
 
@@ -113,14 +109,11 @@ class V4Dialect(Dialect):
         if args and args[0].upper() == "ALL":
             start.all_data = True
         elif args:
-            if not args[0].isdigit() or int(args[0]) >= 1 << 64:
+            if not args[0].isdigit() or int(args[0]) >= SEQ_MODULUS_V4:
                 raise CommandError("ARGUMENTS", f"invalid sequence number {args[0][:30]!r}")
             start.number = int(args[0])
-        try:
-            start.begin_ns = parse_seedlink_time(args[1]) if len(args) >= 2 else None
-            start.end_ns = parse_seedlink_time(args[2]) if len(args) == 3 else None
-        except ValueError as exc:
-            raise CommandError("ARGUMENTS", str(exc)) from exc
+        start.begin_ns = argument(parse_seedlink_time, args[1]) if len(args) >= 2 else None
+        start.end_ns = argument(parse_seedlink_time, args[2]) if len(args) == 3 else None
         if start.begin_ns is not None and start.end_ns is not None and start.end_ns <= start.begin_ns:
             raise CommandError("ARGUMENTS", "end time must be after start time")
         current.set_start(start)

@@ -11,10 +11,12 @@ from fnmatch import fnmatchcase
 from typing import Any
 from xml.etree import ElementTree
 
+from seispick.seedlink.packet_v4 import station_id
 from seispick.seedlink.protocol import (
     StreamPattern,
     format_info_time,
     format_iso_time,
+    format_v3_seq,
     stream_id,
 )
 from seispick.seedlink.server.ring import Replay, StationBuffer
@@ -85,7 +87,7 @@ def _station_xml(root: ElementTree.Element, buffer: StationBuffer, replay: Repla
     first, last = (buffer.packets[0].seq, buffer.packets[-1].seq) if buffer.packets else (0, 0)
     station = ElementTree.SubElement(
         root, "station", name=buffer.station, network=buffer.network, description=ORGANIZATION,
-        begin_seq=f"{first:06X}", end_seq=f"{last:06X}", stream_check="enabled",
+        begin_seq=format_v3_seq(first), end_seq=format_v3_seq(last), stream_check="enabled",
     )  # fmt: skip
     if not streams:
         return
@@ -137,7 +139,7 @@ def info_json(replay: Replay, started_ns: int, args: list[str]) -> tuple[dict[st
         doc["station"] = [
             _station_json(buffer, replay, item == "STREAMS", streams)
             for buffer in replay.buffers.values()
-            if fnmatchcase(f"{buffer.network}_{buffer.station}".upper(), pattern)
+            if fnmatchcase(station_id(buffer.network, buffer.station).upper(), pattern)
         ]
     return doc, False
 
@@ -150,7 +152,7 @@ def _station_json(
     else:
         first = end = replay.released + 1
     station: dict[str, Any] = {
-        "id": f"{buffer.network}_{buffer.station}",
+        "id": station_id(buffer.network, buffer.station),
         "description": ORGANIZATION,
         "start_seq": first,
         "end_seq": end,

@@ -14,16 +14,19 @@ Start rules (SeedLink 3.1 as SeisComP documents it, SeedLink 4.0 specification `
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from fnmatch import fnmatchcase
+from typing import TypeVar
 
+from seispick.seedlink.packet_v4 import station_id
 from seispick.seedlink.protocol import Selector, StreamPattern, selection_matches
 from seispick.seedlink.server.ring import Packet, Replay, StationBuffer
 
 logger = logging.getLogger(__name__)
 
 AnySelector = Selector | StreamPattern
+T = TypeVar("T")
 
 
 class CommandError(Exception):
@@ -32,6 +35,15 @@ class CommandError(Exception):
     def __init__(self, code: str, message: str) -> None:
         super().__init__(message)
         self.code = code
+
+
+def argument(parse: Callable[[str], T], text: str) -> T:
+    """``parse(text)`` for a command argument (selector, time); its ValueError becomes an ARGUMENTS refusal
+    in the same words."""
+    try:
+        return parse(text)
+    except ValueError as exc:
+        raise CommandError("ARGUMENTS", str(exc)) from exc
 
 
 @dataclass
@@ -49,7 +61,7 @@ class StationRequest:
     refused: bool = False  # a refused STATION: its SELECT and DATA are ignored, it matches nothing
 
     def matches(self, network: str, station: str) -> bool:
-        return not self.refused and fnmatchcase(f"{network}_{station}".upper(), self.pattern)
+        return not self.refused and fnmatchcase(station_id(network, station).upper(), self.pattern)
 
     def set_start(self, start: StationRequest) -> None:
         """Take the start (sequence, times, mode) of a DATA/FETCH/TIME command."""

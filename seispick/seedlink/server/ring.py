@@ -17,8 +17,9 @@ import time
 from collections import deque
 from dataclasses import dataclass
 
-from seispick.miniseed.pack import NS_PER_S, MseedRecord, round_to_tick, shift_record
-from seispick.seedlink.protocol import SEQ_MODULUS
+from seispick.miniseed.constants import NS_PER_S, TICK_NS
+from seispick.miniseed.pack import MseedRecord, round_to_tick, shift_record
+from seispick.seedlink.protocol import SEQ_MODULUS, V3_HEADER_LEN, pack_v3_header
 
 logger = logging.getLogger(__name__)
 
@@ -34,12 +35,12 @@ class Packet:
     channel: str
     start_ns: int
     end_ns: int
-    wire: bytes  # b"SL%06X" + 512-byte record
+    wire: bytes  # pack_v3_header(seq) + 512-byte record
     number: int = 0  # SeedLink 4: server-wide release number, from 1
 
     @property
     def record(self) -> bytes:
-        return self.wire[8:]
+        return self.wire[V3_HEADER_LEN:]
 
 
 class StationBuffer:
@@ -69,7 +70,7 @@ class StationBuffer:
         seq, self.next_seq = self.next_seq, (self.next_seq + 1) % SEQ_MODULUS
         if len(self.packets) == self.packets.maxlen:
             self.base += 1
-        wire = b"SL%06X" % seq + shift_record(record.data, shift_ns)
+        wire = pack_v3_header(seq) + shift_record(record.data, shift_ns)
         start, end = record.start_ns + shift_ns, record.end_ns + shift_ns
         self.packets.append(Packet(seq, record.location, record.channel, start, end, wire, number))
 
@@ -118,7 +119,7 @@ class Replay:
         self.restamp = restamp
         self.loop = loop
         self.t0_ns = min(r.start_ns for r in records)
-        self.period_ns = max(round_to_tick(max(r.end_ns for r in records) - self.t0_ns), 100_000)
+        self.period_ns = max(round_to_tick(max(r.end_ns for r in records) - self.t0_ns), TICK_NS)
         self.max_span_ns = max(r.end_ns - r.start_ns for r in records)
         self.buffers = self._make_buffers(self.records)
         self.shift0_ns = 0
