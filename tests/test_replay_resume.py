@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 from obspy import Stream, UTCDateTime
 
+from seispick.miniseed.constants import NS_PER_S as S
 from seispick.miniseed.pack import MseedRecord, load_records
 from seispick.replay.server import ThreadedReplayServer
 from seispick.seedlink import packet_v4 as v4
@@ -26,7 +27,6 @@ from tests.test_replay_libslink import Wire, libslink_accepts, v4_handshake
 T0 = UTCDateTime(2024, 3, 1, 12, 0, 0)
 DURATION_S = 60
 STATIONS = {"STA1": "00", "STA2": ""}
-S = 1_000_000_000
 
 
 @pytest.fixture(scope="module")

@@ -198,7 +198,7 @@ class Replay:
         if self.loop:
             self.cursor, self.pass_no = 0, self.pass_no + 1
             logger.info(
-                "replay pass %d starts (archive shifted by %.3f s)", self.pass_no, self.shift_ns() / 1e9
+                "replay pass %d starts (archive shifted by %.3f s)", self.pass_no, self.shift_ns() / NS_PER_S
             )
         else:
             self.exhausted = True
