@@ -13,6 +13,16 @@ import click
 from click.core import ParameterSource
 
 from seispick.cli.lazy import training_module
+from seispick.cli.training_options import (
+    FINETUNE_FIELDS,
+    TRAIN_DEFAULTS,
+    TRAIN_FIELDS,
+    config_option,
+    config_options,
+    data_options,
+    option,
+    run_options,
+)
 from seispick.training.fitting.config import FINETUNE_DEFAULTS, RunConfig, TrainConfig
 
 SPLIT_PARTS = ["test", "val", "train", "all"]
@@ -49,149 +59,6 @@ def _command_line(ctx: click.Context) -> str:
     return " ".join(words)
 
 
-def _data_options(func):
-    """Options shared by the commands that split dataset folders."""
-    options = [
-        click.option(
-            "--split-by",
-            type=click.Choice(["auto", "station", "time"]),
-            default="auto",
-            show_default=True,
-            help="Split each folder by station or by event time; auto: time for one-station data, else station.",
-        ),
-        click.option("--val-fraction", type=click.FloatRange(0, 0.9), default=0.15, show_default=True),
-        click.option("--test-fraction", type=click.FloatRange(0, 0.9), default=0.15, show_default=True),
-        click.option(
-            "--seed", type=int, default=0, show_default=True, help="Seed of splits, windows and weights."
-        ),
-    ]
-    for option in reversed(options):
-        func = option(func)
-    return func
-
-
-TRAIN_DEFAULTS: dict[str, Any] = {k: v for k, v in TrainConfig().to_dict().items() if k != "threads"}
-
-
-def _train_options(defaults: dict[str, Any]):
-    """Hyper-parameter options of train and finetune, with ``defaults`` (TrainConfig fields)."""
-    d = {**TRAIN_DEFAULTS, **defaults}
-    auto_windows = bool(d.get("epoch_windows"))
-    options = [
-        click.option(
-            "--out", "-o", type=click.Path(path_type=Path), required=True, help="Checkpoint folder to write."
-        ),
-        click.option(
-            "--model-out",
-            type=click.Path(path_type=Path),
-            default=None,
-            help="ONNX model folder (default OUT/model).",
-        ),
-        click.option("--name", default=None, help="Model name in the card (default: the --out folder name)."),
-        click.option("--epochs", type=click.IntRange(1), default=d["epochs"], show_default=True),
-        click.option("--batch-size", type=click.IntRange(1), default=d["batch_size"], show_default=True),
-        click.option(
-            "--weight-decay", type=click.FloatRange(0), default=d["weight_decay"], show_default=True
-        ),
-        click.option(
-            "--schedule",
-            type=click.Choice(["cosine", "plateau", "constant"]),
-            default=d["schedule"],
-            show_default=True,
-        ),
-        click.option(
-            "--warmup-epochs",
-            type=click.IntRange(0),
-            default=d["warmup_epochs"],
-            show_default=True,
-            help="Epochs of linear learning-rate warm-up before the cosine decay.",
-        ),
-        click.option(
-            "--patience",
-            type=click.IntRange(1),
-            default=d["patience"],
-            show_default=True,
-            help="Early-stopping patience (epochs).",
-        ),
-        click.option(
-            "--select-on",
-            type=click.Choice(["f1", "loss"]),
-            default=d["select_on"],
-            show_default=True,
-            help="Keep the epoch of best validation pick F1 (P and S within 0.1 s) or of lowest validation loss.",
-        ),
-        click.option(
-            "--windows-per-sample",
-            type=click.IntRange(1),
-            default=None if auto_windows else d["windows_per_sample"],
-            show_default="from --epoch-windows" if auto_windows else True,
-            help="Random windows per sample and epoch.",
-        ),
-        click.option(
-            "--epoch-windows",
-            type=click.IntRange(1),
-            default=d.get("epoch_windows"),
-            show_default=True,
-            help="Windows per epoch (windows per sample = this / samples, 1-32) unless --windows-per-sample.",
-        ),
-        click.option(
-            "--edge-probability",
-            type=click.FloatRange(0, 1),
-            default=d["edge_probability"],
-            show_default=True,
-            help="Share of windows aligned with a record's start or end.",
-        ),
-        click.option(
-            "--label-sigma",
-            type=click.FloatRange(0, min_open=True),
-            default=d["label_sigma"],
-            show_default=True,
-            help="Std of the Gaussian P (and S) target, in samples.",
-        ),
-        click.option(
-            "--s-label-sigma",
-            type=click.FloatRange(0, min_open=True),
-            default=d["s_label_sigma"],
-            show_default=True,
-            help="Std of the S target in samples (default --label-sigma).",
-        ),
-        click.option(
-            "--class-weights",
-            default=",".join(f"{w:g}" for w in d["class_weights"]),
-            show_default=True,
-            callback=lambda ctx, param, value: _class_weights(value),
-            help="Loss weights of noise, P and S, comma-separated.",
-        ),
-        click.option(
-            "--s-window-probability",
-            type=click.FloatRange(0, 1),
-            default=d["s_window_probability"],
-            show_default=True,
-            help="Share of training windows placed around S rather than P.",
-        ),
-        click.option(
-            "--calibrate-thresholds/--no-calibrate-thresholds",
-            default=d["calibrate_thresholds"],
-            show_default=True,
-            help="Set P and S pick thresholds to those of best validation F1 (mean of 0.1 s and 0.5 s) in the card.",
-        ),
-        click.option("--no-augment", is_flag=True, help="No augmentation (window placement stays random)."),
-        click.option(
-            "--licence",
-            default=None,
-            help="Licence text for the card and LICENSE (default: seispick MIT note).",
-        ),
-        click.option("--quiet", "-q", is_flag=True, help="No progress bar."),
-    ]
-
-    def decorate(func):
-        for option in reversed(options):
-            func = option(func)
-        return func
-
-    return decorate
-
-
 def _fractions(val_fraction: float, test_fraction: float) -> tuple[float, float, float]:
     train = 1.0 - val_fraction - test_fraction
     if train <= 0:
@@ -210,19 +77,6 @@ def _load_split(data: tuple[Path, ...], split_by: str, fractions, seed: int, all
         return inputs.load_split(list(data), split_by, fractions, seed, allow_noise=allow_noise)
     except validation.DatasetError as exc:
         raise click.ClickException(f"cannot use the data: {exc}") from exc
-
-
-def _class_weights(text: str | tuple) -> tuple[float, float, float]:
-    """``"1,1,1.5"`` (or an already parsed tuple) as three floats."""
-    try:
-        weights = tuple(float(x) for x in (text.split(",") if isinstance(text, str) else text))
-    except ValueError:
-        weights = ()
-    if len(weights) != 3:
-        raise click.BadParameter(
-            f"give three numbers (noise,P,S), got {text!r}", param_hint="--class-weights"
-        )
-    return weights  # type: ignore[return-value]
 
 
 def _config(ctx: click.Context, kw: dict[str, Any], defaults: dict[str, Any], **fixed: Any) -> TrainConfig:
@@ -305,43 +159,14 @@ def _run_training(action, **kwargs):
 
 @click.command()
 @click.argument("data", nargs=-1, type=click.Path(path_type=Path))
-@_data_options
-@_train_options({})
-@click.option(
-    "--architecture", type=click.Choice(["phasenet", "convnetquake"]), default="phasenet", show_default=True
-)
-@click.option(
-    "--lr", type=click.FloatRange(0, min_open=True), default=1e-3, show_default=True, help="Learning rate."
-)
-@click.option(
-    "--cells",
-    type=click.IntRange(0),
-    default=3,
-    show_default=True,
-    help="ConvNetQuake location cells (k-means over training epicentres); 0: a detector without cells.",
-)
-@click.option(
-    "--check-cells/--keep-cells",
-    default=True,
-    show_default=True,
-    help="Drop the cells (detector without cells, said in the card) unless they beat always answering the most "
-    "frequent training cell on the located validation events.",
-)
-@click.option(
-    "--synthetic",
-    type=click.IntRange(0),
-    default=0,
-    show_default=True,
-    help="Synthetic events (and as many noise records for ConvNetQuake) added to training.",
-)
-@click.option(
-    "--overlap",
-    type=click.IntRange(0, 999),
-    default=500,
-    show_default=True,
-    help="ConvNetQuake: overlap of consecutive windows (samples) in the card; event windows put P 0.5 s to "
-    "one stride + 0.5 s into the window.",
-)
+@data_options
+@run_options(config_options(TRAIN_FIELDS))
+@option("--architecture", type=click.Choice(["phasenet", "convnetquake"]), default="phasenet", help=None)
+@config_option("lr")
+@option("--cells", type=click.IntRange(0), default=3)
+@option("--check-cells/--keep-cells", default=True)
+@option("--synthetic", type=click.IntRange(0), default=0)
+@option("--overlap", type=click.IntRange(0, 999), default=500)
 @click.pass_context
 def train(ctx: click.Context, data: tuple[Path, ...], **kw: Any) -> None:
     """Train a model from scratch on dataset folders DATA (PhaseNet npz, STEAD, SeisBench or miniSEED + picks).
@@ -396,76 +221,15 @@ def train(ctx: click.Context, data: tuple[Path, ...], **kw: Any) -> None:
 
 @click.command()
 @click.argument("data", nargs=-1, type=click.Path(path_type=Path))
-@click.option(
-    "--base",
-    default="phasenet-original",
-    show_default=True,
-    help="phasenet-original, a weights.npz of the original PhaseNet, or a checkpoint folder of seispick training.",
-)
-@_data_options
-@_train_options(FINETUNE_DEFAULTS)
-@click.option(
-    "--lr",
-    type=click.FloatRange(0, min_open=True),
-    default=FINETUNE_DEFAULTS["lr"],
-    show_default=True,
-    help="Learning rate (lower than for training).",
-)
-@click.option(
-    "--freeze-encoder/--no-freeze-encoder",
-    default=False,
-    show_default=True,
-    help="Keep the encoder weights fixed.",
-)
-@click.option(
-    "--freeze-batchnorm/--no-freeze-batchnorm",
-    default=FINETUNE_DEFAULTS["freeze_batchnorm"],
-    show_default=True,
-    help="Keep batch-norm running statistics fixed.",
-)
-@click.option(
-    "--anchor-weight",
-    type=click.FloatRange(0),
-    default=0.0,
-    show_default=True,
-    help="L2-SP: penalise the squared distance of the weights from the base's.",
-)
-@click.option(
-    "--distill-weight",
-    type=click.FloatRange(0, 1),
-    default=FINETUNE_DEFAULTS.get("distill_weight", 0.0),
-    show_default=True,
-    help="Blend the targets of --distill-phases with the base's own probabilities (learning without forgetting).",
-)
-@click.option(
-    "--distill-phases",
-    type=click.Choice(["P", "S", "PS"]),
-    default=FINETUNE_DEFAULTS.get("distill_phases", "PS"),
-    show_default=True,
-    help="Phases whose targets --distill-weight blends with the base's output.",
-)
-@click.option(
-    "--replay",
-    multiple=True,
-    type=click.Path(path_type=Path),
-    help="Dataset folder of other stations whose train part is mixed in (repeatable); its val/test parts stay unused.",
-)
-@click.option(
-    "--replay-fraction",
-    type=click.FloatRange(0),
-    default=0.5,
-    show_default=True,
-    help="Replayed windows per epoch as a fraction of the own training windows.",
-)
-@click.option(
-    "--select-folds",
-    type=click.IntRange(0),
-    default=0,
-    show_default=True,
-    help="K >= 3: choose the epoch count and pick thresholds by K-fold cross-validation over the training and "
-    "validation data (by station, or by time for one station), then fine-tune on all of them (K+1 runs).",
-)
-@click.option("--description", default=None, help="Card description (default: what it was fine-tuned from).")
+@option("--base", default="phasenet-original")
+@data_options
+@run_options(config_options(TRAIN_FIELDS, FINETUNE_DEFAULTS))
+@config_option("lr", FINETUNE_DEFAULTS, help="Learning rate (lower than for training).")
+@config_options(FINETUNE_FIELDS, FINETUNE_DEFAULTS)
+@option("--replay", multiple=True, type=click.Path(path_type=Path), show_default=None)
+@config_option("replay_fraction", default=0.5)
+@option("--select-folds", type=click.IntRange(0), default=0)
+@option("--description", default=None, show_default=None)
 @click.pass_context
 def finetune(ctx: click.Context, data: tuple[Path, ...], base: str, **kw: Any) -> None:
     """Fine-tune PhaseNet from --base on dataset folders DATA; ends with base vs fine-tuned on the test split.
@@ -529,41 +293,16 @@ def _num(value: float | None) -> str:
 
 
 @click.command()
-@click.option(
-    "--model", "-m", "model", default=None, help="Model name or model folder (default: the shipped default)."
+@option("--model", "-m", "model", default=None, show_default=None)
+@option(
+    "--data", "-d", "data", multiple=True, type=click.Path(path_type=Path), required=True, show_default=None
 )
-@click.option(
-    "--data",
-    "-d",
-    "data",
-    multiple=True,
-    type=click.Path(path_type=Path),
-    required=True,
-    help="Dataset folder (repeatable).",
-)
-@click.option(
-    "--split",
-    "part",
-    type=click.Choice(SPLIT_PARTS),
-    default="test",
-    show_default=True,
-    help="Which part of each folder's split.",
-)
-@_data_options
+@option("--split", "part", type=click.Choice(SPLIT_PARTS), default="test")
+@data_options
 @click.option("--p-threshold", type=click.FloatRange(0, 1), default=None)
 @click.option("--s-threshold", type=click.FloatRange(0, 1), default=None)
-@click.option(
-    "--detection-threshold",
-    type=click.FloatRange(0, 1),
-    default=None,
-    help="Detectors: event probability threshold.",
-)
-@click.option(
-    "--pre-p-noise/--no-pre-p-noise",
-    default=True,
-    show_default=True,
-    help="Detectors: add noise samples cut before each P to the events.",
-)
+@option("--detection-threshold", type=click.FloatRange(0, 1), default=None, show_default=None)
+@option("--pre-p-noise/--no-pre-p-noise", default=True)
 @click.option("--out", "-o", type=click.Path(path_type=Path), default=None, help="Report JSON to write.")
 @click.option("--plot", type=click.Path(path_type=Path), default=None, help="Report PNG to write.")
 def evaluate(model: str | None, data: tuple[Path, ...], part: str, **kw: Any) -> None:

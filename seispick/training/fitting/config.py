@@ -13,6 +13,12 @@ Schedule = Literal["cosine", "plateau", "constant"]
 Selection = Literal["loss", "f1", "last"]
 
 
+def _field(default: Any, help: str | None = None, **bounds: Any) -> Any:
+    """A field with the text and bounds its command-line option shows (``seispick.cli.training_options``):
+    ``min``, ``max``, ``min_open`` of a range, or the ``choices`` offered."""
+    return field(default=default, metadata={"help": help, **bounds})
+
+
 @dataclass
 class TrainConfig:
     """Optimiser, schedule, early stopping and data-loading settings of one training run.
@@ -43,36 +49,69 @@ class TrainConfig:
     ``calibrate_thresholds``: after training, the P and S pick thresholds are set to those with the best
     validation F1 (mean of 0.1 s and 0.5 s; from a coarse grid; the card's thresholds are kept unless one does
     better).
+
+    Field metadata (``help``, ``min``, ``max``, ``choices``) describe the command-line options of each field.
     """
 
-    epochs: int = 30
-    batch_size: int = 16
-    lr: float = 1e-3
-    weight_decay: float = 1e-4
+    epochs: int = _field(30, min=1)
+    batch_size: int = _field(16, min=1)
+    lr: float = _field(1e-3, "Learning rate.", min=0, min_open=True)
+    weight_decay: float = _field(1e-4, min=0)
     schedule: Schedule = "cosine"
     min_lr_factor: float = 0.01
-    patience: int = 6
+    patience: int = _field(6, "Early-stopping patience (epochs).", min=1)
     min_delta: float = 1e-4
     seed: int = 0
-    windows_per_sample: int = 4
+    windows_per_sample: int = _field(4, "Random windows per sample and epoch.", min=1)
     val_windows_per_sample: int = 4
-    epoch_windows: int | None = None
-    freeze_encoder: bool = False
-    freeze_batchnorm: bool = False
-    edge_probability: float = 0.1
-    anchor_weight: float = 0.0
-    replay_fraction: float = 0.0
-    distill_weight: float = 0.0
-    distill_phases: str = "PS"
-    label_sigma: float = 10.0
+    epoch_windows: int | None = _field(
+        None,
+        "Windows per epoch (windows per sample = this / samples, 1-32) unless --windows-per-sample.",
+        min=1,
+    )
+    freeze_encoder: bool = _field(False, "Keep the encoder weights fixed.")
+    freeze_batchnorm: bool = _field(False, "Keep batch-norm running statistics fixed.")
+    edge_probability: float = _field(
+        0.1, "Share of windows aligned with a record's start or end.", min=0, max=1
+    )
+    anchor_weight: float = _field(
+        0.0, "L2-SP: penalise the squared distance of the weights from the base's.", min=0
+    )
+    replay_fraction: float = _field(
+        0.0, "Replayed windows per epoch as a fraction of the own training windows.", min=0
+    )
+    distill_weight: float = _field(
+        0.0,
+        "Blend the targets of --distill-phases with the base's own probabilities (learning without forgetting).",
+        min=0,
+        max=1,
+    )
+    distill_phases: str = _field("PS", "Phases whose targets --distill-weight blends with the base's output.",
+                                 choices=("P", "S", "PS"))  # fmt: skip
+    label_sigma: float = _field(
+        10.0, "Std of the Gaussian P (and S) target, in samples.", min=0, min_open=True
+    )
     augment: bool = True
     threads: int | None = None
-    select_on: Selection = "loss"
-    s_label_sigma: float | None = None
-    class_weights: tuple[float, float, float] = (1.0, 1.0, 1.0)
-    s_window_probability: float = 0.4
-    warmup_epochs: int = 0
-    calibrate_thresholds: bool = False
+    select_on: Selection = _field(
+        "loss",
+        "Keep the epoch of best validation pick F1 (P and S within 0.1 s) or of lowest validation loss.",
+        choices=("f1", "loss"),
+    )
+    s_label_sigma: float | None = _field(
+        None, "Std of the S target in samples (default --label-sigma).", min=0, min_open=True
+    )
+    class_weights: tuple[float, float, float] = _field(
+        (1.0, 1.0, 1.0), "Loss weights of noise, P and S, comma-separated."
+    )
+    s_window_probability: float = _field(
+        0.4, "Share of training windows placed around S rather than P.", min=0, max=1
+    )
+    warmup_epochs: int = _field(0, "Epochs of linear learning-rate warm-up before the cosine decay.", min=0)
+    calibrate_thresholds: bool = _field(
+        False,
+        "Set P and S pick thresholds to those of best validation F1 (mean of 0.1 s and 0.5 s) in the card.",
+    )
 
     def __post_init__(self) -> None:
         if self.epochs < 1 or self.batch_size < 1 or self.windows_per_sample < 1:

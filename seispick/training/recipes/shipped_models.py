@@ -115,14 +115,9 @@ def cv_config(settings: dict[str, Any]) -> dict[str, Any]:
 # ConvNetQuake on NCEDC (by station) + TA.109C (by time) + synthetics; 3 location cells from TA.109C epicentres.
 DETECTOR_CELLS = 3
 DETECTOR_SYNTHETIC = 100
-DETECTOR_SETTINGS: dict[str, Any] = {
-    "lr": 1e-3,
-    "epochs": 40,
-    "patience": 10,
-    "batch_size": 32,
-    "windows_per_sample": 4,
-    "seed": SEED,
-}
+DETECTOR_SETTINGS: dict[str, Any] = dict(
+    lr=1e-3, epochs=40, patience=10, batch_size=32, windows_per_sample=4, seed=SEED
+)
 DETECTOR_ARGS = [
     "--architecture", "convnetquake", "--synthetic", str(DETECTOR_SYNTHETIC), *cli_options(DETECTOR_SETTINGS)
 ]  # fmt: skip
