@@ -305,7 +305,9 @@ def read_waveform_bytes_with_format(
 
 def read_mseed_libmseed(data: bytes) -> obspy.Stream:
     """miniSEED (2 or 3) bytes to a Stream through libmseed: one Trace per contiguous segment of each
-    channel, samples as libmseed decodes them (int32, float32 or float64); text records are left out."""
+    channel, samples as libmseed decodes them (int32, float32 or float64); text records are left out.
+
+    Each Trace is built as the real-time sources build theirs (``seispick.miniseed.decode.segment_trace``)."""
     stream = obspy.Stream()
     try:
         traces = pymseed.MS3TraceList.from_buffer(data, unpack_data=True)
