@@ -62,7 +62,7 @@ def seisbench() -> None:
     import seisbench.data as sbd
 
     sys.path.insert(0, str(HERE.parents[1]))
-    from training.synthetic import SyntheticConfig, synthetic_event  # noqa: E402
+    from seispick.training.data.synthetic_waveforms import SyntheticConfig, synthetic_event  # noqa: E402
 
     out = HERE / "seisbench"
     out.mkdir(parents=True, exist_ok=True)
