@@ -249,10 +249,11 @@ def test_every_seedlink_knob_is_a_variable_a_flag_shown_by_config_and_reaches_th
     handed to the client, with no other file touched: this fails for a knob that is not wired."""
     from seispick.seedlink.client.source import SeedLinkSource
     from seispick.seedlink.client.source_config import SeedLinkSourceConfig
-    from seispick.service.settings import SEEDLINK_PER_SERVER, seedlink_knobs
+    from seispick.service.settings import seedlink_knobs
     from seispick.service.stream.runtime import source_configs
 
-    knobs = [k for k in SeedLinkSourceConfig.model_fields if k not in SEEDLINK_PER_SERVER]
+    per_server = ("kind", "name", "host", "port")  # each --seedlink HOST:PORT sets these
+    knobs = [k for k in SeedLinkSourceConfig.model_fields if k not in per_server]
     assert sorted(seedlink_knobs().values()) == sorted(knobs) and len(knobs) >= 10
     values = {knob: _other_value(knob, tmp_path) for knob in knobs}
     variables = {name: f"SEISPICK_STREAMING__{name.upper()}" for name in seedlink_knobs()}

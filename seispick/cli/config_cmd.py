@@ -1,5 +1,9 @@
 """``seispick config``: the effective settings (flags over ``SEISPICK_*`` variables over defaults), secrets
-masked, checked as ``seispick serve`` checks them; ``--names`` lists every variable the service reads."""
+masked, checked as ``seispick serve`` checks them; ``--names`` lists every variable the service reads.
+
+The real-time sources are shown as ``streaming.sources``: every source, the ``--seedlink``/``--watch``
+shorthands included, with all its knobs.
+"""
 
 from __future__ import annotations
 
