@@ -20,7 +20,7 @@ Component = Annotated[str, Field(pattern=r"^[A-Za-z0-9]$")]
 Sample = Annotated[float, Field(allow_inf_nan=False, strict=True)]
 # ObsPy's time arithmetic overflows for rates near zero; 1e-4 Hz is below any seismic channel (UH is 0.01 Hz).
 MIN_SAMPLING_RATE = 1e-4
-MAX_SAMPLING_RATE = 100_000.0
+MAX_JSON_SAMPLING_RATE = 100_000.0
 
 
 class WaveformJson(BaseModel):
@@ -33,7 +33,7 @@ class WaveformJson(BaseModel):
     location: LocationCode = ""
     channel_prefix: ChannelPrefix = "HH"
     starttime: str | float = Field(description="UTC start, ISO 8601 (or epoch seconds)")
-    sampling_rate: float = Field(ge=MIN_SAMPLING_RATE, le=MAX_SAMPLING_RATE, allow_inf_nan=False)
+    sampling_rate: float = Field(ge=MIN_SAMPLING_RATE, le=MAX_JSON_SAMPLING_RATE, allow_inf_nan=False)
     data: dict[Component, list[Sample]] = Field(
         min_length=1, max_length=6, description="Samples per component letter, e.g. Z, N, E (or 1, 2)"
     )

@@ -35,6 +35,7 @@ from pydantic import Field
 
 from seispick.feed import Source, SourceConfigBase, TraceCallback
 from seispick.feed import worth_logging as _worth_logging
+from seispick.miniseed.constants import RECLEN
 from seispick.miniseed.decode import (
     RecordError,
     decode_record,
@@ -72,7 +73,7 @@ def split_records(data: bytes, reclen: int | None = None) -> tuple[list[bytes], 
         if is_record_header(data, pos):
             length = record_length(data, pos) or reclen or _scan_length(data, pos)
         else:
-            length = reclen or 512
+            length = reclen or RECLEN
         if length is None or pos + length > len(data):
             break
         records.append(data[pos : pos + length])

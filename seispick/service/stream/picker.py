@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import obspy
 
+from seispick.miniseed.decode import plausible_rate
 from seispick.models.inference import OnnxModel
 from seispick.picking.grouping import component_index
 from seispick.picking.incremental import InstrumentPicker, WindowRequest
@@ -33,7 +34,6 @@ log = logging.getLogger(__name__)
 Predict = Callable[[str, np.ndarray], Awaitable[np.ndarray]]  # model name, windows -> the model's outputs
 EmitCallback = Callable[[Pick | Detection, float], None]  # each final pick or detection, its latency in s
 RecordCallback = Callable[[obspy.Trace, float], None]  # each record taken, its data latency in seconds
-MAX_SAMPLING_RATE = 10_000.0
 
 
 @dataclass
@@ -153,7 +153,7 @@ class StreamPicker:
         arrival = time.time() if now is None else now
         stats = trace.stats
         rate = float(stats.sampling_rate)
-        if not math.isfinite(rate) or rate <= 0 or rate > MAX_SAMPLING_RATE:
+        if not plausible_rate(rate):
             self.problems.add("bad_sampling_rate")
             log.warning("%s: impossible sampling rate %r Hz, record dropped", trace.id, rate)
             return
