@@ -12,6 +12,7 @@ from pathlib import Path
 import click
 from tqdm import tqdm
 
+from seispick.cli.output_options import output_options
 from seispick.cli.settings_options import FieldOption, field_options
 from seispick.events.associate import AssociationConfig, AssociationConfigError, AssociationResult, Associator
 from seispick.events.event import CSV_COLUMNS
@@ -84,10 +85,7 @@ FOLLOW_OPTIONS = field_options(
     type=click.Path(path_type=Path),
     help="miniSEED files/folders for ML (needs StationXML with responses).",
 )
-@click.option("--format", "fmt", type=click.Choice(FORMATS), default="csv", show_default=True)
-@click.option(
-    "--output", "-o", type=click.Path(path_type=Path), default=None, help="Output file (default stdout)."
-)
+@output_options(FORMATS)
 @click.option(
     "--follow",
     "follow_url",

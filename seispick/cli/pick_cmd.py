@@ -14,6 +14,7 @@ import click
 import numpy as np
 from tqdm import tqdm
 
+from seispick.cli.output_options import output_options
 from seispick.models.inference import BACKENDS, ModelLoadError
 from seispick.models.registry import ModelRegistry, UnknownModelError
 from seispick.picking.annotate import AnnotationJob, AnnotationResult, NoUsableDataError, annotate
@@ -34,10 +35,7 @@ from seispick.picking.waveforms import WaveformReadError, read_waveforms
     default=None,
     help="Event probability threshold of detections (a detector's, or a picker's 1 - noise in JSON).",
 )
-@click.option("--format", "fmt", type=click.Choice(FORMATS), default="csv", show_default=True)
-@click.option(
-    "--output", "-o", type=click.Path(path_type=Path), default=None, help="Output file (default stdout)."
-)
+@output_options(FORMATS)
 @click.option(
     "--plot",
     type=click.Path(path_type=Path),
