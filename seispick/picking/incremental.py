@@ -233,6 +233,12 @@ class InstrumentPicker:
     def pending(self) -> int:
         return sum(len(s.pending) for s in [*self.closing, self.current] if s is not None)
 
+    def final_until(self) -> float | None:
+        """Epoch seconds before which this instrument's data are final (triggered: every pick and detection
+        ending before it has been emitted); None when no segment is open or closing (all emitted)."""
+        ends = [s.core.final_until for s in [*self.closing, self.current] if s is not None]
+        return self.time_of(min(ends)) if ends else None
+
     def buffer_bytes(self) -> int:
         """Bytes held in sample and stacking buffers of this instrument's open segments."""
         return sum(s.nbytes for s in [*self.closing, self.current] if s is not None)

@@ -171,6 +171,29 @@ class _StreamingSettings(BaseModel):
     channel: str = "seispick:picks:live"
     maxlen: int = Field(default=100_000, ge=1, description="Approximate length cap of the Redis streams")
     spill_dir: Path | None = Field(default=None, description="Outbox spill folder while Redis is down")
+    keep_positions: bool = Field(
+        default=False,
+        description="Keep each station's SeedLink position (and each watched file's offset) up to where every "
+        "pick is published, and resume there after a restart or SIGKILL: in Redis when redis_url is set, "
+        "else in state_dir",
+    )
+    state_dir: Path | None = Field(
+        default=None, description="Folder of the kept positions (positions.json) when no Redis is set"
+    )
+    positions_key: str = Field(
+        default="seispick:positions",
+        description="Redis hash of the kept positions (one field per source and station or file)",
+    )
+    positions_every_s: float = Field(
+        default=5.0, gt=0, le=3600, description="How often kept positions are written, s"
+    )
+    resume_margin_s: float = Field(
+        default=10.0,
+        ge=0,
+        le=3600,
+        description="How far a kept position stays behind the data whose picks are final, beyond one model "
+        "window, s (longer than the longest trigger)",
+    )
     _folded: list[Any] = PrivateAttr(default_factory=list)  # the sources the shorthands added
 
     @field_validator("*", mode="before")

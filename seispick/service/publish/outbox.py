@@ -198,7 +198,8 @@ class Outbox:
         self._max_backoff = max_backoff
         self._wake = asyncio.Event()
         self._task: asyncio.Task | None = None
-        self.delivered = 0
+        self.accepted = self.queue.depth  # items taken in order, those of an earlier run (spill file) first
+        self.delivered = 0  # the oldest ``delivered`` of the ``accepted`` items have been delivered
         self.failures = 0
         self.healthy = True
         self.last_error: str | None = None
@@ -210,6 +211,7 @@ class Outbox:
     def put(self, item: dict) -> bool:
         """Queue ``item`` for delivery; never blocks. False when it was dropped (see ``SpillQueue``)."""
         accepted = self.queue.put(item)
+        self.accepted += accepted
         if not accepted and _is_power_of_ten(self.queue.dropped):
             log.error("outbox full and no spill directory: %d items dropped so far", self.queue.dropped)
         self._wake.set()

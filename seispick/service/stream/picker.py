@@ -379,6 +379,14 @@ class StreamPicker:
             )
         return out
 
+    def final_until(self, instrument: str) -> float | None:
+        """Epoch seconds before which every pick and detection of ``instrument`` was emitted, over its
+        models; None when it is unknown or none of its segments is open or closing."""
+        state = self.instruments.get(instrument)
+        times = [] if state is None else [p.final_until() for p in state.pickers.values()]
+        known = [t for t in times if t is not None]
+        return min(known) if known else None
+
     def buffer_bytes(self) -> int:
         """Bytes held in sample and stacking buffers across instruments."""
         return sum(p.buffer_bytes() for state in self.instruments.values() for p in state.pickers.values())
