@@ -3,23 +3,34 @@
 An ``InstrumentPicker`` routes records (one component's samples from an absolute sample index) to the
 segment they continue, or starts a new segment after a gap. A ``RecordSegment`` holds the segment's samples
 per component until no window needs them and drives a ``segment.SegmentPicker`` (the core batch annotation
-uses): windows are cut as soon as every awaited component covers them, outputs go back in any order, and
-the picks and detections come out once final, identical to ``annotate`` over the same data. Synchronous,
-no I/O: ``service.stream.picker`` feeds it records and inference results.
+uses): windows are cut as soon as the data of every awaited component reach them, outputs go back in any
+order, and the picks and detections come out once final, identical to ``annotate`` over the same data.
+
+Late components are waited for, not zeroed: a component that lags the others (a ring filled channel after
+channel, a held channel) holds the windows back while the samples kept stay under ``max_wait_bytes``, so
+the picks are still those of ``annotate``. Zeros (as batch mode fills a missing component) are used only
+for a component that is not delivering while the others stream at about real time (``lag_tolerance_s``)
+or once that bound is reached; both are kept in ``zero_fills`` for a note. Synchronous, no I/O:
+``service.stream.picker`` feeds it records and inference results.
 """
 
 from __future__ import annotations
 
 import time
+from collections import deque
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from seispick.models.card import ModelCard
+from seispick.picking.notes import MAX_LISTED
 from seispick.picking.preprocess import normalise_windows
 from seispick.picking.results import Detection, Pick
 from seispick.picking.segment import CoreSettings, SegmentPicker, grid_clock
 from seispick.picking.windowing import cut_windows
+
+LATE_COMPONENT_MAX_BYTES = 8 * 1024 * 1024  # samples kept per instrument while waiting: an hour of 3 x 100 Hz
+CATCH_UP = 2.0  # others delivering data faster than this times real time are catching up: no silence counted
 
 
 @dataclass(frozen=True)
@@ -43,6 +54,17 @@ class InstrumentStats:
     windows: int = 0
     picks: int = 0
     detections: int = 0
+    late_component_bound_reached: int = 0  # records after which a lagging component was zero-filled
+
+
+@dataclass(frozen=True)
+class ZeroFill:
+    """Components an instrument stopped waiting for: zeros in their place from ``time`` (epoch seconds) on;
+    ``bound``: the samples kept for the wait reached ``max_wait_bytes`` (else they stopped delivering)."""
+
+    components: tuple[int, ...]
+    time: float
+    bound: bool
 
 
 class RecordSegment:
@@ -56,7 +78,8 @@ class RecordSegment:
         self.data = np.zeros((self.n_channels, 0), np.float32)
         self.covered = np.zeros((self.n_channels, 0), bool)
         self.any_end = start  # union of components covers [start, any_end)
-        self.all_end = start  # every awaited component covers [start, all_end)
+        self.all_end = start  # every awaited component's data reach [start, all_end)
+        self.reach = np.full(self.n_channels, start, np.int64)  # per component: the end of its furthest data
         self.core = SegmentPicker(owner.settings, owner.instrument, start, owner.time_of)
 
     @property
@@ -72,33 +95,54 @@ class RecordSegment:
     ) -> list[WindowRequest] | None:
         """Store samples; returns windows now covered, or None when the record was late or a duplicate.
 
-        ``active`` are the components that still deliver data: windows wait until all of them cover it.
+        ``active`` are the components windows wait for (see :meth:`ready`).
         """
+        if not self.store(component, start, values):
+            return None
+        return self.ready(active)
+
+    def store(self, component: int, start: int, values: np.ndarray) -> bool:
+        """Keep a record's new samples; False (counted) when it was late or a duplicate."""
         end = start + len(values)
         stats = self.owner.stats
         if end <= self.base:
             stats.late_records += 1
-            return None
+            return False
         lo = max(start, self.base)
         self._grow(end)
         a, b = lo - self.base, end - self.base
         fresh = ~self.covered[component, a:b]
         if not fresh.any():
             stats.duplicate_records += 1
-            return None
+            return False
         self.data[component, a:b][fresh] = values[lo - start :][fresh]
         self.covered[component, a:b] |= True
         stats.samples += int(fresh.sum())
+        self.reach[component] = max(int(self.reach[component]), end)
         self.any_end = self._run_end(self.covered[:, self.any_end - self.base :].any(axis=0), self.any_end)
-        tail = self.covered[active, self.all_end - self.base :]  # only what lies past the covered run
-        self.all_end = max(self.all_end, self._run_end(tail.all(axis=0), self.all_end))
+        return True
+
+    def ready(self, active: list[int]) -> list[WindowRequest]:
+        """The windows the data of every ``active`` component now reach (a hole of one component, data on
+        both sides, is zero as in batch mode); samples no window needs any more are dropped."""
+        reach = int(self.reach[active].min()) if active else self.any_end
+        self.all_end = max(self.all_end, min(reach, self.any_end))
         requests = self._requests(self.core.extend(self.all_end, self.any_end))
         self._trim()
         return requests
 
+    def blockers(self, active: list[int]) -> list[int]:
+        """The ``active`` components whose data end where the ready data end: the windows wait for them."""
+        if self.all_end >= self.any_end:
+            return []
+        return [c for c in active if self.reach[c] <= self.all_end]
+
     def close(self) -> list[WindowRequest]:
-        """The segment ended where some component's data end: the windows batch mode adds at a segment end."""
-        return self._requests(self.core.close(self.any_end))
+        """The segment ended where some component's data end: the windows batch mode adds at a segment end
+        (a component still awaited is zero from where its data end, as in batch mode)."""
+        requests = self._requests(self.core.close(self.any_end))
+        self.data, self.covered = self.data[:, :0].copy(), self.covered[:, :0].copy()  # no window is cut now
+        return requests
 
     def result(self, start: int, output: np.ndarray) -> list[Pick | Detection]:
         return self.core.result(start, output)
@@ -114,8 +158,8 @@ class RecordSegment:
 
     def _grow(self, end: int) -> None:
         need = end - self.base - self.data.shape[1]
-        if need > 0:
-            need = max(need, self.owner.settings.stride)
+        if need > 0:  # by a quarter at least: a long wait grows in few copies
+            need = max(need, self.owner.settings.stride, self.data.shape[1] // 4)
             self.data = np.concatenate([self.data, np.zeros((self.n_channels, need), np.float32)], axis=1)
             self.covered = np.concatenate([self.covered, np.zeros((self.n_channels, need), bool)], axis=1)
 
@@ -130,16 +174,24 @@ class RecordSegment:
         return [WindowRequest(self.owner.instrument, s, w) for s, w in zip(starts.tolist(), windows)]
 
     def _trim(self) -> None:
-        """Drop samples no window can still need (keeps the last full window for a possible tail window)."""
+        """Drop samples no window can still need (keeps the last full window for a possible tail window);
+        after a wait, what is kept is copied so that the buffer of the wait is freed."""
         drop = self.core.needed_from() - self.base
         if drop > self.owner.settings.stride:
             self.data, self.covered = self.data[:, drop:], self.covered[:, drop:]
+            if drop > self.data.shape[1]:
+                self.data, self.covered = self.data.copy(), self.covered.copy()
             self.base += drop
+
+    @property
+    def sample_bytes(self) -> int:
+        """Bytes of the samples kept (what a wait for a lagging component makes grow)."""
+        return self.data.nbytes + self.covered.nbytes
 
     @property
     def nbytes(self) -> int:
         """Bytes held in sample and stacking buffers."""
-        return self.data.nbytes + self.covered.nbytes + self.core.nbytes
+        return self.sample_bytes + self.core.nbytes
 
 
 @dataclass
@@ -147,9 +199,17 @@ class InstrumentPicker:
     """Continuous picking for one instrument (NET.STA.LOC.BI): routes records and results to segments.
 
     ``max_gap`` (samples) is how far past the covered end new data may start and still continue the segment
-    (0: any missing sample is a gap, as in batch mode). Windows wait for every component that delivered data
-    in the last ``lag_tolerance_s`` seconds (wall clock); one silent for longer is taken as missing (zeros,
-    as batch mode fills a missing component), so a dead channel cannot stall its station.
+    (0: any missing sample is a gap, as in batch mode). Windows wait for every component of the model, so
+    components sent one after another give the batch picks. A component is zero-filled from where its data
+    end (as batch mode fills a missing one), so that a dead channel cannot stall its station, only when
+
+    - it is silent (or was never seen) while the others streamed ``lag_tolerance_s`` seconds of data at
+      about real time (``now``: arrival, wall clock; data coming more than ``CATCH_UP`` times faster than
+      real time are a backlog the silent component is likely in too, and do not count), or
+    - the samples kept while waiting for it exceed ``max_wait_bytes`` (``stats.late_component_bound_reached``).
+
+    Each such zero fill of a component once seen (or forced by the bound) is kept in ``zero_fills`` (the last
+    ``MAX_LISTED``) for a note. A zero-filled component is waited for again once its data reach the ready end.
     """
 
     instrument: str
@@ -162,6 +222,7 @@ class InstrumentPicker:
     time_offset: float = 0.0
     max_gap: int = 0
     lag_tolerance_s: float = 30.0
+    max_wait_bytes: int = LATE_COMPONENT_MAX_BYTES
     stats: InstrumentStats = field(default_factory=InstrumentStats)
 
     def __post_init__(self) -> None:
@@ -169,7 +230,13 @@ class InstrumentPicker:
             self.card, self.model_name, self.model_sha256, self.thresholds, self.stacking, self.overlap
         )
         self.time_of = grid_clock(self.card.sampling_rate, self.time_offset)
-        self.last_seen: dict[int, float] = {}  # component -> wall clock of its last record
+        n_channels = len(self.card.channel_order)
+        self.awaited: set[int] = set(range(n_channels))  # components the windows wait for
+        self.seen: set[int] = set()  # components that delivered data
+        self.silence = [0.0] * n_channels  # real-time seconds the others streamed since its last record
+        self.lead: int | None = None  # the end of the furthest data of any component (absolute sample)
+        self.last_arrival: float | None = None  # wall clock of the last record
+        self.zero_fills: deque[ZeroFill] = deque(maxlen=MAX_LISTED)
         self.current: RecordSegment | None = None
         self.closing: list[RecordSegment] = []
 
@@ -180,11 +247,10 @@ class InstrumentPicker:
     def add(
         self, component: int, start: int, values: np.ndarray, now: float | None = None
     ) -> tuple[list[WindowRequest], list[Pick | Detection]]:
-        """Add a record's samples (absolute start index); returns windows to run and records already final."""
+        """Add a record's samples (absolute start index, arriving at ``now``, wall clock seconds); returns
+        windows to run and records already final."""
         self.stats.records += 1
-        now = time.monotonic() if now is None else now
-        self.last_seen[component] = now
-        active = sorted(c for c, seen in self.last_seen.items() if now - seen <= self.lag_tolerance_s)
+        self._count_silence(component, start + len(values), time.monotonic() if now is None else now)
         requests: list[WindowRequest] = []
         emitted: list[Pick | Detection] = []
         seg = self.current
@@ -200,8 +266,41 @@ class InstrumentPicker:
             return [], []
         if seg is None:
             seg = self.current = RecordSegment(self, start)
-        formed = seg.add(component, start, values, active)
-        return requests + (formed or []), emitted
+        if not seg.store(component, start, values):
+            return requests, emitted
+        if component not in self.awaited and seg.reach[component] >= seg.all_end:
+            self.awaited.add(component)  # delivering again and caught up: waited for again
+        return requests + self._ready(seg), emitted
+
+    def _count_silence(self, component: int, end: int, now: float) -> None:
+        """Credit every other component with the seconds of data this record adds at about real time."""
+        if self.lead is not None and self.last_arrival is not None:
+            wall = max(now - self.last_arrival, 0.0)
+            data = max(end - self.lead, 0) / self.card.sampling_rate
+            if data <= CATCH_UP * wall:
+                self.silence = [s + min(wall, data) for s in self.silence]
+        self.lead = end if self.lead is None else max(self.lead, end)
+        self.last_arrival = now
+        self.silence[component] = 0.0
+        self.seen.add(component)
+
+    def _ready(self, seg: RecordSegment) -> list[WindowRequest]:
+        """The windows the awaited components' data reach, after zero-filling the components that hold them
+        back while silent too long or while the samples kept exceed ``max_wait_bytes``."""
+        requests = seg.ready(sorted(self.awaited))
+        bound_reached = False
+        while blockers := seg.blockers(sorted(self.awaited)):
+            over = seg.sample_bytes > self.max_wait_bytes
+            late = blockers if over else [c for c in blockers if self.silence[c] > self.lag_tolerance_s]
+            if not late:
+                break
+            bound_reached |= over
+            self.awaited.difference_update(late)
+            if over or self.seen.intersection(late):  # never seen and silent: the components note says it
+                self.zero_fills.append(ZeroFill(tuple(late), self.time_of(seg.all_end), over))
+            requests += seg.ready(sorted(self.awaited))
+        self.stats.late_component_bound_reached += bound_reached
+        return requests
 
     def close(self) -> tuple[list[WindowRequest], list[Pick | Detection]]:
         """End the current segment (gap or silence): its tail windows, and anything that became final."""

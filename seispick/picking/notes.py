@@ -8,7 +8,8 @@ Batch grouping (``grouping.group_stream``: the CLI summary, the JSON answers) an
 - resampling to the model rate (``resampled_note``);
 - constant data (``constant_runs``: a second or more of identical samples);
 - clipping (``clipped_samples``: two or more flat runs of 3+ samples at the largest magnitude, which is
-  far above the data's quantisation step; flat ends of the data do not count).
+  far above the data's quantisation step; flat ends of the data do not count);
+- components the stream stopped waiting for and zero-filled (``zero_filled_note``; stream only).
 """
 
 from __future__ import annotations
@@ -157,6 +158,18 @@ def constant_note(trace_id: str, first: float, last: float, value: float, rate: 
     """Constant samples from ``first`` to ``last`` (sample times)."""
     seconds = last - first + 1.0 / rate
     return f"{trace_id}: constant data (all {value:g}) for {duration(seconds)} from {when(first)} to {when(last)}"
+def zero_filled_note(instrument: str, codes: list[str], first: float, bound_bytes: int | None = None) -> str:
+    """Components (``codes``) the stream zero-filled from ``first`` (epoch seconds): they stopped while the
+    others went on, or (``bound_bytes``) they lagged the others by more than the wait buffer holds."""
+    which = ", ".join(codes)
+    if bound_bytes is None:
+        return f"{instrument}: {which} stopped while the other components went on: zero-filled from {when(first)}"
+    return (
+        f"{instrument}: {which} lagged the other components by more than the wait buffer "
+        f"({bound_bytes / 2**20:.3g} MiB) holds: zero-filled from {when(first)}"
+    )
+
+
 
 
 def signal_notes(trace_id: str, data: np.ndarray, starttime: float, rate: float) -> list[str]:

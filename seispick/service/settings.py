@@ -45,6 +45,7 @@ from seispick.events.stations import StationFileError, StationTable, read_statio
 from seispick.events.velocity import Homogeneous, VelocityModel, VelocityModelError, read_velocity_model
 from seispick.models.inference import Backend
 from seispick.models.registry import DEFAULT_MODEL
+from seispick.picking.incremental import LATE_COMPONENT_MAX_BYTES
 from seispick.seedlink.client.source_config import SeedLinkSourceConfig
 from seispick.service.ingest.folder import DirectorySourceConfig
 from seispick.service.ingest.manager import SourceConfig
@@ -146,7 +147,18 @@ class _StreamingSettings(BaseModel):
     lag_tolerance_s: float = Field(
         default=30.0,
         ge=0,
-        description="Seconds a silent component is waited for before windows use zeros for it",
+        description="Seconds a component that stopped delivering (or has not delivered yet) is waited for while "
+        "the other components of its instrument stream at about real time, before windows use zeros for it "
+        "(a note); while they come faster (a backlog, a ring filled channel after channel) the wait is bounded by "
+        "late_component_max_bytes instead",
+    )
+    late_component_max_bytes: int = Field(
+        default=LATE_COMPONENT_MAX_BYTES,
+        gt=0,
+        description="Bytes of samples an instrument may keep (per model) while its windows wait for a component "
+        "that lags the others, so that the picks stay those of seispick pick (8 MiB: an hour of three 100 Hz "
+        "components); once reached, the lagging component is zero-filled from there (a note, "
+        "seispick_late_component_bound_reached_total)",
     )
     behind_s: float = Field(
         default=30.0, gt=0, description="Lag (latency growth or inference wait) that makes a station behind"

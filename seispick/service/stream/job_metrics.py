@@ -193,6 +193,7 @@ class _SnapshotCollector:
                 "duplicate_records",
                 "windows",
                 "picks",
+                "late_component_bound_reached",
             ):
                 sums[key][s["network"]] += s[key]
         for (network, state), n in counts.items():
@@ -206,6 +207,11 @@ class _SnapshotCollector:
             "late_records": ("seispick_late_records", "Records too late to be used"),
             "duplicate_records": ("seispick_duplicate_records", "Records already received"),
             "windows": ("seispick_stream_windows", "Windows formed from streamed data"),
+            "late_component_bound_reached": (
+                "seispick_late_component_bound_reached",
+                "Waits for a lagging component that reached streaming.late_component_max_bytes (it was "
+                "zero-filled from there)",
+            ),
         }
         for key, (name, doc) in names.items():
             family = CounterMetricFamily(name, doc, labels=["network"])

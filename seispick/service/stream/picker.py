@@ -5,7 +5,9 @@ code) for every model the stream runs (pickers and detectors side by side, each 
 order and rate); the windows it completes go through ``predict`` (the service's micro-batcher, shared with
 HTTP requests, one lane per model) and their outputs back to the picker, which emits picks and detections once
 final. Instruments that go silent are closed after ``silence_timeout_s`` so the picks at the end of their
-data come out too.
+data come out too. A component that lags the others is waited for (up to ``late_component_max_bytes`` of
+samples per instrument and model), one that stops is zero-filled after ``lag_tolerance_s`` of real-time
+streaming (see ``InstrumentPicker``); both with a note in the station's state.
 """
 
 from __future__ import annotations
@@ -24,8 +26,8 @@ import obspy
 from seispick.miniseed.decode import plausible_rate
 from seispick.models.inference import OnnxModel
 from seispick.picking.grouping import component_index
-from seispick.picking.incremental import InstrumentPicker, WindowRequest
-from seispick.picking.notes import InstrumentNotes
+from seispick.picking.incremental import LATE_COMPONENT_MAX_BYTES, InstrumentPicker, WindowRequest
+from seispick.picking.notes import InstrumentNotes, Notes, zero_filled_note
 from seispick.picking.results import Detection, Pick
 from seispick.service.stream.overload import BehindMonitor, Lag
 
@@ -87,6 +89,7 @@ class StreamPicker:
         behind_s: float = 30.0,
         behind_timeout_s: float = 300.0,
         max_in_flight: int = 10_000,
+        late_component_max_bytes: int = LATE_COMPONENT_MAX_BYTES,
     ) -> None:
         self.models = [model] if isinstance(model, OnnxModel) else list(model)
         if not self.models:
@@ -98,6 +101,7 @@ class StreamPicker:
         self.thresholds = thresholds or {}
         self.silence_timeout_s = silence_timeout_s
         self.lag_tolerance_s = lag_tolerance_s
+        self.late_component_max_bytes = late_component_max_bytes
         self.on_record = on_record
         self.instruments: dict[str, _Instrument] = {}
         self.problems = RecordProblems()
@@ -198,7 +202,7 @@ class StreamPicker:
             if model_rate not in resampled:
                 resampled[model_rate] = self._resample(trace, raw, model_rate)
             index = int(round(start_time * model_rate))
-            requests, emitted = state.pickers[model.name].add(comp, index, resampled[model_rate])
+            requests, emitted = state.pickers[model.name].add(comp, index, resampled[model_rate], arrival)
             self._emit(emitted, arrival)
             self._submit(instrument, model.name, requests, arrival)
 
@@ -215,6 +219,7 @@ class StreamPicker:
                 thresholds=self.thresholds,
                 time_offset=start_time - int(round(start_time * rate)) / rate,
                 lag_tolerance_s=self.lag_tolerance_s,
+                max_wait_bytes=self.late_component_max_bytes,
             )
         return pickers
 
@@ -374,10 +379,27 @@ class StreamPicker:
                     "picks": sum(s.picks for s in every),
                     "detections": sum(s.detections for s in every),
                     "windows_in_flight": state.pending,
-                    "notes": state.notes.messages if state.notes is not None else [],
+                    "late_component_bound_reached": sum(s.late_component_bound_reached for s in every),
+                    "notes": self._notes(name, state),
                 }
             )
         return out
+
+    @staticmethod
+    def _notes(name: str, state: _Instrument) -> list[str]:
+        """The instrument's notes on its records, then on the components zero-filled for being late."""
+        notes = Notes(list(state.notes.messages) if state.notes is not None else [])
+        channels = state.notes.channels if state.notes is not None else {}
+        band = name.rsplit(".", 1)[-1]
+        for picker in state.pickers.values():
+            order = picker.card.channel_order
+            for fill in picker.zero_fills:
+                letters = [order[c] for c in fill.components]
+                codes = [channels[x].code if x in channels else band + x for x in letters]
+                notes.add(
+                    zero_filled_note(name, codes, fill.time, picker.max_wait_bytes if fill.bound else None)
+                )
+        return notes.messages
 
     def final_until(self, instrument: str) -> float | None:
         """Epoch seconds before which every pick and detection of ``instrument`` was emitted, over its
