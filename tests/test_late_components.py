@@ -12,9 +12,11 @@ import asyncio
 
 import numpy as np
 import obspy
+from prometheus_client import CollectorRegistry
 
 from seispick.picking.annotate import annotate
 from seispick.picking.incremental import InstrumentPicker
+from seispick.service.stream.job_metrics import StreamMetrics, StreamSnapshot
 from seispick.service.stream.picker import StreamPicker
 from tests.streams import event_hour
 from tests.test_continuous import assert_same
@@ -33,6 +35,26 @@ def station(name: str, seed: int, components: str = "ZNE") -> obspy.Stream:
 def channel_after_channel(stream: obspy.Stream) -> list[obspy.Trace]:
     """The records of every channel in time order, the channels one after another: Z, then N, then E."""
     return sorted(chop(stream), key=lambda r: "ZNE".index(r.stats.channel[-1]))  # stable: time order kept
+
+
+def scraped(states: list[dict], name: str, **labels: str) -> float | None:
+    """A metric as /metrics gives it for a job whose stations are in ``states``."""
+    registry = CollectorRegistry()
+    StreamMetrics(registry).attach(
+        lambda: StreamSnapshot(
+            stations=states,
+            record_problems={},
+            sources={"running": 0, "totals": {}, "sources": []},
+            publisher={},
+            buffer_bytes=0,
+            windows_in_flight=0,
+            oldest_window_s=0.0,
+            behind_for_s=0.0,
+            ingest_held_s=0.0,
+            dropped_windows=0,
+        )
+    )
+    return registry.get_sample_value(name, labels)
 
 
 def interleave(*sequences: list[obspy.Trace]) -> list[obspy.Trace]:
@@ -115,6 +137,7 @@ def test_the_wait_is_bounded_zero_filled_with_a_note_and_counted(shipped_model):
     assert row["late_records"] > 0  # HHN and HHE before the edge came after their windows ran
     # after every record the samples kept are within the bound (the unbounded wait keeps 1.35 MB and more)
     assert peak["XX.AAA..HH"][0] <= bound
+    assert scraped(states, "seispick_late_component_bound_reached_total", network="XX") == 1
     assert any(p.phase == "P" for p in got)  # the windows went on with the vertical
 
 
