@@ -11,6 +11,12 @@ Listings: SeisComP's seedlink answers ``CAT`` with ``NET STA description`` lines
 ringserver 4.5 answers ``CAT command not implemented`` and nothing else; others answer ``ERROR`` or nothing.
 A refusal is reported (with the server's words), never fatal; after an unanswered command the connection is
 re-synchronised with ``HELLO`` so that a late answer cannot be mistaken for what follows.
+
+Bounds (:class:`Limits`, from the source's settings): a declared record longer than ``max_record_bytes`` is
+refused before it is read; a CAT or INFO answer must end within ``listing_timeout_s`` and ``max_listing_bytes``
+(read and parsed in linear time, yielding to the event loop), else the listing is refused and the connection
+abandoned (its next command fails, so the session reconnects and skips that listing); the handshake, from
+connecting to ``END``, must end within ``handshake_timeout_s``. Every refusal names its setting.
 """
 
 from __future__ import annotations
@@ -22,7 +28,7 @@ import logging
 import re
 import struct
 import sys
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 from xml.etree import ElementTree
@@ -35,10 +41,20 @@ from seispick.seedlink.protocol import V3_SIGNATURE
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
 
-__all__ = ["Listing", "Packet", "Reply", "SeedLinkConnection", "SeedLinkError", "ServerHello", "StationKey"]
+__all__ = [
+    "Limits",
+    "LimitExceeded",
+    "Listing",
+    "Packet",
+    "Reply",
+    "SeedLinkConnection",
+    "SeedLinkError",
+    "ServerHello",
+    "StationKey",
+]
 
 StationKey = tuple[str, str]
-MAX_PAYLOAD = 1 << 24  # a larger SeedLink 4 payload means the framing is lost
+_YIELD_EVERY = 64  # INFO records or blank lines handled between two yields to the event loop
 
 if sys.version_info >= (3, 11):
 
@@ -59,6 +75,24 @@ _SOFTWARE = re.compile(r"\(([^)]*)\)")
 
 class SeedLinkError(Exception):
     """The server refused the session, sent something unexpected or went silent."""
+
+
+class LimitExceeded(SeedLinkError):
+    """The server went past one of the client's :class:`Limits`; ``setting`` names it."""
+
+    def __init__(self, message: str, setting: str) -> None:
+        super().__init__(message)
+        self.setting = setting
+
+
+@dataclass(frozen=True)
+class Limits:
+    """What a broken or hostile server cannot push a client past (the source's settings of the same names)."""
+
+    max_record_bytes: int = 1 << 20
+    max_listing_bytes: int = 8 << 20
+    listing_timeout_s: float = 60.0
+    handshake_timeout_s: float = 300.0  # 0: none
 
 
 @dataclass(frozen=True)
@@ -169,40 +203,88 @@ def stations_from_json(document: dict[str, Any]) -> list[StationKey]:
 class SeedLinkConnection:
     """Commands, replies and packets on one SeedLink TCP connection (protocol 3 until :meth:`use_v4`)."""
 
-    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, timeout: float) -> None:
+    def __init__(
+        self,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        timeout: float,
+        limits: Limits | None = None,
+    ) -> None:
         self.reader = reader
         self.writer = writer
         self.timeout = timeout
+        self.limits = limits or Limits()
         self.v4 = False
+        self.abandoned: str | None = None  # why the connection can no longer be used (a listing ran over)
+        self._deadlines: dict[str, tuple[float, str]] = {}  # setting -> (loop time, refusal)
+        if self.limits.handshake_timeout_s > 0:
+            self._deadline(
+                "handshake_timeout_s",
+                self.limits.handshake_timeout_s,
+                f"handshake not done within handshake_timeout_s ({self.limits.handshake_timeout_s:g} s)",
+            )
 
     @classmethod
-    async def open(cls, host: str, port: int, timeout: float) -> SeedLinkConnection:
+    async def open(
+        cls, host: str, port: int, timeout: float, limits: Limits | None = None
+    ) -> SeedLinkConnection:
         reader, writer = await asyncio.wait_for(asyncio.open_connection(host, port), timeout)
-        return cls(reader, writer, timeout)
+        return cls(reader, writer, timeout, limits)
 
     async def close(self) -> None:
         self.writer.close()
         with contextlib.suppress(Exception):
             await asyncio.wait_for(self.writer.wait_closed(), 1.0)
 
+    # ---------------------------------------------------------------------------- deadlines
+    def _deadline(self, setting: str, seconds: float, refusal: str) -> None:
+        """From now on, reads end with :class:`LimitExceeded` (``refusal``) after ``seconds``."""
+        self._deadlines[setting] = (asyncio.get_running_loop().time() + seconds, refusal)
+
+    async def _wait(self, awaitable: Awaitable[T], timeout: float | None = None) -> T:
+        """``awaitable`` within ``timeout`` (TimeoutError: the server is silent) and within every deadline
+        (:class:`LimitExceeded` naming the first one to run out)."""
+        limit = timeout or self.timeout
+        if self._deadlines:
+            setting, (when, refusal) = min(self._deadlines.items(), key=lambda item: item[1][0])
+            left = when - asyncio.get_running_loop().time()
+            if left <= 0:  # checked here too: a server that never pauses never lets a read time out
+                if hasattr(awaitable, "close"):
+                    awaitable.close()  # not started: no "never awaited" warning
+                raise LimitExceeded(refusal, setting)
+            if left < limit:
+                try:
+                    return await _within(awaitable, left)
+                except asyncio.TimeoutError:
+                    raise LimitExceeded(refusal, setting) from None
+        return await _within(awaitable, limit)
+
     # ------------------------------------------------------------------------------- lines
     async def _read(self, size: int, timeout: float | None = None) -> bytes:
         if len(getattr(self.reader, "_buffer", b"")) >= size:  # already received: no timer to arm and cancel
             return await self.reader.readexactly(size)
-        return await _within(self.reader.readexactly(size), timeout or self.timeout)
+        return await self._wait(self.reader.readexactly(size), timeout)
 
     async def send(self, command: str) -> None:
+        if self.abandoned is not None:
+            raise SeedLinkError(f"connection abandoned: {self.abandoned}")
         logger.debug("-> %s", command)
         self.writer.write(command.encode("ascii") + b"\r\n")
         await asyncio.wait_for(self.writer.drain(), self.timeout)
+        if command == "END":  # the data phase: the handshake is done
+            self._deadlines.pop("handshake_timeout_s", None)
 
     async def line(self, timeout: float | None = None) -> str:
         """Next non-empty reply line (``\\r`` inside an EXTREPLY kept)."""
+        blank = 0
         while True:
-            raw = await _within(self.reader.readuntil(b"\n"), timeout or self.timeout)
+            raw = await self._wait(self.reader.readuntil(b"\n"), timeout)
             text = raw.decode("ascii", "replace").rstrip("\r\n").strip(" ")
             if text.strip():
                 return text
+            blank += 1
+            if blank % _YIELD_EVERY == 0:  # a flood of empty lines must not hold the event loop
+                await asyncio.sleep(0)
 
     async def command(self, command: str) -> Reply:
         """Send a command that answers ``OK`` or ``ERROR...``; anything else is a protocol error."""
@@ -224,17 +306,26 @@ class SeedLinkConnection:
         return ServerHello(head.strip(), organisation.strip(), frozenset(c.upper() for c in caps.split()))
 
     async def resync(self) -> None:
-        """Discard whatever a late answer still sends: ``HELLO`` and skip up to its two reply lines."""
+        """Discard whatever a late answer still sends: ``HELLO`` and skip up to its two reply lines (all within
+        ``timeout_s``: a server that keeps sending is abandoned)."""
         await self.send("HELLO")
-        while True:
-            try:
-                raw = await asyncio.wait_for(self.reader.readuntil(b"\n"), self.timeout)
-            except asyncio.LimitOverrunError as exc:  # binary INFO records without a newline
-                await self._read(exc.consumed)
-                continue
-            if _IDENT.match(raw):
-                await self.line()  # the organisation line
-                return
+        self._deadline("timeout_s", self.timeout, f"no answer to HELLO within timeout_s ({self.timeout:g} s)")
+        try:
+            skipped = 0
+            while True:
+                try:
+                    raw = await self._wait(self.reader.readuntil(b"\n"))
+                except asyncio.LimitOverrunError as exc:  # binary INFO records without a newline
+                    await self._read(exc.consumed)
+                    continue
+                if _IDENT.match(raw):
+                    await self.line()  # the organisation line
+                    return
+                skipped += 1
+                if skipped % _YIELD_EVERY == 0:
+                    await asyncio.sleep(0)
+        finally:
+            self._deadlines.pop("timeout_s", None)
 
     # ----------------------------------------------------------------------------- packets
     async def packet(self, timeout: float | None = None) -> Packet:
@@ -265,31 +356,70 @@ class SeedLinkConnection:
             raise SeedLinkError(f"bad sequence number in {b'SL' + tag!r}") from None
         head = await self._read(64)
         length = max(payload_length(head), 64)
+        self._check_record(length, f"SeedLink 3 packet {seq:06X}")
         record = head + (await self._read(length - 64) if length > 64 else b"")
         return Packet("data", seq, record, v4.FORMAT_MSEED3 if head[:3] == b"MS\x03" else v4.FORMAT_MSEED2)
 
     async def _packet_v4(self, signature: bytes) -> Packet:
         fixed = signature + await self._read(v4.HEADER_LEN - 2)
         header = v4.parse_header(fixed + await self._read(v4.station_id_length(fixed)))
-        if header.payload_length > MAX_PAYLOAD:
-            raise SeedLinkError(f"implausible SeedLink 4 payload length {header.payload_length}")
+        if header.format == v4.FORMAT_JSON:
+            if header.payload_length > self.limits.max_listing_bytes:
+                raise LimitExceeded(
+                    f"SeedLink 4 INFO packet of {header.payload_length} bytes is over max_listing_bytes "
+                    f"({self.limits.max_listing_bytes})",
+                    "max_listing_bytes",
+                )
+        else:
+            self._check_record(header.payload_length, f"SeedLink 4 packet {header.sequence}")
         payload = await self._read(header.payload_length) if header.payload_length else b""
         if header.format == v4.FORMAT_JSON:
             kind = "info_error" if header.subformat == v4.SUBFORMAT_ERROR else "info_last"
             return Packet(kind, None, payload, header.format, header.subformat)
         return Packet("data", header.sequence, payload, header.format, header.subformat, header.station_id)
 
+    def _check_record(self, length: int, what: str) -> None:
+        if length > self.limits.max_record_bytes:
+            raise LimitExceeded(
+                f"{what} declares a {length}-byte record, over max_record_bytes ({self.limits.max_record_bytes})",
+                "max_record_bytes",
+            )
+
     # ---------------------------------------------------------------------------- listings
+    async def _listing(self, command: str, read: Callable[[], Awaitable[Listing]]) -> Listing:
+        """Send ``command`` and ``read`` its answer within ``listing_timeout_s``; a listing that runs over a
+        limit is refused and the connection abandoned (the rest of the answer may still be coming)."""
+        await self.send(command)
+        limits = self.limits
+        self._deadline(
+            "listing_timeout_s",
+            limits.listing_timeout_s,
+            f"{command} answer not complete within listing_timeout_s ({limits.listing_timeout_s:g} s)",
+        )
+        try:
+            return await read()
+        except LimitExceeded as exc:
+            if exc.setting not in ("listing_timeout_s", "max_listing_bytes"):
+                raise
+            self.abandoned = str(exc)
+            return Listing(None, str(exc))
+        finally:
+            self._deadlines.pop("listing_timeout_s", None)
+
     async def catalogue(self) -> Listing:
         """Stations listed by ``CAT`` (SeedLink 3), or the reason there is no list."""
-        await self.send("CAT")
-        buffer = b""
+        return await self._listing("CAT", self._read_catalogue)
+
+    async def _read_catalogue(self) -> Listing:
+        buffer = bytearray()
+        checked = False  # whether the first line was looked at (once: the answer may be long)
+        limit = self.limits.max_listing_bytes
         while True:
             try:
-                chunk = await asyncio.wait_for(self.reader.read(65536), self.timeout)
+                chunk = await self._wait(self.reader.read(65536))
             except asyncio.TimeoutError:
-                if buffer:
-                    first = buffer.decode("ascii", "replace").strip().splitlines()[0]
+                if buffer.strip():
+                    first = bytes(buffer).decode("ascii", "replace").strip().splitlines()[0]
                     reason = f"CAT answered {first[:80]!r} and no END"
                 else:
                     reason = f"CAT unanswered for {self.timeout:g} s"
@@ -297,30 +427,39 @@ class SeedLinkConnection:
                 return Listing(None, reason)
             if not chunk:
                 raise ConnectionError("server closed the connection during CAT")
+            if len(buffer) + len(chunk) > limit:
+                raise LimitExceeded(f"CAT answer over max_listing_bytes ({limit})", "max_listing_bytes")
             buffer += chunk
-            text = buffer.decode("ascii", "replace")
-            stripped = text.rstrip()
-            if stripped == "END" or stripped.endswith(("\nEND", "\rEND")):
-                return parse_cat(stripped[:-3])
-            if "\n" in text:  # a first complete line that is no listing is a refusal: nothing more follows
-                first = text.strip().splitlines()[0] if text.strip() else ""
+            tail = bytes(buffer[-8:]).rstrip()
+            if tail.endswith(b"END"):
+                stripped = bytes(buffer).rstrip()
+                if stripped == b"END" or stripped[-4:-3] in (b"\n", b"\r"):
+                    return parse_cat(stripped[:-3].decode("ascii", "replace"))
+            if not checked and b"\n" in chunk and b"\n" in buffer.lstrip():
+                checked = True  # a first complete line that is no listing is a refusal: nothing more follows
+                first = bytes(buffer).lstrip().split(b"\n", 1)[0].decode("ascii", "replace").strip()
                 if first and not _CAT_LINE.match(first):
                     reply = parse_reply(first)
                     return Listing(None, f"CAT refused: {reply or first[:80]!r}")
+            await asyncio.sleep(0)  # a server that floods must not hold the event loop
 
     async def info_stations(self) -> Listing:
         """Stations listed by ``INFO STATIONS`` (XML in SeedLink 3, JSON in 4), or why there is no list."""
-        await self.send("INFO STATIONS")
-        try:
-            if self.v4:
-                return await self._info_json()
-            return await self._info_xml()
-        except asyncio.TimeoutError:
-            await self.resync()
-            return Listing(None, f"INFO STATIONS unanswered for {self.timeout:g} s")
+
+        async def read() -> Listing:
+            try:
+                if self.v4:
+                    return await self._info_json()
+                return await self._info_xml()
+            except asyncio.TimeoutError:
+                await self.resync()
+                return Listing(None, f"INFO STATIONS unanswered for {self.timeout:g} s")
+
+        return await self._listing("INFO STATIONS", read)
 
     async def _info_xml(self) -> Listing:
-        text, channels, kind = b"", set(), "info"
+        text, channels, kind, records = bytearray(), set(), "info", 0
+        limit = self.limits.max_listing_bytes
         head = await self._read(2)
         if head == b"ER":
             return Listing(None, f"INFO STATIONS refused: {'ER' + await self.line()!r}")
@@ -337,14 +476,21 @@ class SeedLinkConnection:
                 raise SeedLinkError(f"undecodable INFO packet: {exc}") from exc
             channels.add(trace.stats.channel)
             text += trace.data.tobytes()
+            if len(text) > limit:
+                raise LimitExceeded(
+                    f"INFO STATIONS answer over max_listing_bytes ({limit})", "max_listing_bytes"
+                )
             if kind == "info_last":
                 break
+            records += 1
+            if records % _YIELD_EVERY == 0:
+                await asyncio.sleep(0)  # a long answer must not hold the event loop
             if await self._read(2) != V3_SIGNATURE:
                 raise SeedLinkError("lost framing inside INFO packets")
         if "ERR" in channels:
             return Listing(None, "INFO STATIONS refused (an ERR info document)")
         try:
-            return Listing(stations_from_xml(text.decode("utf-8", "replace")))
+            return Listing(stations_from_xml(bytes(text).decode("utf-8", "replace")))
         except ElementTree.ParseError as exc:
             raise SeedLinkError(f"bad INFO STATIONS XML: {exc}") from exc
 

@@ -245,7 +245,7 @@ class SeedLinkSource(Source):
     async def _session(self) -> str:
         """One connection from HELLO to its end: ``"ended"`` or ``"resubscribe"`` (new stations listed)."""
         cfg = self.config
-        conn = await SeedLinkConnection.open(cfg.host, cfg.port, cfg.timeout_s)
+        conn = await SeedLinkConnection.open(cfg.host, cfg.port, cfg.timeout_s, cfg.limits())
         watcher: asyncio.Task[None] | None = None
         try:
             hello = self._hello = await conn.hello()
@@ -429,7 +429,7 @@ class SeedLinkSource(Source):
 
     async def _side_listing(self) -> list[StationKey] | None:
         cfg = self.config
-        conn = await SeedLinkConnection.open(cfg.host, cfg.port, cfg.timeout_s)
+        conn = await SeedLinkConnection.open(cfg.host, cfg.port, cfg.timeout_s, cfg.limits())
         try:
             await conn.hello()
             if self._listing_method == "INFO STATIONS":

@@ -13,6 +13,7 @@ from typing import Literal
 from pydantic import Field, field_validator, model_validator
 
 from seispick.feed import SourceConfigBase
+from seispick.seedlink.client.connection import Limits
 from seispick.seedlink.stream_specs import StreamSpec, parse_stream_spec, read_station_file
 
 
@@ -48,6 +49,30 @@ class SeedLinkSourceConfig(SourceConfigBase):
         "by the client (no native wildcards), to subscribe new matches; 0: never",
     )
 
+    max_record_bytes: int = Field(
+        default=Limits.max_record_bytes,
+        ge=512,
+        description="Longest record a packet may declare (SeedLink 3 record, SeedLink 4 payload), bytes; a "
+        "longer one is refused unread and the client reconnects",
+    )
+    max_listing_bytes: int = Field(
+        default=Limits.max_listing_bytes,
+        ge=1024,
+        description="Longest CAT or INFO answer, bytes; a longer one is refused (the listing is skipped from "
+        "then on) and the client reconnects",
+    )
+    listing_timeout_s: float = Field(
+        default=Limits.listing_timeout_s,
+        gt=0,
+        description="Longest CAT or INFO STATIONS answer, s; a longer one is refused like an oversized one",
+    )
+    handshake_timeout_s: float = Field(
+        default=Limits.handshake_timeout_s,
+        ge=0,
+        description="Longest handshake, from connecting to END (HELLO, listings, the commands of every "
+        "station), s; then the client reconnects; 0: no limit",
+    )
+
     @field_validator("selectors")
     @classmethod
     def _valid_selectors(cls, value: list[str]) -> list[str]:
@@ -62,6 +87,12 @@ class SeedLinkSourceConfig(SourceConfigBase):
         if not self.selectors and self.station_file is None:
             raise ValueError("give selectors or a station_file")
         return self
+
+    def limits(self) -> Limits:
+        """The connection's bounds against broken or hostile servers."""
+        return Limits(
+            self.max_record_bytes, self.max_listing_bytes, self.listing_timeout_s, self.handshake_timeout_s
+        )
 
     def stream_specs(self) -> list[StreamSpec]:
         """Selectors from the settings, then from the station file (read now)."""
