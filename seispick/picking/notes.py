@@ -45,8 +45,12 @@ class Notes:
 
 
 def when(t: float | UTCDateTime) -> str:
-    """UTC time rounded to the centisecond, ISO 8601 with a Z."""
-    return UTCDateTime(round(UTCDateTime(t).timestamp, 2)).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-4] + "Z"
+    """UTC time rounded to the centisecond, ISO 8601 with a Z (epoch seconds beyond what a date can show)."""
+    try:
+        return UTCDateTime(round(UTCDateTime(t).timestamp, 2)).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-4] + "Z"
+    except (ValueError, OverflowError, OSError):  # years past 9999 or before 1: never a traceback in a note
+        seconds = t.timestamp if isinstance(t, UTCDateTime) else float(t)
+        return f"epoch {seconds:.6g} s"
 
 
 def duration(seconds: float) -> str:
