@@ -118,8 +118,12 @@ def pick(
                 stacking=stacking,
                 progress=bar.update,
             )
-    except (NoUsableDataError, ValueError) as exc:
-        raise click.ClickException(str(exc)) from exc
+    except (NoUsableDataError, ValueError, ArithmeticError, MemoryError) as exc:
+        # Data no header check caught (times, rates, sizes): a message naming what failed, not a traceback.
+        reason = str(exc) or type(exc).__name__
+        raise click.ClickException(
+            reason if isinstance(exc, ValueError) else f"cannot pick: {reason}"
+        ) from exc
     finally:
         bar.close()
     for note in result.notes:

@@ -13,7 +13,9 @@ evaluation.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -25,11 +27,27 @@ from seispick.picking.grouping import Notes, StationSegment, group_stream
 from seispick.picking.preprocess import normalise_windows
 from seispick.picking.results import Detection, Pick
 from seispick.picking.segment import CoreSettings, SegmentPicker, grid_clock
+from seispick.picking.waveforms import InputLimits
 from seispick.picking.windowing import cut_windows, window_offsets
+
+# The limits ``prepare`` checks when given none: set by the service around a request (``job_limits``); the
+# CLI and evaluation leave them unset (unbounded).
+_JOB_LIMITS: ContextVar[InputLimits | None] = ContextVar("seispick_job_limits", default=None)
 
 
 class NoUsableDataError(ValueError):
     """The input holds no data the model can use; the message says why."""
+
+
+@contextmanager
+def job_limits(limits: InputLimits) -> Iterator[None]:
+    """``prepare`` checks ``limits`` (segments, windows) within the block, also in the threads started from it
+    with ``asyncio.to_thread`` (which copies the context)."""
+    token = _JOB_LIMITS.set(limits)
+    try:
+        yield
+    finally:
+        _JOB_LIMITS.reset(token)
 
 
 @dataclass
@@ -129,13 +147,20 @@ class AnnotationResult:
         ]
 
 
-def prepare(stream: obspy.Stream, card: ModelCard, overlap: int | None = None) -> AnnotationJob:
-    """Group ``stream`` for ``card``'s model and place windows on the absolute time grid."""
+def prepare(
+    stream: obspy.Stream, card: ModelCard, overlap: int | None = None, limits: InputLimits | None = None
+) -> AnnotationJob:
+    """Group ``stream`` for ``card``'s model and place windows on the absolute time grid.
+
+    ``limits`` (default: those of ``job_limits``, else none) bound the segments (checked while grouping) and
+    the windows (checked once placed, before any is cut): ``LimitExceededError``.
+    """
     notes = Notes()
+    limits = limits or _JOB_LIMITS.get()
     if len(stream) == 0:
         raise NoUsableDataError("no traces in the input")
     settings = CoreSettings.of(card, card.name, overlap=overlap)  # refuses a bad overlap
-    segments = group_stream(stream, card.channel_order, card.sampling_rate, notes)
+    segments = group_stream(stream, card.channel_order, card.sampling_rate, notes, limits)
     if not segments:
         reason = "; ".join(notes.messages) or "no trace has usable samples"
         raise NoUsableDataError(f"no usable data: {reason}")
@@ -147,6 +172,9 @@ def prepare(stream: obspy.Stream, card: ModelCard, overlap: int | None = None) -
                 f"{card.window_samples / card.sampling_rate:.2f} s window and was zero-padded"
             )
         offsets.append(window_offsets(seg.start_index, seg.n_samples, card.window_samples, settings.stride))
+    if limits is not None:
+        windows = sum(len(o) for o in offsets)
+        limits.check("max_windows", windows, f"windows of {card.name} over {len(segments)} segment(s)")
     return AnnotationJob(
         card=card,
         segments=segments,

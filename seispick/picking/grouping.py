@@ -25,9 +25,12 @@ from seispick.picking.notes import (
     signal_notes,
     summary_note,
 )
+from seispick.picking.waveforms import InputLimits
 
 # Larger magnitudes overflow the float32 normalisation (squares beyond 3.4e38): treated like NaN.
 MAX_ABS_SAMPLE = 1e15
+# Traces more than this many times below the model rate are ignored (with a note), not upsampled.
+MAX_UPSAMPLING = 100  # 1 Hz (LH) data for a 100 Hz model: the lowest rate worth picking
 # A component starting or ending this much later / earlier than the others is noted as a gap.
 EDGE_HOLE_S = 1.0
 # Horizontal components that stand for each other (SeisBench's flexible_horizontal_components).
@@ -77,9 +80,16 @@ class StationSegment:
 
 
 def group_stream(
-    stream: obspy.Stream, channel_order: str, sampling_rate: float, notes: Notes
+    stream: obspy.Stream,
+    channel_order: str,
+    sampling_rate: float,
+    notes: Notes,
+    limits: InputLimits | None = None,
 ) -> list[StationSegment]:
-    """Group, clean, resample and segment ``stream`` (not modified) for a model."""
+    """Group, clean, resample and segment ``stream`` (not modified) for a model.
+
+    ``limits.max_segments`` is checked as each instrument's gaps are found, before its segments are built.
+    """
     traces = [tr for tr in (_clean_trace(tr, notes) for tr in stream) if tr is not None]
     groups: dict[str, list[obspy.Trace]] = defaultdict(list)
     for trace in traces:
@@ -87,7 +97,9 @@ def group_stream(
     segments: list[StationSegment] = []
     for instrument in sorted(groups):
         segments.extend(
-            _segment_instrument(instrument, groups[instrument], channel_order, sampling_rate, notes)
+            _segment_instrument(
+                instrument, groups[instrument], channel_order, sampling_rate, notes, limits, len(segments)
+            )
         )
     return segments
 
@@ -147,6 +159,19 @@ def _resample(trace: obspy.Trace, sampling_rate: float) -> obspy.Trace:
     return trace
 
 
+def _resampling_problem(trace: obspy.Trace, sampling_rate: float) -> str | None:
+    """Why ``trace`` cannot be resampled to the model rate (None when it can): too few samples to leave one,
+    or a rate so low that its upsampled samples would be made up (and unbounded in number)."""
+    rate = float(trace.stats.sampling_rate)
+    if rate * MAX_UPSAMPLING < sampling_rate:
+        return (
+            f"sampling rate {rate:g} Hz is more than {MAX_UPSAMPLING}x below the model's {sampling_rate:g} Hz"
+        )
+    if trace.stats.npts * sampling_rate / rate < 2:
+        return f"{trace.stats.npts} sample(s) at {rate:g} Hz leave less than two at the model's {sampling_rate:g} Hz"
+    return None
+
+
 def component_index(component: str, channel_order: str) -> int | None:
     """Index of a component letter in a model's channel order (1 and 2 stand for N and E), or None."""
     if component in channel_order:
@@ -158,7 +183,13 @@ def component_index(component: str, channel_order: str) -> int | None:
 
 
 def _segment_instrument(
-    instrument: str, traces: list[obspy.Trace], channel_order: str, sampling_rate: float, notes: Notes
+    instrument: str,
+    traces: list[obspy.Trace],
+    channel_order: str,
+    sampling_rate: float,
+    notes: Notes,
+    limits: InputLimits | None = None,
+    before: int = 0,
 ) -> list[StationSegment]:
     pieces = []  # (component index, channel code, absolute start index, data, mask of valid samples)
     offsets = []
@@ -169,6 +200,10 @@ def _segment_instrument(
             notes.add(f"{trace.id}: component {comp} is not one of {channel_order} (or 1/2), ignored")
             continue
         if trace.stats.sampling_rate != sampling_rate:
+            problem = _resampling_problem(trace, sampling_rate)
+            if problem:
+                notes.add(f"{trace.id}: {problem}, trace ignored")
+                continue
             notes.add(resampled_note(instrument, trace.stats.sampling_rate, sampling_rate))
             trace = _resample(trace, sampling_rate)
         start = trace.stats.starttime.timestamp
@@ -214,7 +249,11 @@ def _segment_instrument(
         if disagreements:
             notes.add(f"{instrument}: overlapping records with different samples; the first one read is kept")
         holes.extend(_component_holes(covered, seg_start, channels, channel_order, instrument, sampling_rate))
-        for start, stop in _runs(covered.any(axis=0)):
+        runs = _runs(covered.any(axis=0))
+        if limits is not None:
+            total = before + len(segments) + len(runs)
+            limits.check("max_segments", total, "gap-free segments (split at gaps and NaN samples)")
+        for start, stop in runs:
             segments.append(
                 StationSegment(
                     instrument=instrument,

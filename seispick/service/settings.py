@@ -466,6 +466,19 @@ class Settings(BaseSettings):
         default=3600.0, gt=0, description="Most seconds of waveform per request, summed over instruments"
     )
     request_timeout_s: float = Field(default=60.0, gt=0)
+    # Work per POST /v1/picks, each checked before the work it bounds (413 naming the variable).
+    max_samples: int = Field(
+        default=10_000_000,
+        ge=1,
+        description="Most samples per request (all channels), from the record headers before decoding",
+    )
+    max_segments: int = Field(
+        default=1_000, ge=1, description="Most gap-free segments per request (a gap or NaN run starts one)"
+    )
+    max_windows: int = Field(default=3_000, ge=1, description="Most model windows per request")
+    max_compressed_members: int = Field(
+        default=10_000, ge=1, description="Most gzip/bzip2/xz members in a compressed body or part"
+    )
 
     api_keys: Annotated[list[SecretStr], NoDecode] = Field(
         default_factory=list, description="Accepted X-API-Key values; empty turns authentication off"

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import re
 from collections import defaultdict
+from dataclasses import replace
 
 import numpy as np
 import obspy
@@ -20,6 +21,8 @@ from pydantic import ValidationError
 from python_multipart.multipart import MultipartParseError, MultipartParser, parse_options_header
 
 from seispick.picking.waveforms import (
+    InputLimits,
+    LimitExceededError,
     WaveformFormatError,
     compression_of,
     describe_bytes,
@@ -79,38 +82,53 @@ def unsupported_media_type(kind: str, body: bytes | None = None) -> UnsupportedM
 
 
 def decode_body(
-    body: bytes, content_type: str, max_duration_s: float, max_body_bytes: int | None = None
+    body: bytes,
+    content_type: str,
+    max_duration_s: float,
+    max_body_bytes: int | None = None,
+    limits: InputLimits | None = None,
 ) -> obspy.Stream:
     """Decode a request body by its content type and check what it holds; raises ``ServiceError``s.
 
-    ``max_body_bytes`` bounds what compressed waveforms may unpack to (``UNPACK_FACTOR`` times it).
+    ``max_body_bytes`` bounds what compressed waveforms may unpack to (``UNPACK_FACTOR`` times it); ``limits``
+    the samples (from record headers, before decoding), traces and compressed members (413 naming the setting).
     """
     kind = media_type(content_type)
     if not body:
         raise BadBody("the request body is empty", kind="empty_body")
     max_bytes = max_body_bytes * UNPACK_FACTOR if max_body_bytes else None
+    limits = limits or InputLimits()
     if kind in WAVEFORM_TYPES:
-        stream = read_waveforms_body(body, "the body", max_bytes)
+        stream = read_waveforms_body(body, "the body", max_bytes, limits)
     elif kind == MULTIPART_TYPE:
-        stream = read_multipart(body, content_type, max_bytes)
+        stream = read_multipart(body, content_type, max_bytes, limits)
     else:
         stream = read_json(body)
-    check_stream(stream, max_duration_s)
+    check_stream(stream, max_duration_s, limits)
     return stream
 
 
-def read_waveforms_body(data: bytes, name: str, max_bytes: int | None = None) -> obspy.Stream:
-    """Waveform bytes to a Stream through the one input path; 400 (413 when they unpack too large)."""
+def read_waveforms_body(
+    data: bytes, name: str, max_bytes: int | None = None, limits: InputLimits | None = None
+) -> obspy.Stream:
+    """Waveform bytes to a Stream through the one input path; 400 (413 when they unpack too large or pass a
+    limit of ``limits``)."""
     try:
-        return read_waveform_bytes(data, name, max_bytes=max_bytes)
+        return read_waveform_bytes(data, name, max_bytes=max_bytes, limits=limits)
+    except LimitExceededError as error:
+        raise TooLarge(str(error), kind=error.limit) from None
     except WaveformFormatError as error:
         if error.kind == "too_large":
             raise TooLarge(str(error), kind="too_large") from None
         raise BadBody(str(error), kind="empty_body" if error.kind == "empty" else error.kind) from None
 
 
-def read_multipart(body: bytes, content_type: str, max_bytes: int | None = None) -> obspy.Stream:
-    """Every part named ``files`` read as waveform bytes and merged into one Stream."""
+def read_multipart(
+    body: bytes, content_type: str, max_bytes: int | None = None, limits: InputLimits | None = None
+) -> obspy.Stream:
+    """Every part named ``files`` read as waveform bytes and merged into one Stream (``limits`` count the
+    samples of all parts together)."""
+    limits = limits or InputLimits()
     stream = obspy.Stream()
     files = parse_multipart(body, content_type)
     uploads = [(filename, data) for field, filename, data in files if field == FILES_FIELD]
@@ -124,7 +142,8 @@ def read_multipart(body: bytes, content_type: str, max_bytes: int | None = None)
         name = f"file {filename!r}" if filename else f"file #{index + 1}"
         if not data:
             raise BadBody(f"{name} is empty", kind="empty_body")
-        stream += read_waveforms_body(data, name, max_bytes)
+        before = sum(trace.stats.npts for trace in stream)
+        stream += read_waveforms_body(data, name, max_bytes, replace(limits, samples_before=before))
     return stream
 
 
@@ -221,13 +240,19 @@ def _json_error(error: ValidationError, body: bytes) -> BadBody | InvalidInput:
     return InvalidInput("invalid JSON waveform body: " + "; ".join(shown) + more)
 
 
-def check_stream(stream: obspy.Stream, max_duration_s: float) -> None:
-    """Reject unusable codes and more data than ``max_duration_s`` allows.
+def check_stream(stream: obspy.Stream, max_duration_s: float, limits: InputLimits | None = None) -> None:
+    """Reject unusable codes and more data than ``max_duration_s`` (and ``limits``: samples, traces) allows.
 
     Duration counts, per instrument (network, station, location, band and instrument code), the time its
     traces cover, summed over instruments: 60 s of a 3-component station is 60 s. Channel-seconds may not
     exceed three times the limit, which bounds duplicated or many-component uploads.
     """
+    if limits is not None:
+        try:
+            limits.check("max_samples", sum(trace.stats.npts for trace in stream), "samples in the request")
+            limits.check("max_segments", len(stream), "traces in the request")
+        except LimitExceededError as error:
+            raise TooLarge(str(error), kind=error.limit) from None
     covered: dict[str, list[tuple[float, float]]] = defaultdict(list)
     channel_seconds = 0.0
     for trace in stream:

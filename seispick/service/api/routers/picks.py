@@ -14,7 +14,8 @@ from fastapi import APIRouter, Query, Request
 from starlette.responses import Response
 
 from seispick.models.inference import OnnxModel
-from seispick.picking.annotate import AnnotationResult
+from seispick.picking.annotate import AnnotationResult, job_limits
+from seispick.picking.waveforms import InputLimits
 from seispick.service.api.batched import pick_stream
 from seispick.service.api.bodies import ACCEPTED, bare_media_type, decode_body, unsupported_media_type
 from seispick.service.api.dependencies import BatcherDep, StateDep
@@ -59,7 +60,8 @@ ERRORS = {
         401: "API key missing",
         403: "API key wrong",
         404: "Unknown model",
-        413: "Body or waveform duration over the limit",
+        413: "Body, waveform duration, samples, segments, windows or compressed members over the limit "
+        "(the setting is named)",
         415: "Unsupported or missing content type (the answer says what the body looks like)",
         422: "Unusable content (unequal channel lengths, NaN, bad sampling rate or time, no usable data)",
         503: "Server busy or starting",
@@ -149,11 +151,13 @@ async def _annotate(
     settings: Settings,
     query: PicksQuery,
 ) -> AnnotationResult:
+    limits = request_limits(settings)
     with batcher.incoming(model.name):  # the batcher waits for this request's windows
         body = await read_body(request, settings.max_body_bytes)
         stream = await asyncio.to_thread(
-            decode_body, body, content_type, settings.max_duration_s, settings.max_body_bytes
+            decode_body, body, content_type, settings.max_duration_s, settings.max_body_bytes, limits
         )
+        del body
     thresholds = settings.thresholds()
     if query.p_threshold is not None:
         thresholds["P"] = query.p_threshold
@@ -161,7 +165,18 @@ async def _annotate(
         thresholds["S"] = query.s_threshold
     if query.detection_threshold is not None:
         thresholds["detection"] = query.detection_threshold
-    return await pick_stream(stream, model, batcher, thresholds)
+    with job_limits(limits):  # segments and windows, checked by prepare before any window is cut
+        return await pick_stream(stream, model, batcher, thresholds)
+
+
+def request_limits(settings: Settings) -> InputLimits:
+    """The work one request may ask for, from the ``max_*`` settings."""
+    return InputLimits(
+        max_samples=settings.max_samples,
+        max_segments=settings.max_segments,
+        max_windows=settings.max_windows,
+        max_compressed_members=settings.max_compressed_members,
+    )
 
 
 async def read_body(request: Request, limit: int) -> bytes:
