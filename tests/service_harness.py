@@ -79,8 +79,10 @@ class ServiceHarness:
         return self.run(all_of())
 
     def metrics(self) -> dict[tuple[str, tuple], float]:
-        """Every sample of ``/metrics`` as {(name, sorted label items): value}."""
-        return parse_metrics(self.get("/metrics").text)
+        """Every sample of ``/metrics`` as {(name, sorted label items): value} (with a key when keys are set)."""
+        keys = self.settings.api_keys
+        headers = {"x-api-key": keys[0].get_secret_value()} if keys else {}
+        return parse_metrics(self.get("/metrics", headers=headers).text)
 
     async def _start(self) -> None:
         self._stopping = asyncio.Event()

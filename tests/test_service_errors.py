@@ -270,8 +270,10 @@ def test_api_keys(limited):
     assert limited.post_mseed(body, **authed()).status_code == 200
     assert limited.get("/v1/models").status_code == 401
     assert limited.get("/v1/models", headers={"x-api-key": KEY}).status_code == 200
-    for open_path in ("/healthz", "/readyz", "/metrics"):
+    for open_path in ("/healthz", "/readyz"):
         assert limited.get(open_path).status_code == 200
+    assert limited.get("/metrics").status_code == 401  # open only with metrics_public
+    assert limited.get("/metrics", headers={"x-api-key": KEY}).status_code == 200
     assert metric(limited.metrics(), "seispick_input_errors_total", kind="auth") >= 3
 
 

@@ -95,13 +95,53 @@ def installed_models(settings: Settings) -> list[str]:
 def serve(**options: Any) -> None:
     """Start the seispick service (FastAPI under uvicorn). Options override SEISPICK_* variables."""
     from seispick.service.api.app import run_server
+    from seispick.service.api.server import StartupError
     from seispick.service.settings import model_warnings
 
     settings = settings_from_options(options)
+    check_station_files(settings)
     for warning in model_warnings(settings, installed_models(settings)):
         click.echo(f"warning: {warning}", err=True)
-    where = f"http://{settings.host}:{settings.port}"
-    click.echo(
-        f"seispick serving on {where} (docs {where}/docs, live picks {where}/v1/stream/picks)", err=True
-    )
-    run_server(settings)
+
+    def banner(where: str) -> None:  # once the app has started and the port is bound
+        click.echo(
+            f"seispick serving on {where} (docs {where}/docs, live picks {where}/v1/stream/picks)", err=True
+        )
+
+    try:
+        run_server(settings, on_ready=banner)
+    except StartupError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+def check_station_files(settings: Settings) -> None:
+    """Read every SeedLink station file now: one line naming the option and what the file looks like, not a
+    traceback from the running service."""
+    from seispick.seedlink.client.source_config import SeedLinkSourceConfig
+
+    for source in settings.streaming.sources:
+        if not isinstance(source, SeedLinkSourceConfig) or source.station_file is None:
+            continue
+        try:
+            source.stream_specs()
+        except (OSError, ValueError, UnicodeDecodeError) as exc:
+            path = source.station_file
+            raise click.ClickException(
+                f"--station-file / SEISPICK_STREAMING__STATION_FILE: {path}{_looks_like(path)}: expected one "
+                f"NET_STA[:CHA] a line ({str(exc)[:160]})"
+            ) from None
+
+
+def _looks_like(path: Path) -> str:
+    """What a station file that is no NET_STA list seems to be (empty when it cannot be told)."""
+    try:
+        head = path.read_bytes()[:4096].decode("utf-8", "replace").lstrip().lower()
+    except OSError:
+        return ""
+    if "fdsnstationxml" in head or "<network" in head:
+        return " is StationXML"
+    if head.startswith("<"):
+        return " is XML"
+    if "," in head.split("\n", 1)[0]:
+        return " is CSV"
+    return ""

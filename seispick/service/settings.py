@@ -444,6 +444,24 @@ class Settings(BaseSettings):
     port: int = Field(default=8000, ge=0, le=65535, description="Port to listen on")
     log_level: str = "info"
     access_log: bool = Field(default=True, description="uvicorn's per-request log lines")
+    keep_alive_s: int = Field(
+        default=5, ge=1, description="Close an idle keep-alive HTTP connection after it, s"
+    )
+    request_header_timeout_s: float = Field(
+        default=10.0,
+        gt=0,
+        description="Close a connection whose request line and headers are not complete this long after they "
+        "began (or after it opened), s: clients that never finish a request",
+    )
+    max_header_bytes: int = Field(
+        default=16384, ge=1024, description="Longest request line and headers, bytes (longer: 400)"
+    )
+    ws_ping_s: float = Field(
+        default=20.0,
+        gt=0,
+        description="Ping WebSocket clients this often, s; one that does not answer within as long is "
+        "disconnected (and unsubscribed)",
+    )
 
     model_dirs: Annotated[list[Path], NoDecode] = Field(
         default_factory=list, description="Extra model folders (besides the shipped ones)"
@@ -482,6 +500,11 @@ class Settings(BaseSettings):
 
     api_keys: Annotated[list[SecretStr], NoDecode] = Field(
         default_factory=list, description="Accepted X-API-Key values; empty turns authentication off"
+    )
+    metrics_public: bool = Field(
+        default=False,
+        description="Serve /metrics without a key when api_keys are set (otherwise it takes the key as "
+        "X-API-Key or Authorization: Bearer, as Prometheus sends it)",
     )
     cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
 

@@ -3,7 +3,8 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import signal
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
 import uvicorn
@@ -12,13 +13,15 @@ from fastapi.middleware.cors import CORSMiddleware
 from fastapi.openapi.utils import get_openapi
 
 from seispick import __version__
-from seispick.service.api.dependencies import require_api_key
+from seispick.service.api.dependencies import require_api_key, require_metrics_key
 from seispick.service.api.docs import install_docs
 from seispick.service.api.handlers import install_handlers
 from seispick.service.api.lifecycle import ServiceLifecycle
 from seispick.service.api.routers import detections, events, health, models, picks, stream
 from seispick.service.api.routers import prometheus as metrics
+from seispick.service.api.routers.subscriptions import ClientFeeds
 from seispick.service.api.schemas import WaveformJsonBody
+from seispick.service.api.server import SeispickServer, bind, guarded_h11, install_redaction
 from seispick.service.api.state import ServiceState
 from seispick.service.app_metrics import HttpMetricsMiddleware, ServiceMetrics
 from seispick.service.settings import Settings
@@ -52,6 +55,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     install_docs(app)
     app.state.seispick = ServiceState(settings=settings, metrics=service_metrics)
     app.state.stream_metrics = StreamMetrics(service_metrics.registry)
+    app.state.client_feeds = ClientFeeds()  # live SSE/WebSocket subscribers, ended at once by a stop
     install_handlers(app, service_metrics)
     # Only with keys configured does the API (and its OpenAPI document) ask for X-API-Key.
     secured = [Depends(require_api_key)] if settings.api_keys else []
@@ -63,7 +67,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.include_router(router.router, dependencies=secured)
         app.include_router(router.ws_router)
     app.include_router(health.router)
-    app.include_router(metrics.router)
+    # /metrics asks for a key too (X-API-Key or Authorization: Bearer) unless metrics_public
+    app.include_router(
+        metrics.router, dependencies=[Depends(require_metrics_key)] if settings.api_keys else []
+    )
     if settings.cors_origins:
         app.add_middleware(
             CORSMiddleware,
@@ -91,14 +98,43 @@ def _openapi(app: FastAPI) -> dict:
     return schema
 
 
-def run_server(settings: Settings | None = None) -> None:
-    """Serve the app with uvicorn until interrupted (``seispick serve``)."""
+def run_server(settings: Settings | None = None, on_ready: Callable[[str], None] | None = None) -> None:
+    """Serve the app with uvicorn until SIGINT or SIGTERM (``seispick serve``); ``on_ready`` gets the URL once
+    the app has started and listens. The port is bound first (:class:`~.server.StartupError` names it when it
+    cannot be); a failed start-up exits non-zero. The stop and the guards: :mod:`.server`."""
     settings = settings or Settings()
-    uvicorn.run(
-        create_app(settings),
+    sock = bind(settings.host, settings.port)
+    port = sock.getsockname()[1]
+    app = create_app(settings)
+    config = uvicorn.Config(
+        app,
         host=settings.host,
-        port=settings.port,
+        port=port,
         log_level=settings.log_level,
         access_log=settings.access_log,
         timeout_graceful_shutdown=10,
+        timeout_keep_alive=settings.keep_alive_s,
+        http=guarded_h11(settings.request_header_timeout_s),
+        h11_max_incomplete_event_size=settings.max_header_bytes,
+        ws_ping_interval=settings.ws_ping_s,
+        ws_ping_timeout=settings.ws_ping_s,
     )
+    install_redaction()  # after uvicorn.Config, which sets up the logging
+    where = f"http://{f'[{settings.host}]' if ':' in settings.host else settings.host}:{port}"
+    server = SeispickServer(config, app.state.client_feeds, on_ready and (lambda: on_ready(where)))
+    # uvicorn shuts down gracefully on SIGTERM/SIGINT (the lifespan stops the job: last picks and kept
+    # positions out), then raises the signal again to this handler: a clean stop exits with status 0.
+    previous = {sig: signal.signal(sig, _stopped) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        server.run(sockets=[sock])
+    finally:
+        sock.close()
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    if not server.started:
+        raise SystemExit(3)  # uvicorn's exit code for a failed start-up (logged in one line)
+
+
+def _stopped(signum: int, frame: object) -> None:
+    """A stop signal outside uvicorn's own handling (re-raised after its shutdown, or before it started)."""
+    raise SystemExit(0)

@@ -1,4 +1,8 @@
-"""FastAPI dependencies: the app's state, settings, registry, batcher, and API-key authentication."""
+"""FastAPI dependencies: the app's state, settings, registry, batcher, and API-key authentication.
+
+Keys come from the ``X-API-Key`` header (``/metrics`` also takes ``Authorization: Bearer``, which Prometheus
+sends); only the WebSocket routes also take ``?api_key=`` (browsers cannot set their headers), and every log
+line masks it (:mod:`.server`)."""
 
 from __future__ import annotations
 
@@ -6,7 +10,7 @@ import hmac
 from typing import Annotated
 
 from fastapi import Depends, HTTPException, Request, Security, status
-from fastapi.security import APIKeyHeader
+from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 
 from seispick.models.registry import ModelRegistry
 from seispick.service.api.state import ServiceState
@@ -17,6 +21,7 @@ API_KEY_HEADER = "X-API-Key"
 _api_key_header = APIKeyHeader(
     name=API_KEY_HEADER, auto_error=False, description="Required when keys are set"
 )
+_bearer = HTTPBearer(auto_error=False, description="The API key as a bearer token (/metrics, for Prometheus)")
 
 
 def get_state(request: Request) -> ServiceState:
@@ -55,6 +60,17 @@ def require_api_key(
     given = key.encode()
     if not any(hmac.compare_digest(given, k.get_secret_value().encode()) for k in settings.api_keys):
         raise HTTPException(status.HTTP_403_FORBIDDEN, "invalid API key")
+
+
+def require_metrics_key(
+    settings: Annotated[Settings, Depends(get_settings)],
+    key: Annotated[str | None, Security(_api_key_header)] = None,
+    bearer: Annotated[HTTPAuthorizationCredentials | None, Security(_bearer)] = None,
+) -> None:
+    """``/metrics``: the API key (header or bearer token) unless ``metrics_public``."""
+    if settings.metrics_public:
+        return
+    require_api_key(settings, key or (bearer.credentials if bearer is not None else None))
 
 
 StateDep = Annotated[ServiceState, Depends(get_state)]

@@ -219,8 +219,15 @@ class Subscription:
     async def __anext__(self) -> Record:
         return await self.get()
 
-    def close(self) -> None:
+    def close(self, drop: bool = False) -> None:
+        """Unsubscribe; the reader ends once the queue is drained, or at once with ``drop`` (the queued records
+        are discarded: the subscriber went away, or the server stops)."""
+        if drop:  # not counted in ``dropped``: nobody is left to miss them
+            while not self.queue.empty():
+                self.queue.get_nowait()
         if self.closed:
+            if drop:
+                self.queue.put_nowait(_CLOSED)
             return
         self.closed = True
         if self._owner is not None:
