@@ -120,4 +120,13 @@ def test_a_failed_start_up_is_one_line_and_exits_non_zero() -> None:
     code, output, _ = serve_fails("--port", "0", "--redis-url", "nonsense://nowhere")
     assert code != 0, output
     assert "Traceback" not in output and "seispick serving on" not in output, output
-    assert "start-up failed" in output, output
+    assert "start-up failed" in output and "SEISPICK_REDIS_URL" in output, output
+
+
+def test_a_station_file_without_a_seedlink_server_is_warned_about(tmp_path: Path, capsys) -> None:
+    from seispick.cli.serve_cmd import check_station_files
+
+    stations = tmp_path / "stations.txt"
+    stations.write_text("XX_STA\n")
+    check_station_files(Settings(streaming={"station_file": stations}))
+    assert "--station-file" in capsys.readouterr().err

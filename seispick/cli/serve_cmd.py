@@ -119,8 +119,15 @@ def check_station_files(settings: Settings) -> None:
     traceback from the running service."""
     from seispick.seedlink.client.source_config import SeedLinkSourceConfig
 
-    for source in settings.streaming.sources:
-        if not isinstance(source, SeedLinkSourceConfig) or source.station_file is None:
+    seedlink = [s for s in settings.streaming.sources if isinstance(s, SeedLinkSourceConfig)]
+    if settings.streaming.station_file is not None and not seedlink:
+        click.echo(
+            f"warning: --station-file {settings.streaming.station_file} is read for SeedLink servers only "
+            "(--seedlink HOST:PORT); none is given",
+            err=True,
+        )
+    for source in seedlink:
+        if source.station_file is None:
             continue
         try:
             source.stream_specs()

@@ -52,9 +52,12 @@ class ServiceLifecycle:
         await state.batcher.start()
         if settings.redis_url:
             timeout = settings.redis_timeout_s
-            state.redis = Redis.from_url(
-                settings.redis_url, socket_connect_timeout=timeout, socket_timeout=timeout
-            )
+            try:
+                state.redis = Redis.from_url(
+                    settings.redis_url, socket_connect_timeout=timeout, socket_timeout=timeout
+                )
+            except ValueError as exc:  # one start-up line naming the setting (server.py)
+                raise ValueError(f"--redis-url / SEISPICK_REDIS_URL: {exc}") from None
         if StreamingRuntime.wanted(settings):
             job = state.streaming = self._job(state.batcher)
             job.selection.warnings += model_warnings(settings, registry.names())
