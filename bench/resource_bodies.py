@@ -80,7 +80,7 @@ def costly_bodies() -> list[tuple[str, bytes, str]]:
     event = EVENT.read_bytes()
     nan = np.ones(39_000, dtype=np.float32)
     nan[1::2] = np.nan
-    trace = obspy.Trace(
+    nan_trace = obspy.Trace(
         nan, header={"network": "XX", "station": "NAN", "channel": "HHZ", "sampling_rate": 100.0}
     )
     sac_b = bytearray(to_bytes(obspy.Stream([obspy.read(str(EVENT))[0]]), "SAC"))
@@ -92,9 +92,20 @@ def costly_bodies() -> list[tuple[str, bytes, str]]:
     three_days.stats.update(dict(network="XX", station="DAYS", channel="HHZ", sampling_rate=100.0))
     bodies = [(f"empty gzip members x{n} + event (6 MB)", gzip.compress(b"") * n + gzip.compress(event), MSEED)
               for n in (9_000, 300_000)]  # fmt: skip
+    hour = obspy.read(str(EVENT))
+    for trace in hour:
+        trace.data = np.tile(trace.data, 40)[:360_000]  # an hour at 100 Hz: the duration limit
+    hour_body = to_bytes(hour)
     bodies += [
         ("event (90 s, 3 channels)", event, MSEED),
-        ("float32 value/NaN alternating (SAC)", to_bytes(obspy.Stream([trace]), "SAC"), "application/x-sac"),
+        ("an hour, 3 channels at 100 Hz (the duration limit)", hour_body, MSEED),
+        ("the same again", hour_body, MSEED),
+        ("and again", hour_body, MSEED),
+        (
+            "float32 value/NaN alternating (SAC)",
+            to_bytes(obspy.Stream([nan_trace]), "SAC"),
+            "application/x-sac",
+        ),
         ("100 million samples at 1 MHz (gzip)", gzip.compress(constant_records(100, 1e6, 1_000_000)), MSEED),
         (
             "3 days at 100 Hz (gzip)",
@@ -162,6 +173,7 @@ def main() -> None:
             fuzz_peak = 0
             for label, body, kind in bodies:
                 sampler.take()
+                before = status_kb(server.pid, "VmRSS")
                 started = time.perf_counter()
                 response = client.post("/v1/picks", content=body, headers={"content-type": kind})
                 seconds = time.perf_counter() - started
@@ -169,6 +181,9 @@ def main() -> None:
                 statuses[response.status_code] = statuses.get(response.status_code, 0) + 1
                 if label.startswith("fuzz"):
                     fuzz_peak = max(fuzz_peak, peak)
+                    if peak - before > 50 * 1024:  # a fuzzed body that cost more than 50 MiB: shown
+                        print(f"| {label} | {len(body):,} | {response.status_code} {response.text[:70]} | "
+                              f"{seconds:.2f} | {peak / 1024:.0f} | {status_kb(server.pid, 'VmRSS') / 1024:.0f} |")  # fmt: skip
                     continue
                 detail = response.json().get("detail", "") if response.status_code != 200 else "picks"
                 print(f"| {label} | {len(body):,} | {response.status_code} {str(detail)[:70]} | {seconds:.2f} | "

@@ -8,9 +8,13 @@ convnetquake-ta109c``) the same route answers its detections (JSON ``detections`
 from __future__ import annotations
 
 import asyncio
+import ctypes
+import ctypes.util
+import sys
 from typing import Annotated
 
 from fastapi import APIRouter, Query, Request
+from starlette.background import BackgroundTask
 from starlette.responses import Response
 
 from seispick.models.inference import OnnxModel
@@ -28,6 +32,9 @@ from seispick.service.errors import BadBody, InvalidInput, RequestTimeout, TooLa
 from seispick.service.settings import Settings
 
 router = APIRouter(prefix=API_PREFIX, tags=["picks"])
+# After a request with this many samples at the model rate, freed memory is handed back (``give_back_memory``).
+TRIM_AFTER_SAMPLES = 100_000
+_LIBC = ctypes.CDLL(ctypes.util.find_library("c")) if sys.platform.startswith("linux") else None
 
 _BINARY = {"schema": {"type": "string", "format": "binary"}}
 REQUEST_BODY = {
@@ -115,13 +122,25 @@ async def create_picks(
             f"the request took longer than the {settings.request_timeout_s:g} s limit; send less data"
         ) from None
     _count_picks(state, result)
+    large = sum(a.segment.n_samples for a in result.annotations) >= TRIM_AFTER_SAMPLES
     if query.format == "json":  # serialised once, in pydantic's Rust core (no second response_model pass)
         if query.probabilities:  # large: built off the event loop
             document = await asyncio.to_thread(picks_document, result, model.card.labels, query)
         else:
             document = picks_document(result, model.card.labels, query)
-        return Response(document.model_dump_json(exclude_none=True), media_type="application/json")
-    return await asyncio.to_thread(text_response, query.format, result, detector)
+        response = Response(document.model_dump_json(exclude_none=True), media_type="application/json")
+    else:
+        response = await asyncio.to_thread(text_response, query.format, result, detector)
+    if large:  # once sent (and this request's arrays freed), free heap pages go back to the system
+        response.background = BackgroundTask(give_back_memory)
+    return response
+
+
+def give_back_memory() -> None:
+    """Return the allocator's free pages to the system (glibc ``malloc_trim``; a no-op elsewhere): the arrays of
+    a large request are freed, but glibc keeps freed heap memory (in every thread's arena) unless asked."""
+    if _LIBC is not None:
+        _LIBC.malloc_trim(0)
 
 
 def _check_detector_query(model: OnnxModel, query: PicksQuery) -> None:
