@@ -17,6 +17,11 @@ does not match. Fallbacks are ``DATA seq+1`` and a time-only start. Right after 
 channel already delivered (end <= its last end) are dropped as duplicates, so a time start neither loses
 nor doubles data. A station not seen yet starts at ``begin_time`` if configured, else at the live end.
 
+Across restarts: ``seed`` makes a station resume from a kept position as if seen before (a channel whose data
+then start later than kept is a gap: ``resume_gaps``, one warning); with ``track_positions`` every record
+delivered is remembered until ``positions(final_ns)`` passes it: per station, the newest record such that it
+and every record before it end by the time its instrument's picks are final (the service keeps these).
+
 Station wildcards (``GZ_*``) go to the server as they are when it takes them: SeedLink 4 always, SeedLink 3
 with the ``NSWILDCARD`` capability, or when it could not list its stations but answered the wildcard
 ``STATION`` with OK (ringserver does). Stations seen before get their own resuming ``STATION`` line ahead of
@@ -38,6 +43,7 @@ import asyncio
 import logging
 import random
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import timezone
@@ -76,6 +82,9 @@ __all__ = ["Backoff", "SeedLinkError", "SeedLinkSource", "StationState", "merge_
 
 _SESSION_ERRORS = (OSError, EOFError, asyncio.TimeoutError, asyncio.LimitOverrunError, SeedLinkError)
 _POLL_S = 1.0  # longest wait for a packet before looking at keep-alive, idle and re-subscription
+# One record since a station's kept position: seq, its protocol, start and end (ns) and trace id of what was
+# delivered (start, end and id None: nothing delivered, e.g. a duplicate or an undecodable record).
+Trail = tuple[int, str, int | None, int | None, str | None]
 
 
 def merge_specs(specs: list[StreamSpec]) -> list[StreamSpec]:
@@ -134,6 +143,10 @@ class StationState:
     errors: int = 0  # undecodable or impossible records
     channel_end_ns: dict[str, int] = field(default_factory=dict)  # trace id -> end of its last record
     guard: dict[str, int] = field(default_factory=dict)  # duplicates guard armed at (re)connect
+    resume_check: dict[str, int] = field(default_factory=dict)  # seeded channel ends, checked for a gap
+    resume_gaps: int = 0  # channels whose data resumed later than their kept position (left the ring)
+    trail: deque[Trail] = field(default_factory=deque)  # records since the kept position, oldest first
+    kept: dict[str, Any] | None = None  # the position up to which every record's data is final
 
     def resume_time_ns(self) -> int | None:
         """Oldest per-channel end: resuming there by time loses nothing (newer channels drop overlap)."""
@@ -156,6 +169,7 @@ class StationState:
             "records": self.records,
             "bytes": self.bytes,
             "errors": self.errors,
+            "resume_gaps": self.resume_gaps,
         }
 
 
@@ -211,6 +225,8 @@ class SeedLinkSource(Source):
         self._selected: dict[tuple[StationKey, str, str], bool] = {}
         self._selectors: dict[StationKey, tuple[str, ...] | None] = {}
         self._session_packets = 0
+        self.track_positions = False  # keep each station's trail of records for positions()
+        self.resume_gaps = 0  # channels whose kept position the server no longer held
         for spec in self.specs:
             if not spec.wildcard:
                 self._station((spec.network, spec.station))
@@ -509,6 +525,7 @@ class SeedLinkSource(Source):
             if state is not None:
                 state.last_seq, state.seq_protocol, state.last_start_ns = seq, self.protocol, None
                 state.last_arrival, state.errors = now, state.errors + 1
+                self._trail(state, seq)
             self.reject(exc, f"{key[0]}_{key[1]} seq {seq}" if key else f"seq {seq}")
             return
         key = (trace.stats.network, trace.stats.station) if trace else _packet_station(packet)
@@ -525,19 +542,24 @@ class SeedLinkSource(Source):
         state.last_start_ns = trace.stats.starttime.ns if trace is not None else None
         if trace is None or not self._is_selected(key, trace):
             self.stats.skipped += 1
+            self._trail(state, seq, state.last_start_ns)
             return
         end = trace_end_ns(trace)
         guard = state.guard.get(trace.id)
         if guard is not None:
             if end <= guard:
                 self.stats.duplicates += 1
+                self._trail(state, seq, state.last_start_ns)
                 return
             del state.guard[trace.id]
+        if state.resume_check:
+            self._check_resumed(key, state, trace)
         state.channel_end_ns[trace.id] = max(end, state.channel_end_ns.get(trace.id, end))
         state.last_end_ns = max(end, state.last_end_ns or end)
         state.records += 1
         state.bytes += len(record)
         await self.deliver(trace)
+        self._trail(state, seq, trace.stats.starttime.ns, end, trace.id)  # after: the picker has it
 
     def _is_selected(self, key: StationKey, trace: Trace) -> bool:
         """Client-side check of the selectors (servers that ignore SELECT do not leak other streams)."""
@@ -549,6 +571,66 @@ class SeedLinkSource(Source):
                 selectors, location, channel
             )
         return cached
+
+    # ---------------------------------------------------------------------------- positions
+    def seed(self, key: StationKey, position: dict[str, Any]) -> bool:
+        """Resume a station from a kept position (call before ``start``): by ``DATA seq+1``, by its
+        channels' time when the server no longer holds the sequence (see the module docstring); a record
+        already delivered is dropped by the duplicates guard. False when no selector asks for the station."""
+        if self.selectors_for(key) is None or position.get("seq") is None:
+            return False
+        state = self._station(key)
+        channels = {trace_id: int(end) for trace_id, end in position.get("channels", {}).items()}
+        state.last_seq, state.seq_protocol = int(position["seq"]), str(position.get("protocol") or V3)
+        state.last_start_ns = position.get("start_ns")
+        state.channel_end_ns, state.resume_check = dict(channels), dict(channels)
+        state.last_end_ns = max(channels.values(), default=None)
+        state.kept = {"seq": state.last_seq, "protocol": state.seq_protocol, "start_ns": state.last_start_ns,
+                      "channels": channels}  # fmt: skip
+        return True
+
+    def positions(self, final_ns: Callable[[str], float]) -> dict[StationKey, dict[str, Any]]:
+        """Per station, the position up to which every record's data are final: the newest record such
+        that it and every record before it end by ``final_ns(trace id)`` (or delivered nothing). A station
+        with no such record yet keeps its seeded position, if any. Needs ``track_positions``."""
+        out = {}
+        for key, state in self.stations.items():
+            trail, newest = state.trail, None
+            channels = dict(state.kept["channels"]) if state.kept is not None else {}
+            while trail:
+                seq, protocol, start, end, trace_id = trail[0]
+                if trace_id is not None and end is not None and end > final_ns(trace_id):
+                    break
+                newest = trail.popleft()
+                if trace_id is not None and end is not None:
+                    channels[trace_id] = max(end, channels.get(trace_id, end))
+            if newest is not None:
+                seq, protocol, start = newest[:3]
+                state.kept = {"seq": seq, "protocol": protocol, "start_ns": start, "channels": channels}
+            if state.kept is not None:
+                out[key] = state.kept
+        return out
+
+    def _trail(self, state: StationState, seq: int, start: int | None = None, end: int | None = None,
+               trace_id: str | None = None) -> None:  # fmt: skip
+        if self.track_positions:
+            state.trail.append((seq, self.protocol or V3, start, end, trace_id))
+
+    def _check_resumed(self, key: StationKey, state: StationState, trace: Trace) -> None:
+        """The first record of a seeded channel: data missing since the kept position is a gap (the
+        position fell out of the server's ring), counted and logged."""
+        kept_end = state.resume_check.pop(trace.id, None)
+        if kept_end is None:
+            return
+        start = trace.stats.starttime.ns
+        if start - kept_end > 1.5 * NS_PER_S / max(float(trace.stats.sampling_rate), 1e-9):
+            state.resume_gaps += 1
+            self.resume_gaps += 1
+            logger.warning(
+                "%s: %s_%s: %s resumed at %s, not at its kept position %s: the server no longer held "
+                "%.1f s of it (a gap)", self.name, *key, trace.id, UTCDateTime(ns=start),
+                UTCDateTime(ns=kept_end), (start - kept_end) / NS_PER_S,
+            )  # fmt: skip
 
     # -------------------------------------------------------------------------------- state
     def state(self) -> dict[str, Any]:
@@ -566,6 +648,7 @@ class SeedLinkSource(Source):
             wildcards=self.wildcards,
             refusals=dict(self.refusals),
             resubscriptions=self.resubscriptions,
+            resume_gaps=self.resume_gaps,
             stations={f"{n}_{s}": st.as_dict() for (n, s), st in sorted(self.stations.items())},
         )
         return state

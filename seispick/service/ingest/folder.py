@@ -18,6 +18,11 @@ channel *slowly* (a pause longer than the poll between channels) cannot be told 
 such records are counted as ``out_of_order_records`` and logged with the file; copy large files in under a
 name starting with '.' and rename them (those names are never read). Reading and decoding run in a
 worker thread; delivery runs on the event loop. Polling only: no inotify dependency.
+
+Across restarts (``track_positions``, ``seed``): each file's records read are remembered until
+``positions(final_ns)`` passes them: the byte offset before the first record not yet delivered or whose data
+are not final; a restart resumes each file there (from byte 0 when it was replaced or truncated since), and
+files without a kept offset are new since the last run: read whole, whatever ``read_existing`` says.
 """
 
 from __future__ import annotations
@@ -25,7 +30,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Iterable
+from collections import deque
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -92,6 +98,18 @@ def _scan_length(data: bytes, pos: int) -> int | None:
 
 
 @dataclass
+class RecordRead:
+    """Where one record of a file lies (bytes ``start`` to ``end``) and what it delivered (a trace id and its
+    end in ns; None for a record without usable samples), for the file's kept position."""
+
+    start: int
+    end: int
+    trace_id: str | None = None
+    end_ns: int = 0
+    delivered: bool = False
+
+
+@dataclass
 class FileCursor:
     """How far one file has been read."""
 
@@ -108,11 +126,25 @@ class FileCursor:
     observed: int | None = None  # size at the previous poll (None: not seen at a poll yet)
     held: list[Trace] = field(default_factory=list)  # decoded, waiting for time order
     channel_end: dict[str, int] = field(default_factory=dict)  # trace id -> end (ns) of its last record
+    reads: deque[RecordRead] | None = None  # with kept positions: the records read, oldest first
 
     def reset(self) -> None:
         """Start again from byte 0 (records already held still go out); the new content is a new file."""
         self.offset, self.reclen, self.records, self.ignored, self.observed = 0, None, 0, False, None
         self.read_whole = False
+        if self.reads is not None:
+            self.reads.clear()
+
+    def kept_offset(self, final_ns: Callable[[str], float]) -> int:
+        """The byte before which every record was delivered and its data are final (``final_ns(trace
+        id)``): where a restart resumes this file."""
+        reads = self.reads or deque()
+        while reads:
+            read = reads[0]
+            if read.trace_id is not None and (not read.delivered or read.end_ns > final_ns(read.trace_id)):
+                return read.start
+            reads.popleft()
+        return self.offset
 
     def hold(self, trace: Trace) -> None:
         """Keep a decoded record until :func:`release` lets it go."""
@@ -231,6 +263,7 @@ class _FileSource(Source):
         super().__init__(on_trace, name)
         self.out_of_order = 0  # records delivered after a later record of their instrument had started
         self._latest_start: dict[str, int] = {}  # instrument -> latest record start delivered (ns)
+        self._reads: dict[int, RecordRead] = {}  # id of a held trace -> its record (kept positions only)
 
     async def _read(self, cursor: FileCursor, budget: int | None = None) -> tuple[int, bool]:
         """Read and hold the complete records of ``cursor``'s file not read yet (up to about ``budget``
@@ -241,15 +274,23 @@ class _FileSource(Source):
             if results is None:
                 cursor.skip = False
                 return read, True
+            at = cursor.offset - sum(size for size, _ in results)  # where this step's records begin
             for size, result in results:
                 read += size
                 self.stats.bytes += size
+                record = RecordRead(at, at + size) if cursor.reads is not None else None
+                at += size
                 if isinstance(result, RecordError):
                     self.reject(result, str(cursor.path))
                 elif result is None:
                     self.stats.skipped += 1
                 else:
                     cursor.hold(result)
+                    if record is not None:
+                        record.trace_id, record.end_ns = result.id, trace_end_ns(result)
+                        self._reads[id(result)] = record
+                if cursor.reads is not None and record is not None:
+                    cursor.reads.append(record)
         return read, False
 
     async def _deliver_in_order(self, traces: list[tuple[Trace, Path]]) -> None:
@@ -271,6 +312,9 @@ class _FileSource(Source):
             else:
                 self._latest_start[inst] = max(start_ns(trace), latest or start_ns(trace))
             await self.deliver(trace)
+            record = self._reads.pop(id(trace), None)
+            if record is not None:
+                record.delivered = True  # after delivery: the picker has it
 
     def _usable(self, trace: Trace, where: str) -> bool:
         """Whether a whole trace read from a file can go to the picker (counted when not)."""
@@ -306,6 +350,37 @@ class DirectorySource(_FileSource):
         self.config = config
         self.files: dict[Path, FileCursor] = {}
         self.polls = 0
+        self.track_positions = False  # keep each file's records for positions()
+        self.resume: dict[str, dict[str, Any]] = {}  # path -> kept position, taken when the file is seen
+        self.resumed = False  # kept positions were found: a file without one is new since, read whole
+
+    def seed(self, path: str, position: dict[str, Any]) -> None:
+        """Resume a file from a kept position (call before ``start``): its byte offset, unless the file was
+        replaced (another inode) or truncated since, then from its start."""
+        self.resume[path] = position
+        self.resumed = True
+
+    def positions(self, final_ns: Callable[[str], float]) -> dict[str, dict[str, Any]]:
+        """Per miniSEED file (by path), the offset a restart resumes from: every record before it was
+        delivered and its data end by ``final_ns(trace id)``. Needs ``track_positions``."""
+        return {
+            str(path): {
+                "offset": cursor.kept_offset(final_ns),
+                "inode": cursor.inode,
+                "reclen": cursor.reclen,
+            }
+            for path, cursor in self.files.items()
+            if cursor.reads is not None and cursor.inode is not None and not cursor.ignored
+        }
+
+    def _cursor(self, path: Path, first: bool) -> FileCursor:
+        kept = self.resume.pop(str(path), None)
+        reads = deque() if self.track_positions else None
+        if kept is None:
+            skip = first and not self.config.read_existing and not self.resumed
+            return FileCursor(path, skip=skip, reads=reads)
+        return FileCursor(path, offset=int(kept["offset"]), inode=kept.get("inode"), reclen=kept.get("reclen"),
+                          reads=reads)  # fmt: skip
 
     async def run(self) -> None:
         while True:
@@ -327,7 +402,7 @@ class DirectorySource(_FileSource):
         for path in paths:
             cursor = self.files.get(path)
             if cursor is None:
-                cursor = self.files[path] = FileCursor(path, skip=first and not self.config.read_existing)
+                cursor = self.files[path] = self._cursor(path, first)
             skipping = cursor.skip
             try:
                 if budget > 0:

@@ -12,9 +12,12 @@ counted as ``outside_shard_records``; a concrete station list is subscribed only
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
+import math
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,17 +30,30 @@ from seispick.replay.server import SeedLinkReplayServer
 from seispick.seedlink.client.source import SeedLinkSource
 from seispick.seedlink.client.source_config import SeedLinkSourceConfig
 from seispick.seedlink.stream_specs import StreamSpec
+from seispick.service.ingest.folder import DirectorySource
 from seispick.service.ingest.manager import SourceConfig, SourceManager, make_source
 from seispick.service.publish.publisher import PickPublisher
 from seispick.service.settings import Settings
 from seispick.service.stream.job import PickSink
 from seispick.service.stream.job_metrics import StreamMetrics, StreamSnapshot
 from seispick.service.stream.picker import Predict, StreamPicker
+from seispick.service.stream.positions import (
+    PositionKeeper,
+    Positions,
+    PositionTracker,
+    WarmUp,
+    final_times,
+    make_store,
+    position_key,
+    split_key,
+)
 from seispick.service.stream.selector_check import SelectionWatch
 
 log = logging.getLogger(__name__)
 
 DEMO_DIR = Path(__file__).resolve().parent / "demo"
+STOP_DRAIN_S = 10.0  # at a stop with kept positions, how long windows in flight may still come back
+FINAL = "final"  # the source part of the keys of the instruments' final times
 
 
 @dataclass(frozen=True)
@@ -98,6 +114,7 @@ class StreamingRuntime:
         slot: Slot = Slot(),
         sink: PickSink | None = None,
         demo_port: int | None = None,
+        offer_positions: Callable[[Positions], None] | None = None,
     ) -> None:
         self.settings = settings
         self.config = settings.streaming
@@ -123,6 +140,15 @@ class StreamingRuntime:
         self.outside_shard = 0
         self.selection = SelectionWatch((), self.config.owns, self.config.selector_grace_s)
         self._owned: dict[tuple[str, str], bool] = {}
+        # kept positions (keep_positions): the keeper writes them where the publisher is; a worker offers
+        # its positions to the API process's keeper through ``offer_positions``
+        self.keeps_positions = self.config.keep_positions
+        self._offer_positions = offer_positions
+        self.keeper: PositionKeeper | None = None
+        self.tracker: PositionTracker | None = None
+        self._saved: Positions = {}
+        self.window_s = max(m.card.window_samples / m.card.sampling_rate for m in self.picker.models)
+        self.warm = WarmUp({}, self.window_s)
         metrics.attach(self.snapshot)
 
     @property
@@ -142,6 +168,8 @@ class StreamingRuntime:
         if self._publisher is not None:
             await self._publisher.start()
         await self.picker.start()
+        if self.keeps_positions:
+            await self._load_positions()
         port = self.demo_port
         if self.settings.demo and port is None:
             self.replay = await start_demo()
@@ -154,17 +182,37 @@ class StreamingRuntime:
             self.selection.start()  # with workers, the API process judges the selection from their counts
         self.sources = SourceManager(s for s in map(self._source, configs) if s is not None)
         await self.sources.start()
+        if self.keeps_positions:
+            offer = self._offer_positions or (self.keeper.offer if self.keeper else None)
+            if offer is not None:
+                flush = self.keeper.flush if self.keeper is not None else None
+                self.tracker = PositionTracker(self.positions, offer, self.config.positions_every_s, flush)
+                await self.tracker.start()
 
     async def stop(self, flush: bool = True) -> None:
         """Stop the sources and the picker; with ``flush`` the picks at the end of every instrument's data
-        come out first."""
+        come out first. With kept positions, instruments are not closed (a restart resumes them where their
+        picks are final, as an unbroken run would pick them): windows in flight come back, the positions go
+        out once their picks are delivered."""
         self.selection.stop()
+        if self.tracker is not None:
+            await self.tracker.stop()
         await self.sources.stop()
         if self.replay is not None:
             await self.replay.stop()
-        await self.picker.stop(flush=flush)
+        if self.keeps_positions:
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self.picker.drain(), STOP_DRAIN_S)
+            await self.picker.stop(flush=False)
+            if self.tracker is not None:
+                self.tracker.offer(self.positions())
+        else:
+            await self.picker.stop(flush=flush)
         if self._publisher is not None:
             await self._publisher.stop()
+        if self.keeper is not None:
+            await self.keeper.flush()
+            await self.keeper.store.close()
 
     async def refresh(self) -> None:
         """Nothing to fetch: this process holds its state (a worker pool fetches its workers' here)."""
@@ -188,13 +236,75 @@ class StreamingRuntime:
 
     def _source(self, config) -> Source | None:
         if not isinstance(config, SeedLinkSourceConfig):
-            return make_source(config, self._on_trace)
+            source = make_source(config, self._on_trace)
+            if self.keeps_positions and isinstance(source, DirectorySource):
+                source.track_positions = True
+                for item, position in self._kept(source.name):
+                    source.seed(item, position)
+            return source
         specs = [s for s in config.stream_specs() if s.wildcard or self.owns(s.network, s.station)]
         if not specs:
             log.info("%s: none of the listed stations is picked by this process", config.name)
             return None
         mine = config.model_copy(update={"selectors": [str(s) for s in specs], "station_file": None})
-        return SeedLinkSource(mine, self._on_trace, accept=self._accept)
+        seedlink = SeedLinkSource(mine, self._on_trace, accept=self._accept)
+        if self.keeps_positions and not (self.settings.demo and config.name == "demo"):
+            seedlink.track_positions = True
+            seeded = 0
+            for item, position in self._kept(seedlink.name):
+                network, _, station = item.partition("_")
+                if self.owns(network, station):
+                    seeded += seedlink.seed((network, station), position)
+            if seeded:
+                log.info("%s: %d station(s) resume from their kept positions", seedlink.name, seeded)
+        return seedlink
+
+    # -- kept positions -----------------------------------------------------------------------------------------
+    async def _load_positions(self) -> None:
+        """Read the kept positions; the process with the publisher also keeps the new ones."""
+        store = make_store(self.settings.redis_url, self.config.positions_key, self.config.state_dir)
+        self._saved = await store.load()
+        if self._publisher is not None and self._offer_positions is None:
+            self.keeper = PositionKeeper(store, self._publisher)
+        else:
+            await store.close()  # a worker only reads: the API process keeps
+        finals = final_times(p for k, p in self._saved.items() if split_key(k)[0] == FINAL)
+        self.warm = WarmUp({i: t for i, t in finals.items() if self._owns_instrument(i)}, self.window_s)
+
+    def _kept(self, source: str) -> list[tuple[str, dict]]:
+        return [(item, p) for key, p in self._saved.items() for s, item in [split_key(key)] if s == source]
+
+    def _owns_instrument(self, instrument: str) -> bool:
+        network, station = instrument.split(".")[:2]
+        return self.owns(network, station)
+
+    def final_ns(self, trace_id: str) -> float:
+        """Records of ``trace_id`` ending by this time (ns) need not be read again: their instrument's picks
+        are final a model window plus ``resume_margin_s`` later (so a restart re-reads a whole window, and
+        the longest trigger, ahead of the first pick not yet emitted)."""
+        final = self.picker.final_until(trace_id[:-1])
+        if final is None:
+            return math.inf
+        return (final - self.window_s - self.config.resume_margin_s) * 1e9
+
+    def positions(self) -> Positions:
+        """The positions of this process's sources up to which every pick was handed over, and per
+        instrument the time before which every pick was."""
+        out: Positions = {}
+        for source in self.sources.sources:
+            if isinstance(source, SeedLinkSource) and source.track_positions:
+                for (network, station), position in source.positions(self.final_ns).items():
+                    out[position_key(source.name, f"{network}_{station}")] = position
+            elif isinstance(source, DirectorySource) and source.track_positions:
+                for path, position in source.positions(self.final_ns).items():
+                    out[position_key(source.name, path)] = position
+        for name, state in self.picker.instruments.items():
+            final = self.picker.final_until(name)
+            if final is None:  # nothing open: every pick up to the last sample is out
+                final = state.last_end + 1.0 / state.rate
+            final = max(final - 2.0 / state.rate, self.warm.final.get(name, -math.inf))  # never back
+            out[position_key(FINAL, name)] = {"final": {name: round(final, 6)}}
+        return out
 
     def _accept(self, network: str, station: str) -> bool:
         if self.owns(network, station):
@@ -212,12 +322,16 @@ class StreamingRuntime:
             return
         self.selection.observe(trace)
         await self.picker.wait_for_room()  # backpressure: records wait in the source, not in memory
+        if self.warm.final:
+            self.warm.observe(trace.id[:-1], trace.stats.starttime.timestamp)
         self.picker.add_trace(trace)
 
     def _on_record(self, trace: obspy.Trace, latency: float) -> None:
         self.metrics.observe_record(trace, latency)
 
     def _emit(self, item: Pick | Detection, latency: float) -> None:
+        if not self.warm.keep(item):
+            return  # re-read after a resume and already published
         self._sink(item)
         self.metrics.observe_emit(item, latency)
 

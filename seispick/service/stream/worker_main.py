@@ -29,6 +29,7 @@ from seispick.service.batcher import MicroBatcher
 from seispick.service.settings import available_cores
 from seispick.service.stream.channel import Channel, WorkerInit
 from seispick.service.stream.job_metrics import StreamMetrics
+from seispick.service.stream.positions import Positions
 from seispick.service.stream.runtime import Slot, StreamingRuntime
 
 log = logging.getLogger(__name__)
@@ -80,6 +81,7 @@ class Worker:
             slot=Slot(init.index, init.count),
             sink=self._forward,
             demo_port=init.demo_port,
+            offer_positions=self._offer_positions,
         )
         loop = asyncio.get_running_loop()
         loop.add_signal_handler(signal.SIGTERM, self.stopping.set)
@@ -101,6 +103,11 @@ class Worker:
 
     def _forward(self, item: Pick | Detection) -> None:
         self.channel.send(("item", item))
+
+    def _offer_positions(self, positions: Positions) -> None:
+        """Kept positions go after the picks they cover: the API process keeps them once those are delivered."""
+        if not self.parent_gone:
+            self.channel.send(("positions", positions))
 
     async def _commands(self) -> None:
         while True:

@@ -10,9 +10,10 @@ decoding), its own micro-batcher and model, and forwards every pick and detectio
 Publication: the API process's single :class:`PickPublisher` publishes everything the workers forward, so the
 outbox semantics are unchanged: one in-order outbox with one spill folder (whose file outlives a change of N),
 deterministic ids, the Lua dedupe in Redis, and the live subscribers (SSE, WebSocket) and recent picks
-fed from the same process that serves them. A pick a restarted worker emits again (it resumes from
-``begin_time`` when one is set, else from the live end, like a restarted replica) is a repeat the publisher
-or Redis drops.
+fed from the same process that serves them. A pick a restarted worker emits again (it resumes from its kept
+positions with ``keep_positions``, else from ``begin_time`` when one is set, else from the live end, like a
+restarted replica) is a repeat the publisher or Redis drops. Kept positions come from the workers over their
+channels, after the picks they cover, and are written here (:mod:`.positions`).
 
 Like a :class:`StreamingRuntime`, this pool is a :class:`~.job.RealtimeJob`: ``publisher``, ``selection``,
 ``refresh()`` (fetches every worker's stations and state; before ``/v1/stations`` and ``/metrics``),
@@ -45,6 +46,7 @@ from seispick.service.stream.job_metrics import (
     merge_snapshots,
     merge_source_states,
 )
+from seispick.service.stream.positions import PositionKeeper, make_store
 from seispick.service.stream.runtime import make_publisher, selection_specs, source_configs, start_demo
 from seispick.service.stream.selector_check import SelectionWatch
 
@@ -106,10 +108,16 @@ class WorkerPool:
         self._ids = itertools.count()
         self._refreshed = -float("inf")
         self._refreshing: asyncio.Task | None = None
+        self.keeper: PositionKeeper | None = None  # kept positions: the workers offer, this process keeps
+        self._keeping: asyncio.Task | None = None
         metrics.attach(self.snapshot)
 
     async def start(self) -> None:
         await self.publisher.start()
+        if self.config.keep_positions:
+            store = make_store(self.settings.redis_url, self.config.positions_key, self.config.state_dir)
+            self.keeper = PositionKeeper(store, self.publisher, slots=self.count)
+            self._keeping = asyncio.create_task(self._keep_positions(), name="positions")
         demo_port = None
         if self.settings.demo:
             self.replay = await start_demo()
@@ -145,7 +153,22 @@ class WorkerPool:
         await asyncio.gather(*tasks, return_exceptions=True)
         if self.replay is not None:
             await self.replay.stop()
+        if self._keeping is not None:
+            self._keeping.cancel()
+            await asyncio.gather(self._keeping, return_exceptions=True)
         await self.publisher.stop()
+        if self.keeper is not None:  # the workers' last positions, once their picks are delivered
+            await self.keeper.flush()
+            await self.keeper.store.close()
+
+    async def _keep_positions(self) -> None:
+        assert self.keeper is not None
+        while True:
+            await asyncio.sleep(self.config.positions_every_s)
+            try:
+                await self.keeper.flush()
+            except Exception:  # noqa: BLE001 - positions must never stop the job
+                log.exception("kept positions: writing failed")
 
     # -- supervision --------------------------------------------------------------------------------------------
     async def _supervise(self, worker: WorkerHandle, demo_port: int | None) -> None:
@@ -214,6 +237,9 @@ class WorkerPool:
             kind = message[0]
             if kind == "item":
                 self.publisher.publish(message[1])
+            elif kind == "positions":
+                if self.keeper is not None:
+                    self.keeper.offer(message[1], worker.index)
             elif kind == "status":
                 self._absorb(worker, message[1])
             elif kind == "reply":
