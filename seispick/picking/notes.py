@@ -158,10 +158,6 @@ def clipped_note(trace_id: str, count: int, peak: float) -> str:
     return f"{trace_id}: {count} samples sit flat at +-{peak:g}, the largest magnitude: possibly clipped"
 
 
-def constant_note(trace_id: str, first: float, last: float, value: float, rate: float) -> str:
-    """Constant samples from ``first`` to ``last`` (sample times)."""
-    seconds = last - first + 1.0 / rate
-    return f"{trace_id}: constant data (all {value:g}) for {duration(seconds)} from {when(first)} to {when(last)}"
 def zero_filled_note(instrument: str, codes: list[str], first: float, bound_bytes: int | None = None) -> str:
     """Components (``codes``) the stream zero-filled from ``first`` (epoch seconds): they stopped while the
     others went on, or (``bound_bytes``) they lagged the others by more than the wait buffer holds."""
@@ -174,6 +170,10 @@ def zero_filled_note(instrument: str, codes: list[str], first: float, bound_byte
     )
 
 
+def constant_note(trace_id: str, first: float, last: float, value: float, rate: float) -> str:
+    """Constant samples from ``first`` to ``last`` (sample times)."""
+    seconds = last - first + 1.0 / rate
+    return f"{trace_id}: constant data (all {value:g}) for {duration(seconds)} from {when(first)} to {when(last)}"
 
 
 def signal_notes(trace_id: str, data: np.ndarray, starttime: float, rate: float) -> list[str]:
