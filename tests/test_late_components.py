@@ -212,3 +212,21 @@ def test_a_hole_in_one_component_is_zero_as_in_batch_and_does_not_stall(shipped_
     holed = [r for r in records if not (r[0] == "E" and 12_000 <= r[1] - START < 14_000)]  # 120-140 s
     picker, before, _ = run_records(card, holed, lag_tolerance_s=30.0)
     assert before >= 35 and not picker.zero_fills  # E delivered after its 20 s hole: the hole is zero
+
+
+def test_the_wait_bound_setting_reaches_the_stream_picker(shipped_model, tmp_path):
+    """``streaming.late_component_max_bytes`` is what the runtime's picker waits with (not its default)."""
+    from prometheus_client import CollectorRegistry
+
+    from seispick.service.settings import Settings, StreamingSettings
+    from seispick.service.stream.job_metrics import StreamMetrics
+    from seispick.service.stream.runtime import StreamingRuntime
+
+    async def predict(name, windows):  # never called: no record arrives
+        raise AssertionError("no inference expected")
+
+    streaming = StreamingSettings(watch_dirs=[tmp_path], workers=1, late_component_max_bytes=123_456)
+    runtime = StreamingRuntime(
+        Settings(streaming=streaming), shipped_model, predict, StreamMetrics(CollectorRegistry())
+    )
+    assert runtime.picker.late_component_max_bytes == 123_456

@@ -130,6 +130,7 @@ class StreamingRuntime:
             thresholds=settings.thresholds(),
             silence_timeout_s=self.config.silence_timeout_s,
             lag_tolerance_s=self.config.lag_tolerance_s,
+            late_component_max_bytes=self.config.late_component_max_bytes,
             on_record=self._on_record,
             behind_s=self.config.behind_s,
             behind_timeout_s=self.config.behind_timeout_s,
