@@ -113,6 +113,8 @@ class Event:
     magnitude: MagnitudeResult | None = None
     notes: list[str] = field(default_factory=list)
     model: str = ""  # the velocity model, described
+    evaluation_status: str = "preliminary"  # "final" once out of the live window; "rejected" when superseded
+    superseded_by: str | None = None  # the id that carries this event on (a duplicate merged into it)
 
     @property
     def n_picks(self) -> int:
@@ -189,6 +191,8 @@ class Event:
         if arrivals:
             out["arrivals"] = [a.as_dict() for a in sorted(self.arrivals, key=lambda a: a.time)]
         out["notes"] = list(self.notes)
+        out["evaluation_status"] = self.evaluation_status
+        out["superseded_by"] = self.superseded_by
         return out
 
     def record_fields(self) -> dict[str, str]:
@@ -206,6 +210,8 @@ class Event:
                 ],
                 separators=(",", ":"),
             ),
+            "evaluation_status": self.evaluation_status,
+            "superseded_by": self.superseded_by or "",
         }
 
 

@@ -6,7 +6,15 @@ quiet periods both move it), or what the caller passes to ``step``. Each step as
 it is associated. An event found again keeps its id; it gets version + 1 and is emitted again when picks join or
 leave it or its origin moves (more than ``min_move_km`` / ``min_shift_s``). An event is final once its first
 pick leaves the window: its picks leave the buffer with it (they cannot form a second event) and it is
-never emitted again. Events are never retracted. Picks older than the window when they arrive are counted as
+never emitted again. Events are never retracted.
+
+With ``settle`` (the service's default) events settle instead of following every re-run: a pick stays with its
+event unless a re-run assigns it to another event (PyOcto leaving it out is no evidence against it; the event
+is relocated with its kept picks), a version is emitted only for a state the event never had (picks, origin
+beyond the thresholds, magnitude), a found event without shared picks but within ``merge_km`` / ``merge_s`` of
+an open one is that event, two open events with the same picks or such origins become one (the later declared
+is emitted once more, ``evaluation_status`` "rejected" and ``superseded_by`` the other's id), and an event
+leaving the window is emitted a last time with ``evaluation_status`` "final". Picks older than the window when they arrive are counted as
 late; picks that leave the window in no event as ``no_event``.
 """
 
@@ -17,13 +25,13 @@ import math
 import time
 from collections import OrderedDict
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
 from seispick.events.associate import Associator
 from seispick.events.association_metrics import EventMetrics
-from seispick.events.event import Event
+from seispick.events.event import Event, Origin
 from seispick.events.picksets import PickSet
 from seispick.events.stations import station_key
 from seispick.picking.results import Pick
@@ -38,6 +46,10 @@ class LiveConfig:
     min_move_km: float = 0.5  # a moved hypocentre is re-published beyond this
     min_shift_s: float = 0.1  # a shifted origin time is re-published beyond this
     remember_final: int = 10_000  # final event ids kept (a pick of a final event arriving again is ignored)
+    settle: bool = False  # keep picks, emit only new states, merge duplicates, emit a final version
+    merge_km: float = 5.0  # with settle: hypocentres this close ...
+    merge_s: float = 1.0  # ... and origin times this close are one event
+    min_magnitude_change: float = 0.05  # with settle: a magnitude change re-published beyond this
 
     def check(self) -> None:
         if not self.window_s > 0 or self.delay_s < 0:
@@ -60,6 +72,14 @@ class _Open:
     first_time: float  # earliest pick time
     last_received: float
     ever: frozenset[str] = frozenset()  # every pick published with the event in some version
+    states: list[_State] = field(default_factory=list)  # every state published (settle)
+
+
+@dataclass(frozen=True)
+class _State:
+    pick_ids: frozenset[str]
+    origin: Origin
+    magnitude: float | None
 
 
 @dataclass
@@ -72,7 +92,8 @@ class LiveStats:
     no_event: int = 0
     associated: int = 0  # picks of final events
     declared: int = 0
-    updated: int = 0
+    updated: int = 0  # versions after the first (final and superseded ones included)
+    superseded: int = 0
     steps: int = 0
     step_seconds: float = 0.0
     latencies: list[float] = field(default_factory=list)
@@ -103,6 +124,7 @@ class LiveAssociator:
         self._picks: dict[str, _Buffered] = {}
         self._open: dict[str, _Open] = {}
         self._final: OrderedDict[str, None] = OrderedDict()  # pick ids of final events, bounded
+        self._superseded: OrderedDict[str, str] = OrderedDict()  # superseded id -> the id it went to, bounded
         self._newest: float = -math.inf  # newest pick time seen
         self._newest_wall: float = 0.0
         self._lo: float = -math.inf  # window start of the last step
@@ -175,17 +197,20 @@ class LiveAssociator:
     def _associate(self, hi: float) -> list[Event]:
         lo = hi - self.config.window_s
         self._lo = max(self._lo, lo)
-        self._close_before(lo)
+        emitted = self._close_before(lo)
         window = [b for b in self._picks.values() if b.time <= hi]
         if not window:
-            return []
+            return emitted
         picks = PickSet.from_picks([b.pick for b in window], [b.pick_id for b in window])
-        return self._merge(self.associator.run_window(picks, np.arange(len(window))), window)
+        found = self.associator.run_window(picks, np.arange(len(window)))
+        if self.config.settle:
+            return emitted + self._settle(found, window, picks)
+        return emitted + self._merge(found, window)
 
     def flush(self) -> list[Event]:
         """Associate everything buffered (end of input) and make every event final; the events emitted."""
         emitted = self.step(self._newest + self.config.delay_s + 1.0) if self._picks else []
-        self._close_before(math.inf)
+        emitted += self._close_before(math.inf)
         self._gauges()
         return emitted
 
@@ -228,12 +253,122 @@ class LiveAssociator:
                 self.stats.updated += 1
                 if self.metrics is not None:
                     self.metrics.updated.inc()
-            if new_picks:
-                latency = max(emit_wall - max(received[i] for i in new_picks), 0.0)
-                self.stats.latencies.append(latency)
-                if self.metrics is not None:
-                    self.metrics.latency.observe(latency)
+            self._latency(new_picks, received, emit_wall)
             emitted.append(event)
+        return emitted
+
+    def _latency(self, new_picks: frozenset[str], received: dict[str, float], emit_wall: float) -> None:
+        if new_picks:
+            latency = max(emit_wall - max(received[i] for i in new_picks), 0.0)
+            self.stats.latencies.append(latency)
+            if self.metrics is not None:
+                self.metrics.latency.observe(latency)
+
+    def _count(self, declared: bool) -> None:
+        if declared:
+            self.stats.declared += 1
+        else:
+            self.stats.updated += 1
+        if self.metrics is not None:
+            (self.metrics.declared if declared else self.metrics.updated).inc()
+
+    # -- settle: sticky picks, new states only, one id per event
+
+    def _settle(self, found: list[Event], window: list[_Buffered], picks: PickSet) -> list[Event]:
+        """Like ``_merge``, but picks stay with their event unless another event takes them, a version is
+        emitted only for a state the event never had, and duplicates are merged (see the module docstring)."""
+        emitted = []
+        claimed: set[str] = set()
+        emit_wall = self.wall()
+        received = {b.pick_id: b.received for b in window}
+        row_of = {b.pick_id: i for i, b in enumerate(window)}
+        found_ids = [frozenset(window[a.row].pick_id for a in event.arrivals) for event in found]
+        taken = frozenset().union(*found_ids)
+        for event, ids in sorted(zip(found, found_ids), key=lambda pair: pair[0].origin.time):
+            match = self._best_match(ids, claimed) or self._near(event.origin, claimed)
+            if match is None and event.event_id in self._superseded:  # a merged id is not declared again
+                match = self._superseded[event.event_id]
+                if match not in self._open or match in claimed:
+                    continue
+            if match is None:
+                state = _State(ids, event.origin, _magnitude(event))
+                first_time = min(window[row_of[p]].time for p in ids)
+                last = max(received[i] for i in ids)
+                self._open[event.event_id] = _Open(event, ids, first_time, last, ids, [state])
+                claimed.add(event.event_id)
+                self._count(declared=True)
+                self._latency(ids, received, emit_wall)
+                emitted.append(event)
+                continue
+            old = self._open[match]
+            claimed.add(match)
+            kept = frozenset(p for p in old.pick_ids - ids if p in row_of and p not in taken)
+            if kept:  # left out by this run, taken by no other event: they stay
+                ids |= kept
+                if ids == old.pick_ids:
+                    continue
+                o = event.origin
+                rows = np.array(sorted(row_of[p] for p in ids))
+                event = self.associator.describe(
+                    picks, o.time, o.x_km, o.y_km, o.depth_km, rows, np.zeros(len(rows))
+                )
+            state = _State(ids, event.origin, _magnitude(event))
+            if any(self._same(state, had) for had in old.states):
+                continue
+            event.event_id = old.event.event_id
+            event.version = old.event.version + 1
+            new_picks = ids - old.ever
+            last = max((received[i] for i in new_picks), default=old.last_received)
+            first_time = min(window[row_of[p]].time for p in ids)
+            self._open[match] = _Open(event, ids, first_time, last, old.ever | ids, [*old.states, state])
+            self._count(declared=False)
+            self._latency(new_picks, received, emit_wall)
+            emitted.append(event)
+        return emitted + self._supersede()
+
+    def _near(self, origin: Origin, claimed: set[str]) -> str | None:
+        """The open, unclaimed event whose origin is within ``merge_km`` and ``merge_s`` of ``origin``."""
+        for key, open_event in self._open.items():
+            if key not in claimed and self._close(open_event.event.origin, origin):
+                return key
+        return None
+
+    def _close(self, a: Origin, b: Origin) -> bool:
+        return _distance_km(a, b) <= self.config.merge_km and abs(a.time - b.time) <= self.config.merge_s
+
+    def _same(self, a: _State, b: _State) -> bool:
+        """Whether two states are one: the same picks, origins within the thresholds, the same magnitude."""
+        if a.pick_ids != b.pick_ids or self._moved_origin(a.origin, b.origin):
+            return False
+        if (a.magnitude is None) != (b.magnitude is None):
+            return False
+        return a.magnitude is None or abs(a.magnitude - b.magnitude) <= self.config.min_magnitude_change
+
+    def _supersede(self) -> list[Event]:
+        """Merge open events that are one (same picks, or origins within ``merge_km`` / ``merge_s``): the
+        earlier declared keeps its id, the other is emitted once more as rejected and superseded by it."""
+        emitted = []
+        keys = list(self._open)
+        for i, winner in enumerate(keys):
+            for loser in keys[i + 1 :]:
+                if winner not in self._open or loser not in self._open:
+                    continue
+                w, lost = self._open[winner], self._open[loser]
+                if w.pick_ids != lost.pick_ids and not self._close(w.event.origin, lost.event.origin):
+                    continue
+                del self._open[loser]
+                self._superseded[loser] = winner
+                while len(self._superseded) > self.config.remember_final:
+                    self._superseded.popitem(last=False)
+                gone = replace(
+                    lost.event,
+                    version=lost.event.version + 1,
+                    evaluation_status="rejected",
+                    superseded_by=w.event.event_id,
+                )
+                self.stats.superseded += 1
+                self._count(declared=False)
+                emitted.append(gone)
         return emitted
 
     def _best_match(self, ids: frozenset[str], claimed: set[str]) -> str | None:
@@ -247,17 +382,24 @@ class LiveAssociator:
         return best
 
     def _moved(self, old: Event, new: Event) -> bool:
-        a, b = old.origin, new.origin
-        horizontal = math.hypot(a.x_km - b.x_km, a.y_km - b.y_km)
-        return (
-            math.hypot(horizontal, a.depth_km - b.depth_km) > self.config.min_move_km
-            or abs(a.time - b.time) > self.config.min_shift_s
-        )
+        return self._moved_origin(old.origin, new.origin)
 
-    def _close_before(self, lo: float) -> None:
-        """Make final the open events whose first pick is older than ``lo``; expire older loose picks."""
+    def _moved_origin(self, a: Origin, b: Origin) -> bool:
+        return _distance_km(a, b) > self.config.min_move_km or abs(a.time - b.time) > self.config.min_shift_s
+
+    def _close_before(self, lo: float) -> list[Event]:
+        """Make final the open events whose first pick is older than ``lo``; expire older loose picks.
+
+        With ``settle`` each is emitted once more, ``evaluation_status`` "final" (the final versions returned).
+        """
+        emitted = []
         for key in [k for k, o in self._open.items() if o.first_time < lo]:
             final = self._open.pop(key)
+            if self.config.settle:
+                emitted.append(
+                    replace(final.event, version=final.event.version + 1, evaluation_status="final")
+                )
+                self._count(declared=False)
             for pid in final.pick_ids:
                 self._picks.pop(pid, None)
                 self._final[pid] = None
@@ -274,8 +416,17 @@ class LiveAssociator:
             self.stats.no_event += len(expired)
             if self.metrics is not None:
                 self.metrics.picks_unassociated.labels("no_event").inc(len(expired))
+        return emitted
 
     def _gauges(self) -> None:
         if self.metrics is not None:
             self.metrics.open_events.set(len(self._open))
             self.metrics.buffered_picks.set(len(self._picks))
+
+
+def _distance_km(a: Origin, b: Origin) -> float:
+    return math.hypot(a.x_km - b.x_km, a.y_km - b.y_km, a.depth_km - b.depth_km)
+
+
+def _magnitude(event: Event) -> float | None:
+    return event.magnitude.value if event.magnitude is not None else None

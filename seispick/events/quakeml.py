@@ -89,7 +89,7 @@ def _event(ev: SeispickEvent) -> Event:
         method_id=ResourceIdentifier(f"{PREFIX}/method/pyocto+least-squares"),
         earth_model_id=ResourceIdentifier(f"{PREFIX}/velocity/{_slug(ev.model)}"),
         evaluation_mode="automatic",
-        evaluation_status="preliminary",
+        evaluation_status=ev.evaluation_status,
         origin_type="hypocenter",
         creation_info=info,
         quality=OriginQuality(
@@ -129,7 +129,8 @@ def _event(ev: SeispickEvent) -> Event:
         picks=qml_picks,
         origins=[origin],
         event_descriptions=[EventDescription(text=ev.event_id, type="earthquake name")],
-        comments=[Comment(text=note) for note in ev.notes],
+        comments=[Comment(text=note) for note in ev.notes]
+        + ([Comment(text=f"superseded by {ev.superseded_by}")] if ev.superseded_by else []),
     )
     event.preferred_origin_id = origin.resource_id
     if ev.magnitude is not None:
@@ -180,7 +181,7 @@ def _add_magnitude(event: Event, ev: SeispickEvent, origin: Origin, base: str, i
         method_id=ResourceIdentifier(f"{PREFIX}/method/ml-iaspei-median"),
         station_count=mag.station_count,
         evaluation_mode="automatic",
-        evaluation_status="preliminary",
+        evaluation_status=ev.evaluation_status,
         station_magnitude_contributions=contributions,
         creation_info=info,
         comments=[

@@ -181,6 +181,17 @@ class _StreamingSettings(BaseModel):
     stream_key: str = Field(default="seispick:picks", description="Redis stream of the picks")
     detections_key: str = "seispick:detections"
     channel: str = "seispick:picks:live"
+    preliminary_picks: bool = Field(
+        default=True,
+        description="Also publish each pick as soon as partly stacked windows cross the threshold (status "
+        "preliminary), then confirmed or rejected once final, on preliminary_key; stream_key keeps only the "
+        "final picks",
+    )
+    preliminary_key: str = Field(
+        default="seispick:picks:preliminary",
+        description="Redis stream of pick updates (preliminary, confirmed, rejected)",
+    )
+    preliminary_channel: str = "seispick:picks:preliminary:live"
     maxlen: int = Field(default=100_000, ge=1, description="Approximate length cap of the Redis streams")
     spill_dir: Path | None = Field(default=None, description="Outbox spill folder while Redis is down")
     keep_positions: bool = Field(
@@ -411,6 +422,23 @@ class EventsSettings(BaseModel):
     window_s: float = Field(default=300.0, ge=10, description="Pick times associated together, s")
     delay_s: float = Field(default=10.0, ge=0, description="How long a pick waits for the others, s")
     step_s: float = Field(default=1.0, gt=0, le=60, description="Association interval, s")
+    settle: bool = Field(
+        default=True,
+        description="Versions only for states an event never had; picks stay with their event unless another "
+        "takes them; duplicate ids merged (superseded_by); a last version with evaluation_status final",
+    )
+    min_move_km: float = Field(
+        default=0.5, ge=0, description="A hypocentre moved beyond this is a new version, km"
+    )
+    min_time_change_s: float = Field(
+        default=0.1, ge=0, description="An origin time changed beyond this is a new version, s"
+    )
+    merge_km: float = Field(
+        default=5.0, ge=0, description="Two events with hypocentres this close (and merge_s) are one, km"
+    )
+    merge_s: float = Field(
+        default=1.0, ge=0, description="Two events with origin times this close (and merge_km) are one, s"
+    )
     model: str | None = Field(
         default=None, description="Picks of this model are associated (default: the stream's first picker)"
     )

@@ -37,6 +37,7 @@ from seispick.models.inference import OnnxModel
 from seispick.service.publish.publisher import PickPublisher, Record, Subscription
 from seispick.service.settings import (
     EventsConfigError,
+    EventsSettings,
     Settings,
     check_events,
 )
@@ -60,6 +61,19 @@ def associated_model(settings: Settings, models: Mapping[str, OnnxModel]) -> str
     return pickers[0]
 
 
+def live_config(events: EventsSettings) -> LiveConfig:
+    """The live associator's configuration from the ``events`` settings."""
+    return LiveConfig(
+        window_s=events.window_s,
+        delay_s=events.delay_s,
+        min_move_km=events.min_move_km,
+        min_shift_s=events.min_time_change_s,
+        settle=events.settle,
+        merge_km=events.merge_km,
+        merge_s=events.merge_s,
+    )
+
+
 # -- the latest version of each event -------------------------------------------------------------------------
 
 
@@ -79,6 +93,8 @@ class EventStore:
 
     def put(self, event: Event, record: Record) -> None:
         self._events.pop(event.event_id, None)
+        if event.superseded_by is not None:  # published once as superseded, then gone from the latest
+            return
         self._events[event.event_id] = Stored(event, record.fields, record.time)
         while len(self._events) > self.keep:
             self._events.popitem(last=False)
@@ -137,7 +153,7 @@ class LiveEvents:
         associator = await asyncio.to_thread(Associator, self.stations, config)
         self.live = LiveAssociator(
             associator,
-            LiveConfig(window_s=self.config.window_s, delay_s=self.config.delay_s),
+            live_config(self.config),
             metrics=self.metrics,
         )
         self._subscription = self.publisher.subscribe(kind="pick", maxsize=SUBSCRIPTION_SIZE)
@@ -253,6 +269,7 @@ class LiveEvents:
             "picks_of_other_models": self.other_models,
             "events_declared": stats.declared if stats else 0,
             "events_updated": stats.updated if stats else 0,
+            "events_superseded": stats.superseded if stats else 0,
             "versions_published": self.published,
             "open_events": len(live.open_events) if live is not None else 0,
         }
