@@ -272,3 +272,34 @@ def test_positions_setting_is_documented_and_checked():
     with pytest.raises(ValueError):
         StreamingSettings(positions_every_s=0)
     assert Path(str(StreamingSettings(state_dir="/tmp/x").state_dir)) == Path("/tmp/x")
+
+
+def test_seeded_stations_on_ringserver_all_resume_from_the_oldest_kept_position():
+    """ringserver positions a connection at the newest packet its stations ask for: the others would lose the
+    packets in between (seen against ringserver 4.5.3: one record per channel of the station behind)."""
+    from seispick.seedlink.client.source import SeedLinkSource
+
+    async def ignore(trace: obspy.Trace) -> None:
+        pass
+
+    config = SeedLinkSourceConfig(host="127.0.0.1", port=1, selectors=["XX_AAA", "XX_BBB"])
+    source = SeedLinkSource(config, ignore)
+    older = {
+        "seq": 100,
+        "protocol": "4.0",
+        "start_ns": 1_000_000_000_000,
+        "channels": {"XX.AAA..HHZ": 1_003 * 10**9},
+    }
+    newer = {
+        "seq": 140,
+        "protocol": "4.0",
+        "start_ns": 1_010_000_000_000,
+        "channels": {"XX.BBB..HHZ": 1_013 * 10**9},
+    }
+    assert source.seed(("XX", "AAA"), older) and source.seed(("XX", "BBB"), newer)
+    source.protocol = "4.0"
+    source._hello = SimpleNamespace(software="RingServer/4.5.3")  # type: ignore[assignment]
+    for key in (("XX", "AAA"), ("XX", "BBB")):
+        assert source._start_commands(source.stations[key])[0].startswith("DATA 101 ")
+    source._hello = SimpleNamespace(software="SeisComP seedlink")  # type: ignore[assignment]
+    assert source._start_commands(source.stations[("XX", "BBB")])[0].startswith("DATA 141 ")  # its own

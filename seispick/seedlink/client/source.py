@@ -147,6 +147,7 @@ class StationState:
     resume_gaps: int = 0  # channels whose data resumed later than their kept position (left the ring)
     trail: deque[Trail] = field(default_factory=deque)  # records since the kept position, oldest first
     kept: dict[str, Any] | None = None  # the position up to which every record's data is final
+    seeded: bool = False  # resuming from a kept position, nothing received yet in this process
 
     def resume_time_ns(self) -> int | None:
         """Oldest per-channel end: resuming there by time loses nothing (newer channels drop overlap)."""
@@ -472,6 +473,10 @@ class SeedLinkSource(Source):
         assert state.last_seq is not None
         following = (state.last_seq + 1) % sequence_modulus(protocol)
         ringserver = self._hello is not None and "ringserver" in self._hello.software.lower()
+        floor = self._ringserver_floor() if ringserver and state.seeded else None
+        if floor is not None and floor.last_seq is not None and floor.last_start_ns is not None:
+            following = (floor.last_seq + 1) % sequence_modulus(protocol)
+            return resume_commands(protocol, following, floor.last_start_ns, floor.resume_time_ns())
         if ringserver and state.last_start_ns is not None:
             return resume_commands(protocol, following, state.last_start_ns, oldest_end)
         return resume_commands(protocol, following, oldest_end, oldest_end)
@@ -540,6 +545,7 @@ class SeedLinkSource(Source):
             "streaming",
         )
         state.last_start_ns = trace.stats.starttime.ns if trace is not None else None
+        state.seeded = False
         if trace is None or not self._is_selected(key, trace):
             self.stats.skipped += 1
             self._trail(state, seq, state.last_start_ns)
@@ -587,7 +593,15 @@ class SeedLinkSource(Source):
         state.last_end_ns = max(channels.values(), default=None)
         state.kept = {"seq": state.last_seq, "protocol": state.seq_protocol, "start_ns": state.last_start_ns,
                       "channels": channels}  # fmt: skip
+        state.seeded = True
         return True
+
+    def _ringserver_floor(self) -> StationState | None:
+        """ringserver positions a connection once, at the newest packet its stations ask for: stations
+        resuming from older kept positions would lose the packets in between. They all ask for the oldest
+        kept position instead (what others already had is dropped by the duplicates guard)."""
+        seeded = [s for s in self.stations.values() if s.seeded and self._resumable(s)]
+        return min(seeded, key=lambda s: s.last_seq or 0) if len(seeded) > 1 else None
 
     def positions(self, final_ns: Callable[[str], float]) -> dict[StationKey, dict[str, Any]]:
         """Per station, the position up to which every record's data are final: the newest record such
