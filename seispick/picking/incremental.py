@@ -25,7 +25,7 @@ import numpy as np
 from seispick.models.card import ModelCard
 from seispick.picking.notes import MAX_LISTED
 from seispick.picking.preprocess import normalise_windows
-from seispick.picking.results import Detection, Pick
+from seispick.picking.results import Detection, Pick, PickUpdate
 from seispick.picking.segment import CoreSettings, SegmentPicker, grid_clock
 from seispick.picking.windowing import cut_windows
 
@@ -80,7 +80,9 @@ class RecordSegment:
         self.any_end = start  # union of components covers [start, any_end)
         self.all_end = start  # every awaited component's data reach [start, all_end)
         self.reach = np.full(self.n_channels, start, np.int64)  # per component: the end of its furthest data
-        self.core = SegmentPicker(owner.settings, owner.instrument, start, owner.time_of)
+        self.core = SegmentPicker(
+            owner.settings, owner.instrument, start, owner.time_of, preliminary=owner.preliminary
+        )
 
     @property
     def pending(self) -> set[int]:
@@ -210,6 +212,8 @@ class InstrumentPicker:
 
     Each such zero fill of a component once seen (or forced by the bound) is kept in ``zero_fills`` (the last
     ``MAX_LISTED``) for a note. A zero-filled component is waited for again once its data reach the ready end.
+    With ``preliminary`` the segments' pick updates (preliminary, confirmed, rejected) collect for
+    ``take_updates``.
     """
 
     instrument: str
@@ -223,6 +227,7 @@ class InstrumentPicker:
     max_gap: int = 0
     lag_tolerance_s: float = 30.0
     max_wait_bytes: int = LATE_COMPONENT_MAX_BYTES
+    preliminary: bool = False
     stats: InstrumentStats = field(default_factory=InstrumentStats)
 
     def __post_init__(self) -> None:
@@ -239,6 +244,7 @@ class InstrumentPicker:
         self.zero_fills: deque[ZeroFill] = deque(maxlen=MAX_LISTED)
         self.current: RecordSegment | None = None
         self.closing: list[RecordSegment] = []
+        self._updates: list[PickUpdate] = []
 
     @property
     def last_sample_index(self) -> int | None:
@@ -309,6 +315,7 @@ class InstrumentPicker:
             return [], []
         requests = seg.close()
         emitted = self._counted(seg.advance())
+        self._updates += seg.core.take_updates()
         if not seg.done:
             self.closing.append(seg)
         return requests, emitted
@@ -318,6 +325,7 @@ class InstrumentPicker:
         for seg in [*self.closing, self.current]:
             if seg is not None and start in seg.pending:
                 emitted = self._counted(seg.result(start, output))
+                self._updates += seg.core.take_updates()
                 if seg.done and seg in self.closing:
                     self.closing.remove(seg)
                 return emitted
@@ -327,6 +335,11 @@ class InstrumentPicker:
         self.stats.picks += sum(isinstance(e, Pick) for e in emitted)
         self.stats.detections += sum(isinstance(e, Detection) for e in emitted)
         return emitted
+
+    def take_updates(self) -> list[PickUpdate]:
+        """Pick updates since the last call (``preliminary`` only), in order."""
+        updates, self._updates = self._updates, []
+        return updates
 
     @property
     def pending(self) -> int:

@@ -97,6 +97,33 @@ class Detection:
         return out
 
 
+PRELIMINARY, CONFIRMED, REJECTED = "preliminary", "confirmed", "rejected"  # QuakeML evaluationStatus
+
+
+@dataclass(frozen=True)
+class PickUpdate:
+    """A step of a pick's life on the preliminary feed: ``preliminary`` (a partial stack crossed the
+    threshold), ``confirmed`` (the final pick; ``supersedes`` names the preliminary ids it replaces when the
+    peak moved to another id) or ``rejected`` (a preliminary pick no final pick overlaps)."""
+
+    status: str
+    pick: Pick
+    supersedes: tuple[str, ...] = ()
+
+    @property
+    def id(self) -> str:
+        return self.pick.id
+
+    def as_dict(self) -> dict:
+        """The pick's dict with ``status``, ``evaluation_mode`` (automatic) and ``supersedes``."""
+        return {
+            **self.pick.as_dict(),
+            "status": self.status,
+            "evaluation_mode": "automatic",
+            "supersedes": list(self.supersedes),
+        }
+
+
 def iso(t: UTCDateTime) -> str:
     """UTC ISO 8601 with microseconds and a Z."""
     return t.strftime("%Y-%m-%dT%H:%M:%S.%fZ")

@@ -7,6 +7,13 @@ outputs are kept as they are. Samples are final once no window that could still 
 samples run through the triggers (``TriggerSet``) and final windows through ``WindowRuns``, in order, so
 every pick and detection is emitted exactly once, when nothing can change it any more.
 
+With ``preliminary`` the stream also gets a first look (``take_updates``): after each output the samples
+stacked so far past the final ones (partly stacked: not every window covering them is back yet) run
+through a copy of the triggers; a phase trigger there that overlaps no earlier preliminary pick is a
+``preliminary`` pick. Once final, each pick is ``confirmed`` (naming the preliminary ids it supersedes
+when its peak moved) and a preliminary pick no final pick overlaps is ``rejected``. This reads the stack
+the core holds anyway (no extra inference) and leaves the final picks unchanged.
+
 Batch annotation (``annotate``) drives it with a whole segment: close at its end, all outputs, one ``advance``.
 The stream (``records.InstrumentPicker``) drives it record by record. Indices are absolute samples.
 """
@@ -19,9 +26,17 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from seispick.models.card import ModelCard
-from seispick.picking.results import Detection, Pick, PickContext
+from seispick.picking.results import (
+    CONFIRMED,
+    PRELIMINARY,
+    REJECTED,
+    Detection,
+    Pick,
+    PickContext,
+    PickUpdate,
+)
 from seispick.picking.stacking import Stack
-from seispick.picking.trigger import TriggerSet, WindowRun, WindowRuns
+from seispick.picking.trigger import EVENT, Triggered, TriggerSet, WindowRun, WindowRuns
 from seispick.picking.windowing import WindowPlacement
 
 NOISE = 0  # a detector's noise class (column 0 of its output)
@@ -78,12 +93,26 @@ class CoreSettings:
         return self.card.task == "detector"
 
 
+@dataclass
+class _Preliminary:
+    """A published preliminary pick and the samples its trigger spans so far (absolute, inclusive)."""
+
+    label: str
+    on: int
+    off: int
+    pick: Pick
+
+    def overlaps(self, t: Triggered) -> bool:
+        return self.label == t.label and self.on <= t.off and t.on <= self.off
+
+
 class SegmentPicker:
     """Windows, stacking and triggers over one segment starting at absolute sample ``start``.
 
     ``time_of(i)`` gives the epoch seconds of absolute sample ``i``. With ``keep`` a picker's final stacked
     probabilities are kept for ``probabilities``; without it they are dropped once triggered, so the memory
     held is about one window plus one stride. A detector's window outputs are dropped once merged.
+    With ``preliminary`` (pickers only) the pick updates of the module docstring collect for ``take_updates``.
     """
 
     def __init__(
@@ -94,8 +123,12 @@ class SegmentPicker:
         time_of: Callable[[int], float],
         keep: bool = False,
         capacity: int = 0,
+        preliminary: bool = False,
     ) -> None:
         self.settings = settings
+        self.preliminary = preliminary and not settings.per_window
+        self.open_preliminary: list[_Preliminary] = []  # published, not yet confirmed or rejected
+        self.updates: list[PickUpdate] = []
         self.start = start
         self.keep = keep
         self.context = PickContext(trace_id, settings.model, settings.model_sha256, time_of)
@@ -175,7 +208,8 @@ class SegmentPicker:
                 emitted += self._advance_windows(limit)
             else:
                 values = self.stack.final(self.final_until, limit)
-                emitted += self.context.emit(self.triggers.feed(values, self.final_until))
+                triggered = self.triggers.feed(values, self.final_until)
+                emitted += self._resolved(triggered, self.context.emit(triggered), limit)
                 if self.keep:
                     self.kept.append(values)
                 else:
@@ -186,8 +220,59 @@ class SegmentPicker:
                 run = self.runs.close()
                 emitted += [self._detection(run)] if run else []
             else:
-                emitted += self.context.emit(self.triggers.close())
+                triggered = self.triggers.close()
+                emitted += self._resolved(triggered, self.context.emit(triggered), None)
+        elif self.preliminary:
+            self._look_ahead()
         return emitted
+
+    # -- preliminary picks (stream) ----------------------------------------------------------------------------
+    def take_updates(self) -> list[PickUpdate]:
+        """The pick updates collected since the last call (``preliminary`` only), in order."""
+        updates, self.updates = self.updates, []
+        return updates
+
+    def _resolved(
+        self, triggered: list[Triggered], emitted: list[Pick | Detection], final_until: int | None
+    ) -> list[Pick | Detection]:
+        """Confirm the final picks (``emitted``, one per trigger) and reject the preliminary picks whose
+        samples are all final (``final_until``; None: the segment ended) with no final pick over them."""
+        if not self.preliminary:
+            return emitted
+        for t, item in zip(triggered, emitted):
+            if t.label == EVENT or not isinstance(item, Pick):
+                continue
+            matched = [p for p in self.open_preliminary if p.overlaps(t)]
+            self.open_preliminary = [p for p in self.open_preliminary if p not in matched]
+            superseded = tuple(sorted({p.pick.id for p in matched} - {item.id}))
+            self.updates.append(PickUpdate(CONFIRMED, item, superseded))
+        for p in list(self.open_preliminary):
+            on = None if final_until is None else self.triggers.open_on(p.label)
+            if final_until is None or (p.off < final_until and (on is None or on > p.off)):
+                self.open_preliminary.remove(p)
+                self.updates.append(PickUpdate(REJECTED, p.pick))
+        return emitted
+
+    def _look_ahead(self) -> None:
+        """Trigger a copy over the samples stacked past the final ones (up to the first sample no window
+        covered yet); publish the phase triggers no preliminary pick overlaps yet."""
+        stack = self.stack
+        a = self.final_until - stack.base
+        count = stack.count[a:]
+        holes = np.flatnonzero(count == 0)
+        n = int(holes[0]) if holes.size else count.size
+        if n == 0:
+            return
+        sums = stack.sums[:, a : a + n]
+        values = sums / count[:n] if stack.method == "avg" else sums
+        for t in self.triggers.provisional(values, self.final_until):
+            matched = [p for p in self.open_preliminary if p.overlaps(t)]
+            for p in matched:
+                p.on, p.off = min(p.on, t.on), max(p.off, t.off)
+            if not matched:
+                pick = self.context.pick(t)
+                self.open_preliminary.append(_Preliminary(t.label, t.on, t.off, pick))
+                self.updates.append(PickUpdate(PRELIMINARY, pick))
 
     def _advance_windows(self, limit: int) -> list[Detection]:
         starts = sorted(s for s in self.windows if s < limit)

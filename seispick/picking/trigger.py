@@ -13,7 +13,7 @@ same triggers, each exactly once. Positions are absolute sample indices (``first
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -134,6 +134,21 @@ class TriggerSet:
         """End of data: the triggers still open."""
         triggers = [trigger for _, trigger in self.rows] + ([self.event[1]] if self.event else [])
         return [t for t in (trigger.close() for trigger in triggers) if t is not None]
+
+    def provisional(self, values: np.ndarray, first: int) -> list[Triggered]:
+        """The phase triggers that samples (classes, n) from ``first``, not final yet, would give after the
+        final ones fed so far (the open triggers closed at their end); this set is left unchanged."""
+        closed: list[Triggered] = []
+        for row, trigger in self.rows:
+            probe = replace(trigger)
+            closed += probe.feed(values[row], first)
+            if (last := probe.close()) is not None:
+                closed.append(last)
+        return closed
+
+    def open_on(self, label: str) -> int | None:
+        """The on sample of ``label``'s open trigger (None when closed)."""
+        return next((t.on for _, t in self.rows if t.label == label), None)
 
 
 @dataclass(frozen=True)

@@ -181,6 +181,17 @@ class _StreamingSettings(BaseModel):
     stream_key: str = Field(default="seispick:picks", description="Redis stream of the picks")
     detections_key: str = "seispick:detections"
     channel: str = "seispick:picks:live"
+    preliminary_picks: bool = Field(
+        default=True,
+        description="Also publish each pick as soon as partly stacked windows cross the threshold (status "
+        "preliminary), then confirmed or rejected once final, on preliminary_key; stream_key keeps only the "
+        "final picks",
+    )
+    preliminary_key: str = Field(
+        default="seispick:picks:preliminary",
+        description="Redis stream of pick updates (preliminary, confirmed, rejected)",
+    )
+    preliminary_channel: str = "seispick:picks:preliminary:live"
     maxlen: int = Field(default=100_000, ge=1, description="Approximate length cap of the Redis streams")
     spill_dir: Path | None = Field(default=None, description="Outbox spill folder while Redis is down")
     keep_positions: bool = Field(

@@ -63,13 +63,16 @@ def text_response(fmt: str, result: AnnotationResult, detector: bool = False) ->
 
 
 def record_document(fields: dict[str, str]) -> dict[str, Any]:
-    """A published record's fields for a JSON answer: probabilities (and cells) as numbers, the rest as is."""
+    """A published record's fields for a JSON answer: probabilities (and cells) as numbers, a pick update's
+    ``supersedes`` as a list, the rest as is."""
     out: dict[str, Any] = dict(fields)
     for name, kind in NUMERIC_FIELDS.items():
         value = out.get(name)
         if isinstance(value, str) and value not in ("", "None"):
             with contextlib.suppress(ValueError):  # not a number: left as the string it is
                 out[name] = kind(value)
+    if isinstance(out.get("supersedes"), str):  # a pick update's superseded ids, comma-separated in Redis
+        out["supersedes"] = [i for i in out["supersedes"].split(",") if i]
     return out
 
 

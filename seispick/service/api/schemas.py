@@ -170,6 +170,14 @@ class PublishedPick(PickOut):
     station: str
     location: str
     published_at: str
+    status: Literal["preliminary", "confirmed", "rejected"] | None = Field(
+        default=None,
+        description="Pick updates only (status=...): QuakeML evaluationStatus; absent on final picks",
+    )
+    evaluation_mode: Literal["automatic"] | None = Field(default=None, description="Pick updates only")
+    supersedes: list[str] | None = Field(
+        default=None, description="Pick updates only: preliminary pick ids a confirmed pick replaces"
+    )
 
 
 class RecentPicksResponse(BaseModel):

@@ -5,10 +5,16 @@ in ``pick_schema.json``) carrying the item's own deterministic id (``Pick.id``, 
 the CLI and the HTTP API give the same pick), is fanned out to in-process subscribers, kept in a bounded
 ring for ``recent()`` and, when a Redis URL is set, queued in an ``Outbox`` whose task delivers it in order.
 
+Pick updates (``PickUpdate``: a ``preliminary`` pick from a partial stack, then ``confirmed`` or ``rejected``)
+are records of kind ``pick_update`` on a stream of their own (``seispick:picks:preliminary``, live channel
+``seispick:picks:preliminary:live``): the pick's fields plus ``status``, ``evaluation_mode`` and
+``supersedes``. The pick stream keeps carrying exactly the final picks, as before.
+
 Redis layout (names configurable): each record goes through one Lua script that, unless the dedupe key
 ``<stream>:seen:<id>`` exists, XADDs the fields to ``<stream>`` (``MAXLEN ~ maxlen``), sets the dedupe key to
 the entry id with a TTL and PUBLISHes the fields as JSON on the live channel. Retries after a lost reply,
-publisher restarts and re-processed data therefore add nothing to the stream while the key lives.
+publisher restarts and re-processed data therefore add nothing to the stream while the key lives. A pick
+update's key is ``<id>#<status>``: the preliminary and the confirmed record of one id go out once each.
 """
 
 from __future__ import annotations
@@ -28,12 +34,13 @@ from redis.asyncio import Redis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
-from seispick.picking.results import Detection, Pick, iso
+from seispick.picking.results import Detection, Pick, PickUpdate, iso
 from seispick.service.publish.outbox import Outbox
 
 log = logging.getLogger(__name__)
 
-Kind = Literal["pick", "detection", "event"]
+Kind = Literal["pick", "detection", "event", "pick_update"]
+STATUSES = ("preliminary", "confirmed", "rejected")  # a pick update's status (QuakeML evaluationStatus)
 Since = UTCDateTime | str | float | None
 
 PICK_FIELDS = (
@@ -51,6 +58,7 @@ PICK_FIELDS = (
     "model_sha256",
     "published_at",
 )
+UPDATE_FIELDS = (*PICK_FIELDS, "status", "evaluation_mode", "supersedes")  # a pick update's, in order
 
 # KEYS: stream, dedupe key. ARGV: maxlen, ttl seconds, channel, JSON message, field, value, field, value...
 PUBLISH_ONCE = """
@@ -88,8 +96,17 @@ class Record:
         return json.dumps(self.fields, separators=(",", ":"))
 
     @classmethod
-    def of(cls, item: Pick | Detection, published_at: UTCDateTime | None = None) -> Record:
+    def of(cls, item: Pick | Detection | PickUpdate, published_at: UTCDateTime | None = None) -> Record:
         published_at = published_at or UTCDateTime()
+        if isinstance(item, PickUpdate):  # the pick's fields, then its status and the ids it supersedes
+            pick = cls.of(item.pick, published_at)
+            fields = {
+                **pick.fields,
+                "status": item.status,
+                "evaluation_mode": "automatic",
+                "supersedes": ",".join(item.supersedes),
+            }
+            return cls("pick_update", fields, pick.time)
         if hasattr(item, "record_fields"):  # events (seispick.events.Event): flat fields of their own
             fields = {**item.record_fields(), "published_at": iso(published_at)}
             return cls("event", fields, published_at.timestamp)
@@ -119,8 +136,11 @@ class Record:
 
 
 def dedupe_key(fields: dict[str, str]) -> str:
-    """``id``, or ``id@version`` for versioned records: each event version is published once."""
-    return f"{fields['id']}@{fields['version']}" if "version" in fields else fields["id"]
+    """``id``, ``id@version`` for versioned records (each event version is published once) or ``id#status``
+    for pick updates (each status of a pick once)."""
+    if "version" in fields:
+        return f"{fields['id']}@{fields['version']}"
+    return f"{fields['id']}#{fields['status']}" if "status" in fields else fields["id"]
 
 
 def _split_station(trace_id: str) -> tuple[str, str, str]:
@@ -140,6 +160,7 @@ class Filters:
     station: frozenset[str] | None = None
     phase: frozenset[str] | None = None
     kind: frozenset[str] | None = None
+    status: frozenset[str] | None = None  # a pick update's status
 
     @classmethod
     def of(
@@ -148,8 +169,9 @@ class Filters:
         station: str | Iterable[str] | None = None,
         phase: str | Iterable[str] | None = None,
         kind: str | Iterable[str] | None = None,
+        status: str | Iterable[str] | None = None,
     ) -> Filters:
-        return cls(_set(network), _set(station), _set(phase), _set(kind))
+        return cls(_set(network), _set(station), _set(phase), _set(kind), _set(status))
 
     def matches(self, record: Record) -> bool:
         f = record.fields
@@ -158,6 +180,7 @@ class Filters:
             and (self.network is None or f.get("network") in self.network)
             and (self.station is None or f.get("station") in self.station)
             and (self.phase is None or f.get("phase") in self.phase)
+            and (self.status is None or f.get("status") in self.status)
         )
 
 
@@ -291,6 +314,8 @@ class PickPublisher:
         detections_channel: str = "seispick:detections:live",
         events_stream: str = "seispick:events",
         events_channel: str = "seispick:events:live",
+        updates_stream: str = "seispick:picks:preliminary",
+        updates_channel: str = "seispick:picks:preliminary:live",
         maxlen: int = 100_000,
         memory_limit: int = 100_000,
         spill_dir: Path | None = None,
@@ -306,22 +331,25 @@ class PickPublisher:
             "pick": stream,
             "detection": detections_stream,
             "event": events_stream,
+            "pick_update": updates_stream,
         }
         self.channels: dict[Kind, str] = {
             "pick": channel,
             "detection": detections_channel,
             "event": events_channel,
+            "pick_update": updates_channel,
         }
         self.maxlen = maxlen
         self.dedupe_ttl_s = dedupe_ttl_s
         self._socket_timeout_s = socket_timeout_s
         self.broadcaster = Broadcaster(subscriber_queue)
         self._rings: dict[Kind, deque[Record]] = {
-            k: deque(maxlen=ring_size) for k in ("pick", "detection", "event")
+            k: deque(maxlen=ring_size) for k in ("pick", "detection", "event", "pick_update")
         }
         self._seen: dict[str, None] = {}  # ids published by this process, oldest first
         self._seen_limit = max(ring_size, 100_000)
         self.published = 0
+        self.updates_published = 0  # pick updates (preliminary, confirmed, rejected), not in ``published``
         self.repeats = 0  # publish() calls for an id this process had already published
         self.duplicates = 0  # records Redis already held (dedupe key present)
         self._redis: Redis | None = None
@@ -373,7 +401,7 @@ class PickPublisher:
 
     # -- publishing
 
-    def publish(self, item: Pick | Detection) -> str:
+    def publish(self, item: Pick | Detection | PickUpdate) -> str:
         """Fan ``item`` out, remember it and queue it for Redis; returns its id at once."""
         if self._stopped:
             raise RuntimeError("publisher is stopped")
@@ -384,7 +412,10 @@ class PickPublisher:
         self._seen[record.key] = None
         if len(self._seen) > self._seen_limit:
             del self._seen[next(iter(self._seen))]
-        self.published += 1
+        if record.kind == "pick_update":
+            self.updates_published += 1
+        else:
+            self.published += 1
         self._rings[record.kind].append(record)
         self.broadcaster.send(record)
         if self.outbox is not None and not self.outbox.put({"kind": record.kind, "fields": record.fields}):
@@ -420,9 +451,10 @@ class PickPublisher:
         phase: str | Iterable[str] | None = None,
         kind: str | Iterable[str] | None = None,
         maxsize: int | None = None,
+        status: str | Iterable[str] | None = None,
     ) -> Subscription:
         """A live subscription to records published from now on (comma-separated or iterable filters)."""
-        return self.broadcaster.subscribe(Filters.of(network, station, phase, kind), maxsize)
+        return self.broadcaster.subscribe(Filters.of(network, station, phase, kind, status), maxsize)
 
     def recent(
         self,
@@ -432,13 +464,14 @@ class PickPublisher:
         since: Since = None,
         limit: int = 100,
         kind: Kind = "pick",
+        status: str | Iterable[str] | None = None,
     ) -> list[Record]:
         """Matching records of the in-memory ring, oldest first.
 
         Without ``since`` the newest ``limit``; with it, the first ``limit`` published at or after ``since``
-        (an ISO string, epoch seconds or UTCDateTime; inclusive).
+        (an ISO string, epoch seconds or UTCDateTime; inclusive). ``status`` filters pick updates.
         """
-        filters = Filters.of(network, station, phase)
+        filters = Filters.of(network, station, phase, status=status)
         ring = self._rings[kind]
         limit = max(limit, 0)
         if since is None:
@@ -456,6 +489,7 @@ class PickPublisher:
         kind: Kind = "pick",
         scan_limit: int = 100_000,
         page: int = 1000,
+        status: str | Iterable[str] | None = None,
     ) -> list[Record]:
         """As ``recent`` over the Redis stream (``since`` compares with the entry ids' time: when stored).
 
@@ -464,7 +498,7 @@ class PickPublisher:
         """
         if self._redis is None:
             raise RuntimeError("no Redis configured or publisher not started")
-        filters = Filters.of(network, station, phase)
+        filters = Filters.of(network, station, phase, status=status)
         stream = self.streams[kind]
         out: list[Record] = []
         scanned = 0
@@ -493,6 +527,7 @@ class PickPublisher:
         out: dict[str, Any] = {
             "published": self.published,
             "repeats": self.repeats,
+            "updates_published": self.updates_published,
             "subscribers": self.broadcaster.subscribers,
             "subscriber_dropped": self.broadcaster.dropped,
             "recent": len(self._rings["pick"]),

@@ -8,6 +8,10 @@ final. Instruments that go silent are closed after ``silence_timeout_s`` so the 
 data come out too. A component that lags the others is waited for (up to ``late_component_max_bytes`` of
 samples per instrument and model), one that stops is zero-filled after ``lag_tolerance_s`` of real-time
 streaming (see ``InstrumentPicker``); both with a note in the station's state.
+
+With ``on_update`` every picker also hands out pick updates (``results.PickUpdate``): a ``preliminary`` pick as
+soon as the partly stacked probabilities cross the threshold, then ``confirmed`` (the final pick, the same
+one ``emit`` gets) or ``rejected``. ``emit`` still gets exactly the final picks and detections.
 """
 
 from __future__ import annotations
@@ -28,7 +32,7 @@ from seispick.models.inference import OnnxModel
 from seispick.picking.grouping import component_index
 from seispick.picking.incremental import LATE_COMPONENT_MAX_BYTES, InstrumentPicker, WindowRequest
 from seispick.picking.notes import InstrumentNotes, Notes, zero_filled_note
-from seispick.picking.results import Detection, Pick
+from seispick.picking.results import Detection, Pick, PickUpdate
 from seispick.service.stream.overload import BehindMonitor, Lag
 
 log = logging.getLogger(__name__)
@@ -36,6 +40,7 @@ log = logging.getLogger(__name__)
 Predict = Callable[[str, np.ndarray], Awaitable[np.ndarray]]  # model name, windows -> the model's outputs
 EmitCallback = Callable[[Pick | Detection, float], None]  # each final pick or detection, its latency in s
 RecordCallback = Callable[[obspy.Trace, float], None]  # each record taken, its data latency in seconds
+UpdateCallback = Callable[[PickUpdate, float], None]  # each pick update, its latency in s
 
 
 @dataclass
@@ -90,6 +95,7 @@ class StreamPicker:
         behind_timeout_s: float = 300.0,
         max_in_flight: int = 10_000,
         late_component_max_bytes: int = LATE_COMPONENT_MAX_BYTES,
+        on_update: UpdateCallback | None = None,
     ) -> None:
         self.models = [model] if isinstance(model, OnnxModel) else list(model)
         if not self.models:
@@ -103,6 +109,7 @@ class StreamPicker:
         self.lag_tolerance_s = lag_tolerance_s
         self.late_component_max_bytes = late_component_max_bytes
         self.on_record = on_record
+        self.on_update = on_update
         self.instruments: dict[str, _Instrument] = {}
         self.problems = RecordProblems()
         self._window_arrival: dict[tuple[str, str, int], float] = {}  # (instrument, model, start) -> arrival
@@ -202,8 +209,10 @@ class StreamPicker:
             if model_rate not in resampled:
                 resampled[model_rate] = self._resample(trace, raw, model_rate)
             index = int(round(start_time * model_rate))
-            requests, emitted = state.pickers[model.name].add(comp, index, resampled[model_rate], arrival)
+            picker = state.pickers[model.name]
+            requests, emitted = picker.add(comp, index, resampled[model_rate], arrival)
             self._emit(emitted, arrival)
+            self._updates(picker, arrival)
             self._submit(instrument, model.name, requests, arrival)
 
     def _pickers(self, instrument: str, start_time: float) -> dict[str, InstrumentPicker]:
@@ -220,6 +229,7 @@ class StreamPicker:
                 time_offset=start_time - int(round(start_time * rate)) / rate,
                 lag_tolerance_s=self.lag_tolerance_s,
                 max_wait_bytes=self.late_component_max_bytes,
+                preliminary=self.on_update is not None,
             )
         return pickers
 
@@ -273,6 +283,7 @@ class StreamPicker:
         for request, output in zip(requests, outputs):
             arrival = self._window_arrival.pop((instrument, model, request.start), time.time())
             self._emit(picker.result(request.start, output), arrival)
+            self._updates(picker, arrival)
 
     def _emit(self, items: list, arrival: float) -> None:
         if not items:
@@ -281,6 +292,15 @@ class StreamPicker:
         for item in items:
             self.emit(item, latency)
 
+    def _updates(self, picker: InstrumentPicker, arrival: float) -> None:
+        """Hand the picker's pick updates to ``on_update`` (when set)."""
+        if self.on_update is None:
+            return
+        updates = picker.take_updates()
+        latency = time.time() - arrival
+        for update in updates:
+            self.on_update(update, latency)
+
     # -- silence -----------------------------------------------------------------------------------------------
     def _close(self, instrument: str) -> None:
         state = self.instruments[instrument]
@@ -288,6 +308,7 @@ class StreamPicker:
         for model, picker in state.pickers.items():
             requests, emitted = picker.close()
             self._emit(emitted, now)
+            self._updates(picker, now)
             self._submit(instrument, model, requests, now)
 
     async def _close_silent_loop(self) -> None:

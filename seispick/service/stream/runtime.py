@@ -25,7 +25,7 @@ import obspy
 
 from seispick.feed import Source
 from seispick.models.inference import OnnxModel
-from seispick.picking.results import Detection, Pick
+from seispick.picking.results import Detection, Pick, PickUpdate
 from seispick.replay.server import SeedLinkReplayServer
 from seispick.seedlink.client.source import SeedLinkSource
 from seispick.seedlink.client.source_config import SeedLinkSourceConfig
@@ -72,6 +72,8 @@ def make_publisher(settings: Settings) -> PickPublisher:
         stream=config.stream_key,
         detections_stream=config.detections_key,
         channel=config.channel,
+        updates_stream=config.preliminary_key,
+        updates_channel=config.preliminary_channel,
         maxlen=config.maxlen,
         spill_dir=config.spill_dir,
     )
@@ -135,6 +137,7 @@ class StreamingRuntime:
             behind_s=self.config.behind_s,
             behind_timeout_s=self.config.behind_timeout_s,
             max_in_flight=max(settings.batching.max_queue_windows // 2, 1),  # the rest is for HTTP requests
+            on_update=self._emit_update if self.config.preliminary_picks else None,
         )
         self.replay: SeedLinkReplayServer | None = None
         self.sources = SourceManager()
@@ -335,6 +338,11 @@ class StreamingRuntime:
             return  # re-read after a resume and already published
         self._sink(item)
         self.metrics.observe_emit(item, latency)
+
+    def _emit_update(self, update: PickUpdate, latency: float) -> None:
+        """A pick update (preliminary, confirmed, rejected) goes to the sink beside the final picks."""
+        if self.warm.keep(update.pick):
+            self._sink(update)  # type: ignore[arg-type]  # publish, or a worker channel: both take updates
 
     # -- what operators see -------------------------------------------------------------------------------------
     def station_states(self) -> list[dict]:

@@ -1,4 +1,9 @@
-"""Picks from the real-time job: recent picks, station states, Server-Sent Events and a WebSocket."""
+"""Picks from the real-time job: recent picks, station states, Server-Sent Events and a WebSocket.
+
+Without ``status`` every route gives the final picks (and the live feeds detections) as it always did; with
+``status`` (preliminary, confirmed, rejected, comma-separated) it gives the pick updates of those statuses
+instead (records of kind ``pick_update``, each with ``status``, ``evaluation_mode`` and ``supersedes``).
+"""
 
 from __future__ import annotations
 
@@ -14,7 +19,7 @@ from seispick.service.api.routers import API_PREFIX
 from seispick.service.api.routers.subscriptions import parse_since, sse_response, websocket_feed
 from seispick.service.api.schemas import RecentPicksResponse
 from seispick.service.api.state import ServiceState
-from seispick.service.publish.publisher import Record, Subscription
+from seispick.service.publish.publisher import STATUSES, Record, Subscription
 from seispick.service.stream.job import RealtimeJob
 
 NOT_CONFIGURED = {
@@ -23,6 +28,34 @@ NOT_CONFIGURED = {
 router = APIRouter(prefix=API_PREFIX, tags=["stream"], responses=NOT_CONFIGURED)
 ws_router = APIRouter(prefix=API_PREFIX, tags=["stream"])
 LIVE_KINDS = "pick,detection"  # events have routes of their own (routers/events.py)
+STATUS_HELP = (
+    "Pick updates of these statuses instead of the final picks: preliminary, confirmed, rejected "
+    "(comma-separated; QuakeML evaluationStatus)"
+)
+StatusQuery = Annotated[str | None, Query(max_length=64, description=STATUS_HELP)]
+
+
+def parse_status(value: str | None) -> str | None:
+    """The statuses asked for (comma-separated), None for none; 422 naming an unknown one."""
+    if value is None or not value.strip():
+        return None
+    wanted = [s.strip() for s in value.split(",") if s.strip()]
+    unknown = [s for s in wanted if s not in STATUSES]
+    if unknown:
+        raise HTTPException(
+            422,
+            f"unknown status {', '.join(unknown)}: use {', '.join(STATUSES)} (comma-separated)",
+        )
+    return ",".join(wanted)
+
+
+def _subscribe(runtime: RealtimeJob, network, station, phase, statuses: str | None) -> Subscription:
+    """The final picks and detections, or with ``statuses`` the pick updates of those statuses."""
+    if statuses is None:
+        return runtime.publisher.subscribe(network=network, station=station, phase=phase, kind=LIVE_KINDS)
+    return runtime.publisher.subscribe(
+        network=network, station=station, phase=phase, kind="pick_update", status=statuses
+    )
 
 
 def get_runtime(state: StateDep) -> RealtimeJob:
@@ -44,8 +77,9 @@ def _record_json(record: Record) -> str:
 
 @router.get(
     "/picks",
-    summary="Recent picks from the real-time job, oldest first",
+    summary="Recent picks from the real-time job, oldest first (with status: pick updates)",
     response_model=RecentPicksResponse,
+    response_model_exclude_none=True,
 )
 async def recent_picks(
     runtime: RuntimeDep,
@@ -58,15 +92,20 @@ async def recent_picks(
     phase: Annotated[str | None, Query(max_length=16, description="P, S or both comma-separated")] = None,
     since: Annotated[str | None, Query(description="Only picks published at or after this UTC time")] = None,
     limit: Annotated[int, Query(ge=1, le=10_000)] = 100,
+    status: StatusQuery = None,
 ) -> dict:
     when = parse_since(since)
+    statuses = parse_status(status)
+    kind = "pick" if statuses is None else "pick_update"
     publisher = runtime.publisher
     records = None
     if publisher.redis_url:
         with contextlib.suppress(Exception):  # Redis down: answer from memory
-            records = await publisher.recent_from_redis(network, station, phase, when, limit)
+            records = await publisher.recent_from_redis(
+                network, station, phase, when, limit, kind=kind, status=statuses
+            )
     if records is None:
-        records = publisher.recent(network, station, phase, when, limit)
+        records = publisher.recent(network, station, phase, when, limit, kind=kind, status=statuses)
     return {"picks": [record_document(r.fields) for r in records], "count": len(records)}
 
 
@@ -81,7 +120,7 @@ async def stations(runtime: RuntimeDep) -> dict:
 
 @router.get(
     "/stream/picks",
-    summary="Live picks as Server-Sent Events (event: pick or detection, data: JSON)",
+    summary="Live picks as Server-Sent Events (event: pick or detection, data: JSON; with status: pick_update)",
     response_class=StreamingResponse,
 )
 async def stream_picks(
@@ -90,8 +129,9 @@ async def stream_picks(
     network: Annotated[str | None, Query(max_length=64)] = None,
     station: Annotated[str | None, Query(max_length=256)] = None,
     phase: Annotated[str | None, Query(max_length=16)] = None,
+    status: StatusQuery = None,
 ) -> StreamingResponse:
-    subscription = runtime.publisher.subscribe(network=network, station=station, phase=phase, kind=LIVE_KINDS)
+    subscription = _subscribe(runtime, network, station, phase, parse_status(status))
     return sse_response(request, subscription, _record_json, "seispick live picks")
 
 
@@ -102,14 +142,19 @@ async def websocket_picks(
     station: str | None = None,
     phase: str | None = None,
     api_key: str | None = None,
+    status: str | None = None,
 ) -> None:
-    """Live picks as JSON text messages; filters as query parameters; key in X-API-Key or ?api_key=."""
+    """Live picks as JSON text messages; filters (``status``: pick updates) as query parameters; key in
+    X-API-Key or ?api_key=. An unknown status closes the socket (1008) with the reason."""
+    try:
+        statuses = parse_status(status)
+    except HTTPException as error:
+        await websocket.close(code=1008, reason=str(error.detail))
+        return
 
     def subscribe(state: ServiceState) -> Subscription | None:
         if state.streaming is None:
             return None
-        return state.streaming.publisher.subscribe(
-            network=network, station=station, phase=phase, kind=LIVE_KINDS
-        )
+        return _subscribe(state.streaming, network, station, phase, statuses)
 
     await websocket_feed(websocket, api_key, subscribe, _record_json, "real-time picking is not configured")
