@@ -4,6 +4,7 @@ while the final picks stay those of ``annotate``."""
 from __future__ import annotations
 
 import asyncio
+import pickle
 import shutil
 from types import SimpleNamespace
 
@@ -19,7 +20,7 @@ from seispick.picking.annotate import annotate
 from seispick.picking.results import Pick, PickUpdate
 from seispick.picking.segment import CoreSettings, SegmentPicker, grid_clock
 from seispick.service.api.routers.stream import _subscribe, get_runtime, parse_status, router
-from seispick.service.publish.publisher import PICK_FIELDS, UPDATE_FIELDS, PickPublisher
+from seispick.service.publish.publisher import PICK_FIELDS, UPDATE_FIELDS, PickPublisher, Record
 from seispick.service.stream.picker import StreamPicker
 from tests.streams import event_hour
 from tests.test_stream_picker import chop
@@ -277,5 +278,76 @@ def test_routes_filter_by_status(shipped_model):
     assert [p["id"] for p in gone] == [updates[-1].id] and gone[0]["probability"] == pytest.approx(
         0.5, abs=0.01
     )
-    wrong = client.get("/v1/picks", params={"status": "final"})
-    assert wrong.status_code == 422 and "unknown status final" in wrong.text
+    wrong = client.get("/v1/picks", params={"status": "confirmed,final"})
+    assert wrong.status_code == 422 and wrong.json()["detail"][0]["loc"] == ["query", "status"]
+
+
+@pytest.mark.parametrize("preliminary", [True, False])
+def test_runtime_publishes_updates_beside_the_unchanged_picks(shipped_model, tmp_path, preliminary):
+    """The runtime's emit path: final picks as before; pick updates only with ``preliminary_picks``, and they
+    survive the pickling a worker's channel does."""
+    from prometheus_client import CollectorRegistry
+
+    from seispick.service.settings import Settings, StreamingSettings
+    from seispick.service.stream.job_metrics import StreamMetrics
+    from seispick.service.stream.runtime import StreamingRuntime
+
+    stream, _ = event_hour(obspy.UTCDateTime(2024, 6, 1, 0, 0, 3.0), station="AAA", seed=3)
+    stream.trim(endtime=stream[0].stats.starttime + 600)
+    expected = annotate(stream, shipped_model).picks
+
+    async def predict(name, windows):
+        return shipped_model.predict(windows)
+
+    streaming = StreamingSettings(watch_dirs=[tmp_path], workers=1, preliminary_picks=preliminary)
+    sunk: list = []
+    runtimes = [
+        StreamingRuntime(
+            Settings(streaming=streaming), shipped_model, predict, StreamMetrics(CollectorRegistry())
+        )
+    ]
+    runtimes.append(
+        StreamingRuntime(
+            Settings(streaming=streaming),
+            shipped_model,
+            predict,
+            StreamMetrics(CollectorRegistry()),
+            sink=lambda item: sunk.append(pickle.loads(pickle.dumps(item))),
+        )
+    )
+
+    async def main() -> None:
+        for runtime in runtimes:
+            for record in chop(stream):
+                runtime.picker.add_trace(record)
+                await asyncio.sleep(0)
+                await runtime.picker.drain()
+            await runtime.picker.stop(flush=True)
+
+    asyncio.run(main())
+    publisher = runtimes[0].publisher
+    picks = publisher.recent(limit=10_000)
+    assert sorted(r.id for r in picks) == sorted(p.id for p in expected) and picks
+    updates = publisher.recent(limit=10_000, kind="pick_update")
+    assert [r.fields["status"] for r in updates if r.fields["status"] == "confirmed"] == (
+        ["confirmed"] * len(picks) if preliminary else []
+    )
+    assert bool(updates) == preliminary and publisher.updates_published == len(updates)
+    if preliminary:
+        assert updates[0].fields["status"] == "preliminary"
+    sunk_updates = [u for u in sunk if isinstance(u, PickUpdate)]
+    assert [Record.of(u).key for u in sunk_updates] == [r.key for r in updates]
+    assert [p.id for p in sunk if isinstance(p, Pick)] == [r.id for r in picks]
+
+
+def test_websocket_refuses_an_unknown_status():
+    from starlette.websockets import WebSocketDisconnect
+
+    from seispick.service.api.routers.stream import ws_router
+
+    app = FastAPI()
+    app.include_router(ws_router)
+    url = "/v1/ws/picks?status=preliminary,final"
+    with pytest.raises(WebSocketDisconnect) as closed, TestClient(app).websocket_connect(url) as ws:
+        ws.receive_text()
+    assert closed.value.code == 1008 and "unknown status final" in closed.value.reason

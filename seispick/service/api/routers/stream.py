@@ -32,7 +32,9 @@ STATUS_HELP = (
     "Pick updates of these statuses instead of the final picks: preliminary, confirmed, rejected "
     "(comma-separated; QuakeML evaluationStatus)"
 )
-StatusQuery = Annotated[str | None, Query(max_length=64, description=STATUS_HELP)]
+_ONE_STATUS = "(preliminary|confirmed|rejected)"
+STATUS_PATTERN = rf"^\s*{_ONE_STATUS}(\s*,\s*{_ONE_STATUS})*\s*$"
+StatusQuery = Annotated[str | None, Query(max_length=64, pattern=STATUS_PATTERN, description=STATUS_HELP)]
 
 
 def parse_status(value: str | None) -> str | None:
