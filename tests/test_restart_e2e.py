@@ -74,7 +74,11 @@ class Ledger:
 
     def delete(self) -> None:
         keys = [self.key, f"{self.key}:det", f"{self.key}:positions"]
-        self.client.delete(*keys, *self.client.scan_iter(f"{self.key}:seen:*"))
+        seen = [
+            *self.client.scan_iter(f"{self.key}:seen:*"),
+            *self.client.scan_iter(f"{self.key}:det:seen:*"),
+        ]
+        self.client.delete(*keys, *seen)
 
 
 def expected_ids(files: list[Path], model) -> set[str]:
