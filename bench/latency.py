@@ -34,7 +34,6 @@ import argparse
 import datetime as dt
 import os
 import signal
-import socket
 import subprocess
 import tempfile
 import time
@@ -44,16 +43,14 @@ from pathlib import Path
 import httpx
 import numpy as np
 import redis
+from realtime import (  # bench/realtime.py beside this script: one copy of the process helpers
+    free_port,
+    wait_for_port,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 DEMO = ROOT / "seispick" / "service" / "stream" / "demo"
 REDIS_URL = "redis://127.0.0.1:6379/0"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def epoch(iso: str) -> float:
@@ -81,18 +78,6 @@ def write_archive(folder: Path, n: int) -> Path:
     station_file = folder / "stations.txt"
     station_file.write_text("\n".join(lines) + "\n")
     return station_file
-
-
-def wait_for_port(port: int, process: subprocess.Popen, timeout: float) -> None:
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"replay server exited with {process.returncode}")
-        with socket.socket() as s:
-            if s.connect_ex(("127.0.0.1", port)) == 0:
-                return
-        time.sleep(0.2)
-    raise RuntimeError(f"replay server not listening after {timeout:.0f} s")
 
 
 def updates_supported() -> bool:
