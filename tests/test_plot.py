@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import gc
 import re
+import weakref
 
 import obspy
 import pytest
@@ -55,18 +57,54 @@ def test_panels_have_a_dated_utc_axis_channel_labels_and_pick_marks(days_apart, 
     for p in result.picks:
         by_instrument.setdefault(p.trace_id, []).append(p)
     fig = plot._page(result.annotations, shipped_model.card.labels, by_instrument)
-    try:
-        axes = fig.axes
-        assert len(axes) == 2 * 3  # a waveform and a probability row per stretch
-        dates = [ax.get_xlabel() for ax in axes[1::2]]
-        assert dates == ["time (UTC), 2011-05-01", "time (UTC), 2011-05-03", "time (UTC), 2011-05-06"]
-        waves = axes[0::2]
-        assert [t.get_text() for t in waves[0].get_yticklabels()] == ["DPZ", "DPN", "DPE"]
-        marks = [t.get_text() for ax in waves for t in ax.texts]
-        assert sorted(marks) == sorted(p.phase for p in result.picks) and {"P", "S"} <= set(marks)
-        assert all(len(ax.lines) >= 2 for ax in axes[1::2])  # P and S probabilities (and pick lines)
-    finally:
-        plot.plt.close(fig)
+    axes = fig.axes
+    assert len(axes) == 2 * 3  # a waveform and a probability row per stretch
+    dates = [ax.get_xlabel() for ax in axes[1::2]]
+    assert dates == [f"time (UTC, HH:MM:SS), 2011-05-0{day}" for day in (1, 3, 6)]
+    waves = axes[0::2]
+    assert [t.get_text() for t in waves[0].get_yticklabels()] == ["DPZ", "DPN", "DPE"]
+    marks = [t.get_text() for ax in waves for t in ax.texts]
+    assert sorted(marks) == sorted(p.phase for p in result.picks) and {"P", "S"} <= set(marks)
+    assert all(len(ax.lines) >= 2 for ax in axes[1::2])  # P and S probabilities (and pick lines)
+    fig.canvas.draw()
+    for ax in axes[1::2]:  # one tick format on every axis: no "50, 08:01, 10" of seconds mixed with minutes
+        ticks = [t.get_text() for t in ax.get_xticklabels() if t.get_text()]
+        assert len(ticks) >= 3 and all(re.fullmatch(r"\d\d:\d\d:\d\d", t) for t in ticks), ticks
+
+
+def test_clock_ticks_take_decimals_only_below_a_second():
+    base = plot.mdates.date2num(obspy.UTCDateTime("2026-03-01T08:00:50").datetime)
+    seconds = [base + k * 10 / DAY for k in range(4)]
+    assert plot.ClockFormatter().format_ticks(seconds) == ["08:00:50", "08:01:00", "08:01:10", "08:01:20"]
+    tenths = [base + k * 0.2 / DAY - 1e-12 for k in range(3)]  # just below: rounded, not cut
+    assert plot.ClockFormatter().format_ticks(tenths) == ["08:00:50.0", "08:00:50.2", "08:00:50.4"]
+
+
+def test_pages_are_drawn_written_and_dropped_one_at_a_time(days_apart, shipped_model, monkeypatch, tmp_path):
+    """Memory independent of the number of recordings: no earlier page is alive when the next is drawn (nor
+    a pyplot figure left open: "More than 20 figures have been opened" warned on 200 recordings)."""
+    result = annotate(days_apart, shipped_model)
+    monkeypatch.setattr(plot, "PANELS_PER_PAGE", 1)  # 12 pages
+    alive: list[weakref.ref] = []
+    at_draw: list[int] = []
+    page = plot._page
+
+    def tracked(*args):
+        gc.collect()
+        at_draw.append(sum(ref() is not None for ref in alive))
+        fig = page(*args)
+        alive.append(weakref.ref(fig))
+        return fig
+
+    monkeypatch.setattr(plot, "_page", tracked)
+    for name in ("picks.png", "picks.pdf"):
+        out = plot.plot_annotations(result, shipped_model.card.labels, tmp_path / name)
+        assert len(out.paths) == (12 if name.endswith(".png") else 1)
+        assert at_draw == [0] * 12, at_draw  # before: every page figure kept until all were drawn
+        alive.clear()
+        at_draw.clear()
+    assert re.search(rb"/Count (\d+)", (tmp_path / "picks.pdf").read_bytes()).group(1) == b"12"
+    assert (tmp_path / "picks-12.png").is_file() and not (tmp_path / "picks-13.png").exists()
 
 
 def test_cli_writes_several_pages_and_says_so(days_apart, tmp_path):

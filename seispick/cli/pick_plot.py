@@ -1,31 +1,34 @@
 """Pictures of a picking run a seismologist can read: one panel per instrument and continuous stretch.
 
 Each panel shows the stretch's waveforms (the channels the model saw, each scaled to its own peak, channel
-codes on the y axis) above the P/S probabilities, with the picks marked on both, on a UTC time axis that
-names the date. Files days apart give separate panels, not one axis spanning days. ``PANELS_PER_PAGE``
-panels go on one page; more make further pages: ``picks.png``, ``picks-2.png``, ... (one PDF with several
-pages for a ``.pdf`` path). Long stretches are drawn as min/max envelopes; anything not drawn (pages beyond
-``MAX_PAGES``) is said on the last page and returned as a note.
+codes on the y axis) above the P/S probabilities, with the picks marked on both. Every time axis has one
+format, UTC clock time HH:MM:SS (with decimals when ticks are under a second apart), and its label names the
+date. Files days apart give separate panels, not one axis spanning days. ``PANELS_PER_PAGE`` panels go on one
+page; more make further pages: ``picks.png``, ``picks-2.png``, ... (one PDF with several pages for a ``.pdf``
+path). Each page is drawn, written and dropped before the next (no pyplot figures are kept), so memory does
+not grow with the number of recordings (bench/plot_memory.py). Long stretches are drawn as min/max envelopes;
+anything not drawn (pages beyond ``MAX_PAGES``) is said on the last page and returned as a note.
 """
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-import matplotlib
+import matplotlib.dates as mdates
+import numpy as np
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.backends.backend_pdf import PdfPages
+from matplotlib.figure import Figure
+from matplotlib.ticker import Formatter
+from matplotlib.transforms import blended_transform_factory
+from obspy import UTCDateTime
 
-matplotlib.use("Agg")
-import matplotlib.dates as mdates  # noqa: E402
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-from matplotlib.backends.backend_pdf import PdfPages  # noqa: E402
-from matplotlib.transforms import blended_transform_factory  # noqa: E402
-from obspy import UTCDateTime  # noqa: E402
-
-from seispick.picking.annotate import AnnotationResult, SegmentAnnotation  # noqa: E402
-from seispick.picking.notes import duration, when  # noqa: E402
-from seispick.picking.results import Pick  # noqa: E402
+from seispick.picking.annotate import AnnotationResult, SegmentAnnotation
+from seispick.picking.notes import duration, when
+from seispick.picking.results import Pick
 
 PHASE_COLOURS = {"P": "tab:blue", "S": "tab:red"}
 PANELS_PER_PAGE = 6
@@ -67,18 +70,22 @@ def plot_annotations(result: AnnotationResult, labels: list[str], path: Path) ->
     by_instrument: dict[str, list[Pick]] = {}
     for pick in result.picks:
         by_instrument.setdefault(pick.trace_id, []).append(pick)
-    figures = []
-    for number, page in enumerate(pages, start=1):
-        fig = _page(page, labels, by_instrument)
-        header = (
-            f"seispick {result.model}: {len(result.picks)} picks on {len(result.annotations)} stretch(es) of "
-            f"{len({a.segment.instrument for a in result.annotations})} instrument(s)"
-        )
-        fig.suptitle(f"{header} - page {number} of {len(pages)}", fontsize=10, x=0.01, ha="left")
-        if number == len(pages) and notes:
-            fig.text(0.01, 0.005, "; ".join(notes), fontsize=8, color="tab:red", va="bottom")
-        figures.append(fig)
-    paths = _save(figures, Path(path))
+    header = (
+        f"seispick {result.model}: {len(result.picks)} picks on {len(result.annotations)} stretch(es) of "
+        f"{len({a.segment.instrument for a in result.annotations})} instrument(s)"
+    )
+    path = Path(path)
+    pdf = path.suffix.lower() == ".pdf"
+    paths = [path] if pdf else page_paths(path, len(pages))
+    with _writer(path) as write:
+        for number, (page, out) in enumerate(zip(pages, [path] * len(pages) if pdf else paths), start=1):
+            fig = _page(page, labels, by_instrument)
+            fig.suptitle(f"{header} - page {number} of {len(pages)}", fontsize=10, x=0.01, ha="left")
+            if number == len(pages) and notes:
+                fig.text(0.01, 0.005, "; ".join(notes), fontsize=8, color="tab:red", va="bottom")
+            write(fig, out)
+            fig.clear()  # drawn and written: nothing of this page is kept for the next
+            del fig
     return PlotOutput(paths=paths, notes=notes)
 
 
@@ -87,18 +94,36 @@ def page_paths(path: Path, pages: int) -> list[Path]:
     return [path] + [path.with_name(f"{path.stem}-{n}{path.suffix}") for n in range(2, pages + 1)]
 
 
-def _save(figures: list, path: Path) -> list[Path]:
+@contextlib.contextmanager
+def _writer(path: Path) -> Iterator:
+    """``write(fig, out)``: a page into the open PDF at ``path``, or a PNG at ``out``."""
     if path.suffix.lower() == ".pdf":
         with PdfPages(path) as pdf:
-            for fig in figures:
-                pdf.savefig(fig)
-                plt.close(fig)
-        return [path]
-    paths = page_paths(path, len(figures))
-    for fig, out in zip(figures, paths):
-        fig.savefig(out, dpi=110)
-        plt.close(fig)
-    return paths
+            yield lambda fig, out: pdf.savefig(fig)
+    else:
+        yield lambda fig, out: fig.savefig(out, dpi=110)
+
+
+class ClockFormatter(Formatter):
+    """Tick labels in one format on every axis: UTC HH:MM:SS, with as many decimals as ticks under a second
+    apart need (matplotlib's concise formatter mixes "50", "08:01" and "10" on one axis)."""
+
+    def __init__(self) -> None:
+        self.decimals = 0
+
+    def set_locs(self, locs) -> None:
+        super().set_locs(locs)
+        steps = np.diff(np.asarray(locs, dtype=np.float64)) * DAY_S
+        steps = steps[steps > 0]
+        step = float(steps.min()) if steps.size else 1.0
+        self.decimals = 0 if step >= 0.999 else min(6, int(np.ceil(-np.log10(step) - 1e-9)))
+
+    def __call__(self, x: float, pos: int | None = None) -> str:
+        seconds = round((x % 1.0) * DAY_S, self.decimals) % DAY_S  # date numbers count days; rounded first
+        hours, rest = divmod(seconds, 3600.0)
+        minutes, rest = divmod(rest, 60.0)
+        width = 3 + self.decimals if self.decimals else 2
+        return f"{int(hours):02d}:{int(minutes):02d}:{rest:0{width}.{self.decimals}f}"
 
 
 def _page(panels: list[SegmentAnnotation], labels: list[str], picks: dict[str, list[Pick]]):
@@ -108,7 +133,8 @@ def _page(panels: list[SegmentAnnotation], labels: list[str], picks: dict[str, l
     ratios: list[float] = []
     for i in range(rows):
         ratios += [2.2, 1.0] + ([1.1] if i < rows - 1 else [])
-    fig = plt.figure(figsize=(13, 0.8 * sum(ratios) + 1.1))
+    fig = Figure(figsize=(13, 0.8 * sum(ratios) + 1.1))  # not pyplot's: nothing keeps it once written
+    FigureCanvasAgg(fig)
     grid = fig.add_gridspec(len(ratios), 1, height_ratios=ratios, hspace=0.0)
     height = fig.get_figheight()
     fig.subplots_adjust(left=0.08, right=0.98, top=1 - 0.95 / height, bottom=0.55 / height)
@@ -167,10 +193,10 @@ def _panel(ax_wave, ax_prob, annotation: SegmentAnnotation, labels: list[str], p
     )
     locator = mdates.AutoDateLocator(minticks=4, maxticks=10)
     ax_prob.xaxis.set_major_locator(locator)
-    ax_prob.xaxis.set_major_formatter(mdates.ConciseDateFormatter(locator, show_offset=True))
+    ax_prob.xaxis.set_major_formatter(ClockFormatter())
     first_day, last_day = when(start)[:10], when(end)[:10]
     days = first_day if first_day == last_day else f"{first_day} to {last_day}"
-    ax_prob.set_xlabel(f"time (UTC), {days}", fontsize=8)
+    ax_prob.set_xlabel(f"time (UTC, HH:MM:SS), {days}", fontsize=8)
     ax_prob.set_xlim(times[0], times[-1])
     ax_wave.tick_params(axis="x", labelbottom=False)
 
