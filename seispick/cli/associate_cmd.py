@@ -240,7 +240,7 @@ def _magnitudes(
         return ["no magnitudes: give --waveforms (miniSEED) and a StationXML with responses"]
     if not stations.has_responses:
         return ["no magnitudes: the station metadata holds no instrument responses (StationXML needed)"]
-    from seispick.events.magnitude import local_magnitude
+    from seispick.events.live_magnitude import event_magnitude
     from seispick.picking.waveforms import WaveformReadError, read_waveforms
 
     try:
@@ -248,11 +248,9 @@ def _magnitudes(
     except WaveformReadError as exc:
         raise click.ClickException(str(exc)) from exc
     notes = [f"waveforms: {problem}" for problem in read.problems]
-    elevations = {k: s.elevation_m for k, s in stations.stations.items()}
-    vp, vs = surface
     without = 0
     for event in result.events:
-        magnitude, event_notes = local_magnitude(event, read.stream, stations.inventory, elevations, vp, vs)
+        magnitude, event_notes = event_magnitude(event, read.stream, stations, surface)
         event.magnitude = magnitude
         event.notes += event_notes
         without += magnitude is None
