@@ -7,7 +7,8 @@
   travel times (homogeneous 6.0 / 3.5 km/s, straight rays) from a chosen hypocentre to a station put at the
   hypocentral distance its own S-P time gives, at azimuths 40 degrees apart. ``stations.csv`` holds the nine
   stations' coordinates (DEMO1-3 have none: their picks are published and counted as unassociated);
-  ``event/event.json`` the hypocentre and origin times.
+  ``event/event.json`` the hypocentre and origin times; ``stations.xml`` the same stations with a nominal
+  response (scripts/make_demo_inventory.py), for magnitudes.
 
 STEIM2 miniSEED. ``seispick serve --demo`` replays the folder in a loop, re-stamped to now, through the SeedLink
 replay server, and associates the picks with the bundled stations. Run by hand after changing the test data.
@@ -19,6 +20,7 @@ import csv
 import json
 from pathlib import Path
 
+import make_demo_inventory
 import numpy as np
 import obspy
 from pyproj import Geod
@@ -74,9 +76,16 @@ def main() -> None:
         "- event/: one earthquake on nine stations (EV01-EV09), twice (2:00 and 7:00): each station's real\n"
         "  recording placed so that its P and S fall at the travel times (6.0 / 3.5 km/s) from the hypocentre in\n"
         "  event/event.json to the station's coordinates in stations.csv.\n\n"
-        "stations.csv is what `--demo` associates with (DEMO1-3 have no coordinates: their picks are counted as\n"
-        "unassociated). Written by scripts/make_demo_data.py.\n"
+        "stations.xml is what `--demo` associates with (DEMO1-3 have no coordinates: their picks are counted as\n"
+        "unassociated); stations.csv holds the same coordinates without responses.\n\n"
+        "stations.xml gives every EV channel (HHZ/HHN/HHE) one nominal response: a 120 s velocity broadband of\n"
+        "1500 V/(m/s) and a digitiser of 419,430 counts/V (6.29e8 counts/(m/s) at 1 Hz). The real responses are\n"
+        "not available (the PhaseNet dataset keeps no channel metadata) and each recording was rescaled here to a\n"
+        "peak of 4000 * min(10 km / distance, 1) counts, so the demo's magnitudes (offline\n"
+        "`seispick associate --waveforms` and live ML alike, about ML 1.35) are nominal, not those of the\n"
+        "original earthquakes. Written by scripts/make_demo_data.py (stations.xml by scripts/make_demo_inventory.py).\n"
     )
+    make_demo_inventory.main()
 
 
 def write_station(folder: Path, station: str, channels: dict[str, np.ndarray]) -> None:
