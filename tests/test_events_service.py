@@ -83,6 +83,7 @@ def served():
             stations=DEMO_DIR / "stations.csv",
             delay_s=5.0,
             step_s=0.5,
+            min_version_interval_s=0.0,  # a real-time spacing: the replay runs at 100x
             stream_key=keys["events"],
             channel=keys["events"] + ":live",
         ),

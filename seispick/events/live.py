@@ -14,7 +14,12 @@ is relocated with its kept picks), a version is emitted only for a state the eve
 beyond the thresholds, magnitude), a found event without shared picks but within ``merge_km`` / ``merge_s`` of
 an open one is that event, two open events with the same picks or such origins become one (the later declared
 is emitted once more, ``evaluation_status`` "rejected" and ``superseded_by`` the other's id), and an event
-leaving the window is emitted a last time with ``evaluation_status`` "final". Picks older than the window when they arrive are counted as
+leaving the window is emitted a last time with ``evaluation_status`` "final". Preliminary picks (``update``)
+join like any pick; a confirmed pick that moved replaces the ids it supersedes and a rejected one is withdrawn:
+its event is relocated with the picks it keeps, or emitted once more as "rejected" when fewer than
+``min_picks`` remain. ``min_version_interval_s`` spaces an open event's versions in the associator's clock
+(the latest state comes out when due; the first and the final version are not held back), and a
+``magnitude`` hook measures each state's magnitude (again every ``magnitude_every_s`` while it is open). Picks older than the window when they arrive are counted as
 late; picks that leave the window in no event as ``no_event``.
 """
 
@@ -50,6 +55,11 @@ class LiveConfig:
     merge_km: float = 5.0  # with settle: hypocentres this close ...
     merge_s: float = 1.0  # ... and origin times this close are one event
     min_magnitude_change: float = 0.05  # with settle: a magnitude change re-published beyond this
+    # with settle: an open event's versions at least this far apart, in the associator's clock (pick time)
+    min_version_interval_s: float = 0.0
+    magnitude_every_s: float = (
+        10.0  # with a magnitude hook: an unchanged event's magnitude measured again after
+    )
 
     def check(self) -> None:
         if not self.window_s > 0 or self.delay_s < 0:
@@ -73,6 +83,10 @@ class _Open:
     last_received: float
     ever: frozenset[str] = frozenset()  # every pick published with the event in some version
     states: list[_State] = field(default_factory=list)  # every state published (settle)
+    current: _State | None = None  # the latest state, published or not (settle)
+    emitted_at: float = -math.inf  # the associator's clock (window end) at the last version (settle)
+    measured_at: float = -math.inf  # the associator's clock at the last magnitude measurement
+    pending: bool = False  # the current state is due for a version (settle)
 
 
 @dataclass(frozen=True)
@@ -94,6 +108,8 @@ class LiveStats:
     declared: int = 0
     updated: int = 0  # versions after the first (final and superseded ones included)
     superseded: int = 0
+    rejected: int = 0  # events whose picks were withdrawn (preliminary picks rejected or moved)
+    withdrawn: int = 0  # picks withdrawn (rejected, or superseded by a moved final pick)
     steps: int = 0
     step_seconds: float = 0.0
     latencies: list[float] = field(default_factory=list)
@@ -108,8 +124,10 @@ class LiveAssociator:
         config: LiveConfig | None = None,
         metrics: EventMetrics | None = None,
         wall_clock: Callable[[], float] = time.time,
+        magnitude: Callable[[Event], Event] | None = None,
     ) -> None:
         self.associator = associator
+        self.magnitude = magnitude  # sets an event's magnitude (events.live_magnitude), or None
         self.config = config or LiveConfig()
         self.config.check()
         if self.config.window_s < associator.time_before_s:
@@ -150,6 +168,27 @@ class LiveAssociator:
         self._picks[pid] = _Buffered(pick, pid, key, t, now)
         if t > self._newest:
             self._newest, self._newest_wall = t, now
+        return True
+
+    def update(self, status: str, pick: Pick, pick_id: str, supersedes: tuple[str, ...] = ()) -> bool:
+        """Take a pick update of the preliminary feed (``PickUpdate``): a ``preliminary`` pick is added, a
+        ``confirmed`` one withdraws the preliminary ids it supersedes and is added unless already here (the
+        same id), a ``rejected`` one is withdrawn. Whether the associator's picks changed."""
+        if status == "rejected":
+            return self.withdraw(pick_id)
+        changed = False
+        for old in supersedes:
+            changed |= self.withdraw(old)
+        if status == "confirmed" and (pick_id in self._picks or pick_id in self._final):
+            return changed
+        return self.add(pick, pick_id) or changed
+
+    def withdraw(self, pick_id: str) -> bool:
+        """Remove a buffered pick (a preliminary pick rejected or moved); its event loses it at the next
+        step (relocated, or rejected without enough picks). False if the pick is not buffered."""
+        if self._picks.pop(pick_id, None) is None:
+            return False
+        self.stats.withdrawn += 1
         return True
 
     def _skip(self, reason: str) -> bool:
@@ -204,7 +243,7 @@ class LiveAssociator:
         picks = PickSet.from_picks([b.pick for b in window], [b.pick_id for b in window])
         found = self.associator.run_window(picks, np.arange(len(window)))
         if self.config.settle:
-            return emitted + self._settle(found, window, picks)
+            return emitted + self._settle(found, window, picks, hi)
         return emitted + self._merge(found, window)
 
     def flush(self) -> list[Event]:
@@ -274,13 +313,13 @@ class LiveAssociator:
 
     # -- settle: sticky picks, new states only, one id per event
 
-    def _settle(self, found: list[Event], window: list[_Buffered], picks: PickSet) -> list[Event]:
+    def _settle(self, found: list[Event], window: list[_Buffered], picks: PickSet, at: float) -> list[Event]:
         """Like ``_merge``, but picks stay with their event unless another event takes them, a version is
-        emitted only for a state the event never had, and duplicates are merged (see the module docstring)."""
+        emitted only for a state the event never had (and, with ``min_version_interval_s``, no sooner than that
+        after the last), withdrawn picks leave their event, and duplicates are merged (module docstring)."""
         emitted = []
         claimed: set[str] = set()
-        emit_wall = self.wall()
-        received = {b.pick_id: b.received for b in window}
+        now_wall = self.wall()
         row_of = {b.pick_id: i for i, b in enumerate(window)}
         found_ids = [frozenset(window[a.row].pick_id for a in event.arrivals) for event in found]
         taken = frozenset().union(*found_ids)
@@ -291,40 +330,115 @@ class LiveAssociator:
                 if match not in self._open or match in claimed:
                     continue
             if match is None:
+                event = self._measure(event, at)
                 state = _State(ids, event.origin, _magnitude(event))
                 first_time = min(window[row_of[p]].time for p in ids)
-                last = max(received[i] for i in ids)
-                self._open[event.event_id] = _Open(event, ids, first_time, last, ids, [state])
+                last = max(window[row_of[p]].received for p in ids)
+                opened = _Open(event, ids, first_time, last, ids, [state], current=state, emitted_at=at)
+                opened.measured_at = at
+                self._open[event.event_id] = opened
                 claimed.add(event.event_id)
                 self._count(declared=True)
-                self._latency(ids, received, emit_wall)
-                emitted.append(event)
+                self._latency(ids, {p: window[row_of[p]].received for p in ids}, now_wall)
+                emitted.append(replace(event))
                 continue
             old = self._open[match]
             claimed.add(match)
             kept = frozenset(p for p in old.pick_ids - ids if p in row_of and p not in taken)
             if kept:  # left out by this run, taken by no other event: they stay
                 ids |= kept
-                if ids == old.pick_ids:
-                    continue
-                o = event.origin
-                rows = np.array(sorted(row_of[p] for p in ids))
-                event = self.associator.describe(
-                    picks, o.time, o.x_km, o.y_km, o.depth_km, rows, np.zeros(len(rows))
-                )
-            state = _State(ids, event.origin, _magnitude(event))
-            if any(self._same(state, had) for had in old.states):
-                continue
-            event.event_id = old.event.event_id
-            event.version = old.event.version + 1
-            new_picks = ids - old.ever
-            last = max((received[i] for i in new_picks), default=old.last_received)
-            first_time = min(window[row_of[p]].time for p in ids)
-            self._open[match] = _Open(event, ids, first_time, last, old.ever | ids, [*old.states, state])
-            self._count(declared=False)
-            self._latency(new_picks, received, emit_wall)
-            emitted.append(event)
+                same = ids == old.pick_ids
+                event = old.event if same else self._relocate(picks, event.origin, ids, row_of)
+            self._revise(match, event, ids, row_of, window, at)
+        for key in [k for k in self._open if k not in claimed]:  # not found again: withdrawn picks leave it
+            emitted += self._withdrawn(key, picks, row_of, window, at)
+        emitted += self._due(at, now_wall)
         return emitted + self._supersede()
+
+    def _relocate(self, picks: PickSet, origin: Origin, ids: frozenset[str], row_of: dict[str, int]) -> Event:
+        rows = np.array(sorted(row_of[p] for p in ids))
+        o = origin
+        return self.associator.describe(picks, o.time, o.x_km, o.y_km, o.depth_km, rows, np.zeros(len(rows)))
+
+    def _measure(self, event: Event, at: float, old: _Open | None = None) -> Event:
+        """``event`` with its magnitude (the ``magnitude`` hook): measured again when its picks or origin
+        changed, or ``magnitude_every_s`` after the last measurement (more of the waveform has arrived)."""
+        if self.magnitude is None:
+            return event
+        if old is not None and old.current is not None:
+            unchanged = old.current.pick_ids == old.pick_ids and not self._moved_origin(
+                old.current.origin, event.origin
+            )
+            if unchanged and at - old.measured_at < self.config.magnitude_every_s:
+                event.magnitude = old.event.magnitude
+                return event
+            old.measured_at = at
+        try:
+            return self.magnitude(event)
+        except Exception:  # noqa: BLE001 - a magnitude must not stop association
+            log.exception("live magnitude of %s failed; the event goes on without one", event.event_id)
+            return event
+
+    def _revise(
+        self,
+        key: str,
+        event: Event,
+        ids: frozenset[str],
+        row_of: dict[str, int],
+        window: list[_Buffered],
+        at: float,
+    ) -> None:
+        """Make ``event`` (with ``ids``) the open event's current state; due for a version if never published."""
+        old = self._open[key]
+        event = self._measure(event, at, old)
+        state = _State(ids, event.origin, _magnitude(event))
+        if old.current is not None and self._same(state, old.current):
+            return
+        event.event_id = old.event.event_id
+        event.version = old.event.version
+        old.event, old.pick_ids, old.current = event, ids, state
+        old.first_time = min(window[row_of[p]].time for p in ids if p in row_of)
+        old.pending = not any(self._same(state, had) for had in old.states)
+
+    def _withdrawn(
+        self, key: str, picks: PickSet, row_of: dict[str, int], window: list[_Buffered], at: float
+    ) -> list[Event]:
+        """An open event not found again whose picks were withdrawn: relocated with the picks it keeps, or
+        emitted once more as rejected when they no longer make an event (``min_picks``)."""
+        old = self._open[key]
+        kept = frozenset(p for p in old.pick_ids if p in row_of)
+        if kept == old.pick_ids:
+            return []
+        if len(kept) < self.associator.config.min_picks:
+            del self._open[key]
+            self.stats.rejected += 1
+            self._count(declared=False)
+            return [replace(old.event, version=old.event.version + 1, evaluation_status="rejected")]
+        event = self._relocate(picks, old.event.origin, kept, row_of)
+        self._revise(key, event, kept, row_of, window, at)
+        return []
+
+    def _due(self, at: float, now_wall: float) -> list[Event]:
+        """Versions of the open events whose current state was never published, ``min_version_interval_s``
+        after their last version."""
+        emitted = []
+        for o in self._open.values():
+            if not o.pending or at - o.emitted_at < self.config.min_version_interval_s:
+                continue
+            o.event.version += 1
+            o.pending = False
+            o.emitted_at = at
+            assert o.current is not None
+            o.states.append(o.current)
+            new_picks = o.pick_ids - o.ever
+            received = {p: self._picks[p].received for p in new_picks if p in self._picks}
+            if received:
+                o.last_received = max(received.values())
+            o.ever |= o.pick_ids
+            self._count(declared=False)
+            self._latency(frozenset(received), received, now_wall)
+            emitted.append(replace(o.event))
+        return emitted
 
     def _near(self, origin: Origin, claimed: set[str]) -> str | None:
         """The open, unclaimed event whose origin is within ``merge_km`` and ``merge_s`` of ``origin``."""
@@ -396,9 +510,10 @@ class LiveAssociator:
         for key in [k for k, o in self._open.items() if o.first_time < lo]:
             final = self._open.pop(key)
             if self.config.settle:
-                emitted.append(
-                    replace(final.event, version=final.event.version + 1, evaluation_status="final")
-                )
+                last = replace(final.event, version=final.event.version + 1, evaluation_status="final")
+                if self.magnitude is not None:  # the whole waveform is in by now
+                    last = self._measure(last, lo)
+                emitted.append(last)
                 self._count(declared=False)
             for pid in final.pick_ids:
                 self._picks.pop(pid, None)

@@ -192,6 +192,15 @@ class _StreamingSettings(BaseModel):
         description="Redis stream of pick updates (preliminary, confirmed, rejected)",
     )
     preliminary_channel: str = "seispick:picks:preliminary:live"
+    first_look_stride_s: float | None = Field(
+        default=None,
+        ge=0,
+        description="With preliminary_picks: also run an extra window ending at the newest data every this many "
+        "seconds (on the absolute sample grid, through the same batcher), for the preliminary picks only (the "
+        "final picks stay those of seispick pick); above 0 and below the model's stride (15 s for "
+        "phasenet-original); costs up to stride/first_look_stride_s - 1 extra windows per stride. "
+        "Unset or 0: off",
+    )
     maxlen: int = Field(default=100_000, ge=1, description="Approximate length cap of the Redis streams")
     spill_dir: Path | None = Field(default=None, description="Outbox spill folder while Redis is down")
     keep_positions: bool = Field(
@@ -378,7 +387,7 @@ def available_cores() -> int:
     return len(affinity(0)) if affinity else os.cpu_count() or 1
 
 
-DEMO_STATIONS = Path(__file__).resolve().parent / "stream" / "demo" / "stations.csv"
+DEMO_STATIONS = Path(__file__).resolve().parent / "stream" / "demo" / "stations.xml"
 
 
 class EventsSettings(BaseModel):
@@ -420,7 +429,24 @@ class EventsSettings(BaseModel):
         "twice the median distance from a station to its min_picks-th nearest); inf: every station)",
     )
     window_s: float = Field(default=300.0, ge=10, description="Pick times associated together, s")
-    delay_s: float = Field(default=10.0, ge=0, description="How long a pick waits for the others, s")
+    delay_s: float = Field(
+        default=2.0,
+        ge=0,
+        description="How long a pick waits for the others before association, s (with settle an event found "
+        "early grows as picks join; longer delays declare events later but more complete)",
+    )
+    preliminary: bool = Field(
+        default=True,
+        description="Associate the preliminary picks (streaming.preliminary_picks) as they come: events declared "
+        "seconds after their picks, which are later confirmed, moved or withdrawn (only with settle: without it final picks only); "
+        "off: final picks only",
+    )
+    min_version_interval_s: float = Field(
+        default=10.0,
+        ge=0,
+        description="An open event's versions at least this far apart, s (changes in between are published "
+        "together; the first and the final version are not held back)",
+    )
     step_s: float = Field(default=1.0, gt=0, le=60, description="Association interval, s")
     settle: bool = Field(
         default=True,
@@ -441,6 +467,21 @@ class EventsSettings(BaseModel):
     )
     model: str | None = Field(
         default=None, description="Picks of this model are associated (default: the stream's first picker)"
+    )
+    # 360 s: the association's default window (300 s) and delay (10 s) plus the 31 s before P that ML reads
+    # (1 s and 30 s for its filters), rounded up: an event is measured while it is open and at its final version.
+    magnitude_ring_s: float = Field(
+        default=360.0,
+        gt=0,
+        description="Waveform kept per channel for live ML, s (horizontals of stations with responses): the "
+        "earliest sample an open event's magnitude can use; at least window_s + delay_s + 31",
+    )
+    # 2 horizontals x 100 Hz x 4 bytes x 360 s = 288,000 bytes a station: 512 MiB holds 1,864 such stations.
+    magnitude_ring_max_bytes: int = Field(
+        default=512 * 1024 * 1024,
+        ge=1024 * 1024,
+        description="Most bytes of samples the live-ML waveform ring holds in all; past it the oldest data of "
+        "the stations holding the most is dropped (their magnitudes then lack those stations)",
     )
     stream_key: str = "seispick:events"
     channel: str = "seispick:events:live"

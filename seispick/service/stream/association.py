@@ -9,6 +9,12 @@ subscribers (SSE, WebSocket). The latest version of each event is kept (``EventS
 /v1/events`` and its QuakeML. Picks of stations without coordinates are published like any other and counted
 as unassociated (``seispick_event_picks_unassociated{reason="no_coordinates"}``).
 
+With ``events.preliminary`` (and ``streaming.preliminary_picks``, both on by default) the pick updates are
+associated too: a preliminary pick joins the associator as soon as it is published, a confirmed one that moved
+replaces the ids it supersedes, a rejected one is withdrawn (``LiveAssociator.update``), so events are
+declared seconds after their picks and settle as the picks become final; ``events.min_version_interval_s``
+holds an open event's versions that far apart.
+
 Only the picks of one model are associated (``events.model``, default the stream's first picker), so two
 pickers on the same stations do not make every arrival twice. With sharded replicas each replica sees only
 its stations: association then belongs to one ``seispick associate --follow REDIS_URL`` over the merged
@@ -71,7 +77,15 @@ def live_config(events: EventsSettings) -> LiveConfig:
         settle=events.settle,
         merge_km=events.merge_km,
         merge_s=events.merge_s,
+        min_version_interval_s=events.min_version_interval_s,
     )
+
+
+def associates_preliminary(settings: Settings) -> bool:
+    """Whether the service associates preliminary picks: ``events.preliminary`` with ``events.settle`` (withdrawn
+    picks leave their event only then), and the stream publishes them."""
+    events = settings.events
+    return events.preliminary and events.settle and settings.streaming.preliminary_picks
 
 
 # -- the latest version of each event -------------------------------------------------------------------------
@@ -142,6 +156,7 @@ class LiveEvents:
         self.published = 0
         self.overflow = 0
         self._subscription: Subscription | None = None
+        self.preliminary = False  # preliminary picks associated (set by start)
         self._lock = asyncio.Lock()
         self._tasks: list[asyncio.Task] = []
 
@@ -156,10 +171,13 @@ class LiveEvents:
             live_config(self.config),
             metrics=self.metrics,
         )
-        self._subscription = self.publisher.subscribe(kind="pick", maxsize=SUBSCRIPTION_SIZE)
+        self.preliminary = associates_preliminary(self.settings)
+        kinds = ("pick", "pick_update") if self.preliminary else "pick"
+        self._subscription = self.publisher.subscribe(kind=kinds, maxsize=SUBSCRIPTION_SIZE)
         self._tasks = [asyncio.create_task(self._read()), asyncio.create_task(self._step_loop())]
         log.info(
-            "events: associating %s picks on %d stations (%s), delay %.0f s, window %.0f s",
+            "events: associating %s %s picks on %d stations (%s), delay %.0f s, window %.0f s",
+            "preliminary and final" if self.preliminary else "final",
             self.model,
             len(self.stations),
             associator.model_name,
@@ -212,7 +230,13 @@ class LiveEvents:
         except (KeyError, ValueError, TypeError) as exc:
             log.warning("events: pick %s skipped: malformed (%s)", fields.get("id"), exc)
             return
-        self.live.add(pick, fields["id"])
+        if record.kind == "pick_update":
+            supersedes = tuple(s for s in fields.get("supersedes", "").split(",") if s)
+            self.live.update(fields["status"], pick, fields["id"], supersedes)
+        elif self.preliminary:  # a final pick: already here when its preliminary pick had the same id
+            self.live.update("confirmed", pick, fields["id"])
+        else:
+            self.live.add(pick, fields["id"])
 
     # -- association
 
@@ -270,6 +294,9 @@ class LiveEvents:
             "events_declared": stats.declared if stats else 0,
             "events_updated": stats.updated if stats else 0,
             "events_superseded": stats.superseded if stats else 0,
+            "events_rejected": stats.rejected if stats else 0,
+            "preliminary_picks": self.preliminary,
+            "picks_withdrawn": stats.withdrawn if stats else 0,
             "versions_published": self.published,
             "open_events": len(live.open_events) if live is not None else 0,
         }
