@@ -53,3 +53,28 @@ def test_help_lists_every_command_and_unknown_ones_are_refused() -> None:
     assert all(name in listing for name in COMMANDS)
     result = runner.invoke(cli, ["pik"])
     assert result.exit_code == 2 and "No such command 'pik'" in result.output
+
+
+@pytest.mark.parametrize(
+    ("typed", "suggested"),
+    [
+        (["pikc"], "'pick'"),
+        (["serv"], "'serve'"),
+        (["modles", "list"], "'models'"),
+        (["models", "lsit"], "'list'"),
+    ],
+)
+def test_a_mistyped_command_gets_a_suggestion(typed: list[str], suggested: str) -> None:
+    """In a fresh process, as a user types it: no subcommand is imported yet (the lazy listing)."""
+    done = subprocess.run(
+        [sys.executable, "-m", "seispick.cli.main", *typed], capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 2, done.stderr
+    assert f"No such command {typed[-1] if typed[0] == 'models' else typed[0]!r}" in done.stderr
+    assert f"Did you mean {suggested}?" in done.stderr
+
+
+def test_an_unknown_command_far_from_any_gets_no_guess() -> None:
+    result = CliRunner().invoke(cli, ["xyzzy"])
+    assert result.exit_code == 2 and "No such command 'xyzzy'" in result.output
+    assert "Did you mean" not in result.output

@@ -7,6 +7,7 @@ the service, plotting, association or training.
 
 from __future__ import annotations
 
+import difflib
 import importlib
 
 import click
@@ -41,7 +42,26 @@ class _LazyCommands(dict):
         return command
 
 
-class LazyGroup(click.Group):
+class SuggestingGroup(click.Group):
+    """A group that answers a mistyped subcommand with the close ones: ``No such command 'pikc'. Did you mean
+    'pick'?`` (on every Click version; the lazy listing would give Click's own suggestion nothing to match)."""
+
+    def resolve_command(self, ctx: click.Context, args: list[str]):
+        name = args[0] if args else ""
+        if (
+            name
+            and not name.startswith("-")
+            and not ctx.resilient_parsing
+            and self.get_command(ctx, name) is None
+        ):
+            close = difflib.get_close_matches(name, self.list_commands(ctx), n=3, cutoff=0.6)
+            if close:
+                choices = " or ".join(repr(c) for c in close)
+                ctx.fail(f"No such command {name!r}. Did you mean {choices}?")
+        return super().resolve_command(ctx, args)
+
+
+class LazyGroup(SuggestingGroup):
     """A group whose subcommands are imported on first use; the listing comes from ``COMMANDS``."""
 
     def __init__(self, *args, **kwargs) -> None:

@@ -8,6 +8,7 @@ from pathlib import Path
 import click
 
 from seispick.cli.lazy import training_module
+from seispick.cli.main import SuggestingGroup
 from seispick.models.registry import (
     DEFAULT_MODEL,
     ModelLoadError,
@@ -17,7 +18,7 @@ from seispick.models.registry import (
 )
 
 
-@click.group()
+@click.group(cls=SuggestingGroup)
 def models() -> None:
     """List, inspect and import models."""
 
