@@ -12,6 +12,10 @@ the picks are still those of ``annotate``. Zeros (as batch mode fills a missing 
 for a component that is not delivering while the others stream at about real time (``lag_tolerance_s``)
 or once that bound is reached; both are kept in ``zero_fills`` for a note. Synchronous, no I/O:
 ``service.stream.picker`` feeds it records and inference results.
+
+With ``first_look`` (samples) the windows to run include first-look windows (``WindowRequest.first_look``)
+ending at the newest data (see ``segment``); their outputs go back through ``result(..., first_look=True)``
+and change only the preliminary picks.
 """
 
 from __future__ import annotations
@@ -35,11 +39,13 @@ CATCH_UP = 2.0  # others delivering data faster than this times real time are ca
 
 @dataclass(frozen=True)
 class WindowRequest:
-    """A normalised (channels, samples) window to run, identified by instrument and absolute start sample."""
+    """A normalised (channels, samples) window to run, identified by instrument and absolute start sample;
+    ``first_look``: a first-look window (its output is for the preliminary picks only)."""
 
     instrument: str
     start: int
     window: np.ndarray
+    first_look: bool = False
 
 
 @dataclass
@@ -52,6 +58,7 @@ class InstrumentStats:
     duplicate_records: int = 0
     gaps: int = 0
     windows: int = 0
+    first_look_windows: int = 0
     picks: int = 0
     detections: int = 0
     late_component_bound_reached: int = 0  # records after which a lagging component was zero-filled
@@ -81,7 +88,12 @@ class RecordSegment:
         self.all_end = start  # every awaited component's data reach [start, all_end)
         self.reach = np.full(self.n_channels, start, np.int64)  # per component: the end of its furthest data
         self.core = SegmentPicker(
-            owner.settings, owner.instrument, start, owner.time_of, preliminary=owner.preliminary
+            owner.settings,
+            owner.instrument,
+            start,
+            owner.time_of,
+            preliminary=owner.preliminary,
+            first_look=owner.first_look,
         )
 
     @property
@@ -130,6 +142,8 @@ class RecordSegment:
         reach = int(self.reach[active].min()) if active else self.any_end
         self.all_end = max(self.all_end, min(reach, self.any_end))
         requests = self._requests(self.core.extend(self.all_end, self.any_end))
+        if (look := self.core.first_look_window()) is not None:
+            requests += self._requests(np.asarray([look], np.int64), first_look=True)
         self._trim()
         return requests
 
@@ -165,15 +179,19 @@ class RecordSegment:
             self.data = np.concatenate([self.data, np.zeros((self.n_channels, need), np.float32)], axis=1)
             self.covered = np.concatenate([self.covered, np.zeros((self.n_channels, need), bool)], axis=1)
 
-    def _requests(self, starts: np.ndarray) -> list[WindowRequest]:
+    def _requests(self, starts: np.ndarray, first_look: bool = False) -> list[WindowRequest]:
         """Cut and normalise the windows at ``starts`` (a segment shorter than the window is zero-padded)."""
         if not starts.size:
             return []
         window = self.owner.settings.window
         raw = cut_windows(self.data, starts - self.base, window)
         windows = normalise_windows(raw, self.owner.card.normalisation)
-        self.owner.stats.windows += len(starts)
-        return [WindowRequest(self.owner.instrument, s, w) for s, w in zip(starts.tolist(), windows)]
+        if first_look:
+            self.owner.stats.first_look_windows += len(starts)
+        else:
+            self.owner.stats.windows += len(starts)
+        instrument = self.owner.instrument
+        return [WindowRequest(instrument, s, w, first_look) for s, w in zip(starts.tolist(), windows)]
 
     def _trim(self) -> None:
         """Drop samples no window can still need (keeps the last full window for a possible tail window);
@@ -213,7 +231,7 @@ class InstrumentPicker:
     Each such zero fill of a component once seen (or forced by the bound) is kept in ``zero_fills`` (the last
     ``MAX_LISTED``) for a note. A zero-filled component is waited for again once its data reach the ready end.
     With ``preliminary`` the segments' pick updates (preliminary, confirmed, rejected) collect for
-    ``take_updates``.
+    ``take_updates``; ``first_look`` (samples, below the stride; 0: off) adds first-look windows for them.
     """
 
     instrument: str
@@ -228,6 +246,7 @@ class InstrumentPicker:
     lag_tolerance_s: float = 30.0
     max_wait_bytes: int = LATE_COMPONENT_MAX_BYTES
     preliminary: bool = False
+    first_look: int = 0
     stats: InstrumentStats = field(default_factory=InstrumentStats)
 
     def __post_init__(self) -> None:
@@ -320,8 +339,15 @@ class InstrumentPicker:
             self.closing.append(seg)
         return requests, emitted
 
-    def result(self, start: int, output: np.ndarray) -> list[Pick | Detection]:
-        """Route a window's output to the segment that asked for it."""
+    def result(self, start: int, output: np.ndarray, first_look: bool = False) -> list[Pick | Detection]:
+        """Route a window's output to the segment that asked for it (a first-look window's: no final item)."""
+        if first_look:
+            for seg in [*self.closing, self.current]:
+                if seg is not None and start in seg.core.looking:
+                    seg.core.look_result(start, output)
+                    self._updates += seg.core.take_updates()
+                    break
+            return []
         for seg in [*self.closing, self.current]:
             if seg is not None and start in seg.pending:
                 emitted = self._counted(seg.result(start, output))

@@ -14,6 +14,12 @@ through a copy of the triggers; a phase trigger there that overlaps no earlier p
 when its peak moved) and a preliminary pick no final pick overlaps is ``rejected``. This reads the stack
 the core holds anyway (no extra inference) and leaves the final picks unchanged.
 
+With ``first_look`` (samples, below the stride; ``preliminary`` only) the stream also runs extra windows
+ending at the newest data: whenever the ready data pass a multiple of ``first_look`` (absolute samples) that no
+window cut so far reaches, ``first_look_window`` names one window ending there. Its output (``look_result``)
+goes to a stack of its own that only the first look reads (added to the partial stack, so samples no regular
+window covered yet are looked at too); the stack of the final picks never sees it.
+
 Batch annotation (``annotate``) drives it with a whole segment: close at its end, all outputs, one ``advance``.
 The stream (``records.InstrumentPicker``) drives it record by record. Indices are absolute samples.
 """
@@ -112,7 +118,8 @@ class SegmentPicker:
     ``time_of(i)`` gives the epoch seconds of absolute sample ``i``. With ``keep`` a picker's final stacked
     probabilities are kept for ``probabilities``; without it they are dropped once triggered, so the memory
     held is about one window plus one stride. A detector's window outputs are dropped once merged.
-    With ``preliminary`` (pickers only) the pick updates of the module docstring collect for ``take_updates``.
+    With ``preliminary`` (pickers only) the pick updates of the module docstring collect for ``take_updates``;
+    ``first_look`` (samples, 0 < first_look < stride) adds the first-look windows of the module docstring.
     """
 
     def __init__(
@@ -124,9 +131,18 @@ class SegmentPicker:
         keep: bool = False,
         capacity: int = 0,
         preliminary: bool = False,
+        first_look: int = 0,
     ) -> None:
         self.settings = settings
         self.preliminary = preliminary and not settings.per_window
+        if first_look and not 0 < first_look < settings.stride:
+            raise ValueError(
+                f"first_look must be between 1 and {settings.stride - 1} samples, got {first_look}"
+            )
+        self.first_look = first_look if self.preliminary else 0
+        self.ready_end = start  # data of every awaited component reach here (exclusive)
+        self.look_end = start  # the end of the latest first-look window cut
+        self.looking: set[int] = set()  # first-look windows out (absolute starts)
         self.open_preliminary: list[_Preliminary] = []  # published, not yet confirmed or rejected
         self.updates: list[PickUpdate] = []
         self.start = start
@@ -144,13 +160,29 @@ class SegmentPicker:
             self.stack = Stack(len(card.labels), settings.stacking, start, capacity)
             self.triggers = TriggerSet(card.labels, thresholds)
             self.kept: list[np.ndarray] = []
+            self.looks = Stack(len(card.labels), settings.stacking, start)  # first-look window outputs
 
     # -- windows -----------------------------------------------------------------------------------------------
     def extend(self, ready_end: int, any_end: int | None = None) -> np.ndarray:
         """Data of every awaited component reach ``ready_end`` and of some component ``any_end`` (default the
         same): absolute starts of the windows now to run."""
         self.any_end = max(self.any_end, ready_end if any_end is None else any_end)
+        self.ready_end = max(self.ready_end, ready_end)
         return self._formed(self.placement.extend(ready_end))
+
+    def first_look_window(self) -> int | None:
+        """The absolute start of the first-look window to run now (``first_look`` only), else None: it ends at
+        the last multiple of ``first_look`` the ready data reach, when no window cut so far ends there or later."""
+        if not self.first_look or self.closed_end is not None:
+            return None
+        end = self.ready_end - self.ready_end % self.first_look
+        last = self.placement.last
+        reached = max(self.look_end, self.start if last is None else last + self.settings.window)
+        if end <= reached or end - self.settings.window < self.start:
+            return None
+        self.look_end = end
+        self.looking.add(end - self.settings.window)
+        return end - self.settings.window
 
     def close(self, end: int | None = None) -> np.ndarray:
         """The segment ends at ``end`` (default: where some component's data end): the windows still to run."""
@@ -174,7 +206,11 @@ class SegmentPicker:
     def needed_from(self) -> int:
         """The first absolute sample a window still to be formed may need (data before it can be dropped)."""
         earliest = self.placement.earliest_future(self.any_end)
-        return self.any_end if earliest is None else earliest
+        needed = self.any_end if earliest is None else earliest
+        if self.first_look and self.closed_end is None:  # the next first-look window ends here or later
+            look = self.ready_end - self.ready_end % self.first_look - self.settings.window
+            needed = min(needed, max(look, self.start))
+        return needed
 
     # -- outputs -----------------------------------------------------------------------------------------------
     def result(self, start: int, output: np.ndarray) -> list[Pick | Detection]:
@@ -214,6 +250,7 @@ class SegmentPicker:
                     self.kept.append(values)
                 else:
                     self.stack.drop(limit)
+                self.looks.drop(limit)
             self.final_until = limit
         if self.done:
             if self.settings.per_window:
@@ -253,17 +290,30 @@ class SegmentPicker:
                 self.updates.append(PickUpdate(REJECTED, p.pick))
         return emitted
 
+    def look_result(self, start: int, output: np.ndarray) -> None:
+        """A first-look window's output (``first_look_window``): stacked for the first look only."""
+        if start not in self.looking:
+            return  # not ours
+        self.looking.discard(start)
+        skip = max(self.looks.base - start, 0)  # samples already final
+        if self.done or skip >= output.shape[-1]:
+            return
+        self.looks.add(start + skip, output[:, skip:])
+        self._look_ahead()
+
     def _look_ahead(self) -> None:
-        """Trigger a copy over the samples stacked past the final ones (up to the first sample no window
-        covered yet); publish the phase triggers no preliminary pick overlaps yet."""
+        """Trigger a copy over the samples stacked past the final ones, first-look windows included (up to the
+        first sample no window covered yet); publish the phase triggers no preliminary pick overlaps yet."""
         stack = self.stack
         a = self.final_until - stack.base
-        count = stack.count[a:]
+        sums, count = stack.sums[:, a:], stack.count[a:]
+        if self.looks.count.size:
+            sums, count = self._with_looks(sums, count)
         holes = np.flatnonzero(count == 0)
         n = int(holes[0]) if holes.size else count.size
         if n == 0:
             return
-        sums = stack.sums[:, a : a + n]
+        sums = sums[:, :n]
         values = sums / count[:n] if stack.method == "avg" else sums
         for t in self.triggers.provisional(values, self.final_until):
             matched = [p for p in self.open_preliminary if p.overlaps(t)]
@@ -273,6 +323,24 @@ class SegmentPicker:
                 pick = self.context.pick(t)
                 self.open_preliminary.append(_Preliminary(t.label, t.on, t.off, pick))
                 self.updates.append(PickUpdate(PRELIMINARY, pick))
+
+    def _with_looks(self, sums: np.ndarray, count: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The partial stack's sums and counts from ``final_until`` on with the first-look windows added."""
+        looks = self.looks
+        b = self.final_until - looks.base
+        extra_sums, extra_count = looks.sums[:, b:], looks.count[b:]
+        n = max(count.size, extra_count.size)
+        out = np.full((sums.shape[0], n), -np.inf if looks.method == "max" else 0.0, np.float32)
+        out[:, : count.size] = sums
+        part = out[:, : extra_count.size]
+        if looks.method == "max":
+            np.maximum(part, extra_sums, out=part)
+        else:
+            part += extra_sums
+        total = np.zeros(n, np.float32)
+        total[: count.size] = count
+        total[: extra_count.size] += extra_count
+        return out, total
 
     def _advance_windows(self, limit: int) -> list[Detection]:
         starts = sorted(s for s in self.windows if s < limit)

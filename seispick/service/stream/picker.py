@@ -11,7 +11,10 @@ streaming (see ``InstrumentPicker``); both with a note in the station's state.
 
 With ``on_update`` every picker also hands out pick updates (``results.PickUpdate``): a ``preliminary`` pick as
 soon as the partly stacked probabilities cross the threshold, then ``confirmed`` (the final pick, the same
-one ``emit`` gets) or ``rejected``. ``emit`` still gets exactly the final picks and detections.
+one ``emit`` gets) or ``rejected``. ``emit`` still gets exactly the final picks and detections. With
+``first_look_stride_s`` as well, pickers also run first-look windows ending at the newest data every that many
+seconds (on the absolute sample grid, through the same ``predict``), whose outputs feed the preliminary picks
+only (see ``picking.segment``).
 """
 
 from __future__ import annotations
@@ -79,6 +82,22 @@ class _Instrument:
         return sum(p.pending for p in self.pickers.values())
 
 
+def first_look_samples(model: OnnxModel, seconds: float | None) -> int:
+    """``streaming.first_look_stride_s`` in ``model``'s samples (0: off); refuses one not below its stride."""
+    if not seconds:
+        return 0
+    card = model.card
+    stride = card.window_samples - card.overlap_samples
+    samples = int(round(seconds * card.sampling_rate))
+    if not 0 < samples < stride:
+        raise ValueError(
+            f"streaming.first_look_stride_s (--first-look-stride-s, SEISPICK_STREAMING__FIRST_LOOK_STRIDE_S) "
+            f"{seconds:g} s must be above 0 and below the stride of model {model.name} "
+            f"({stride / card.sampling_rate:g} s), at least one sample ({1 / card.sampling_rate:g} s)"
+        )
+    return samples
+
+
 class StreamPicker:
     """Continuous picking for every instrument seen; see the module docstring."""
 
@@ -96,6 +115,7 @@ class StreamPicker:
         max_in_flight: int = 10_000,
         late_component_max_bytes: int = LATE_COMPONENT_MAX_BYTES,
         on_update: UpdateCallback | None = None,
+        first_look_stride_s: float | None = None,
     ) -> None:
         self.models = [model] if isinstance(model, OnnxModel) else list(model)
         if not self.models:
@@ -110,9 +130,11 @@ class StreamPicker:
         self.late_component_max_bytes = late_component_max_bytes
         self.on_record = on_record
         self.on_update = on_update
+        self.first_look = {m.name: first_look_samples(m, first_look_stride_s) for m in self.models}
         self.instruments: dict[str, _Instrument] = {}
         self.problems = RecordProblems()
-        self._window_arrival: dict[tuple[str, str, int], float] = {}  # (instrument, model, start) -> arrival
+        # (instrument, model, start, first look) -> arrival
+        self._window_arrival: dict[tuple[str, str, int, bool], float] = {}
         self._tasks: set[asyncio.Task] = set()
         self._watchdog: asyncio.Task | None = None
         self.monitor = BehindMonitor(behind_s=behind_s, timeout_s=behind_timeout_s)
@@ -230,6 +252,7 @@ class StreamPicker:
                 lag_tolerance_s=self.lag_tolerance_s,
                 max_wait_bytes=self.late_component_max_bytes,
                 preliminary=self.on_update is not None,
+                first_look=self.first_look[model.name] if self.on_update is not None else 0,
             )
         return pickers
 
@@ -245,7 +268,7 @@ class StreamPicker:
         if not requests:
             return
         for r in requests:
-            self._window_arrival[(instrument, model, r.start)] = arrival
+            self._window_arrival[(instrument, model, r.start, r.first_look)] = arrival
         self.in_flight += len(requests)
         task = asyncio.create_task(self._run(instrument, model, requests))
         self._tasks.add(task)
@@ -281,8 +304,9 @@ class StreamPicker:
                 delay = min(delay * 2, 10.0)
         picker = self.instruments[instrument].pickers[model]
         for request, output in zip(requests, outputs):
-            arrival = self._window_arrival.pop((instrument, model, request.start), time.time())
-            self._emit(picker.result(request.start, output), arrival)
+            key = (instrument, model, request.start, request.first_look)
+            arrival = self._window_arrival.pop(key, time.time())
+            self._emit(picker.result(request.start, output, request.first_look), arrival)
             self._updates(picker, arrival)
 
     def _emit(self, items: list, arrival: float) -> None:
@@ -338,7 +362,7 @@ class StreamPicker:
         """Lag of every open instrument (see :mod:`seispick.service.stream.overload`)."""
         now = time.time() if now is None else now
         oldest: dict[str, float] = {}
-        for (instrument, _, _), arrival in self._window_arrival.items():
+        for (instrument, *_), arrival in self._window_arrival.items():
             oldest[instrument] = min(arrival, oldest.get(instrument, arrival))
         return {
             name: Lag(
