@@ -24,6 +24,7 @@ seconds from the replay's start both processes are stopped and the streams are r
 
 Run by hand:  python bench/latency.py [--duration 540] [--stations 10]
 (the demo's second event is published about 8 minutes after the replay starts: --duration 540 sees both).
+SEISPICK_STREAMING__FIRST_LOOK_STRIDE_S in the environment reaches the service; no other SEISPICK_* does.
 A committed tree ("before" figures):  git archive COMMIT | tar -x -C /tmp/head; cp bench/latency.py
 /tmp/head/bench/; cd /tmp/head && PYTHONPATH=/tmp/head python bench/latency.py (the processes inherit PYTHONPATH).
 """
@@ -51,6 +52,8 @@ from realtime import (  # bench/realtime.py beside this script: one copy of the 
 ROOT = Path(__file__).resolve().parents[1]
 DEMO = ROOT / "seispick" / "service" / "stream" / "demo"
 REDIS_URL = "redis://127.0.0.1:6379/0"
+# SEISPICK_* variables the run takes from this shell (every other one is dropped: the service's defaults)
+PASSED = ("SEISPICK_STREAMING__FIRST_LOOK_STRIDE_S",)
 
 
 def epoch(iso: str) -> float:
@@ -90,7 +93,7 @@ def updates_supported() -> bool:
 
 def run(n: int, duration: float, prefix: str, model: str | None, preliminary: bool | None) -> dict:
     sl_port, http_port = free_port(), free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("SEISPICK_")}
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SEISPICK_") or k in PASSED}
     env.update(
         SEISPICK_ACCESS_LOG="false",
         SEISPICK_LOG_LEVEL="warning",
@@ -269,7 +272,11 @@ def main() -> None:
     args = parser.parse_args()
     prefix = f"bench-latency-{uuid.uuid4().hex[:12]}:"
     client = redis.Redis.from_url(REDIS_URL, decode_responses=True)
-    print(f"load average at start: {os.getloadavg()}; keys under {prefix}", flush=True)
+    passed = {k: os.environ[k] for k in PASSED if k in os.environ}
+    print(
+        f"load average at start: {os.getloadavg()}; keys under {prefix}; settings passed: {passed}",
+        flush=True,
+    )
     try:
         times = run(args.stations, args.duration, prefix, args.model, args.preliminary)
         picks = read_stream(client, f"{prefix}picks")
