@@ -264,7 +264,7 @@ class WaveformRing:
                     if seg.end_ns <= start_ns or seg.start_ns > end_ns:
                         continue
                     first = seg.samples_before(start_ns)  # samples at or after start
-                    last = seg.samples_before(end_ns + 1)  # samples up to end inclusive
+                    last = seg.samples_before(end_ns + round(NS / seg.rate / 2))  # up to end inclusive
                     if last <= first:
                         continue
                     pieces, k = [], 0
