@@ -1,4 +1,5 @@
-"""``seispick associate``: picks in, located events out (CSV, JSON, QuakeML); ``--follow`` a Redis pick stream."""
+"""``seispick associate``: picks in, located events out (CSV, JSON, QuakeML, SCML); ``--follow`` a Redis pick
+stream."""
 
 from __future__ import annotations
 
@@ -21,7 +22,7 @@ from seispick.events.stations import StationFileError, StationTable, read_statio
 from seispick.events.velocity import Homogeneous, VelocityModelError, read_velocity_model
 from seispick.service.settings import Settings
 
-FORMATS = ("csv", "json", "quakeml")
+FORMATS = ("csv", "json", "quakeml", "scml")  # scml: SeisComP XML for scdispatch
 
 
 # The options that are association settings, derived from the service's (``events``, ``streaming``) fields.
@@ -260,7 +261,7 @@ def _magnitudes(
 
 
 def render(fmt: str, result: AssociationResult, associator: Associator, notes: list[str]) -> str:
-    """The events of ``result`` as CSV, JSON or QuakeML."""
+    """The events of ``result`` as CSV, JSON, QuakeML or SCML."""
     if fmt == "csv":
         import csv
         import io
@@ -283,9 +284,9 @@ def render(fmt: str, result: AssociationResult, associator: Associator, notes: l
             "events": [event.as_dict() for event in result.events],
         }
         return json.dumps(body, indent=2) + "\n"
-    from seispick.events.quakeml import events_to_quakeml
+    from seispick.events.quakeml import events_to_quakeml, events_to_scml
 
-    return events_to_quakeml(result.events)
+    return (events_to_scml if fmt == "scml" else events_to_quakeml)(result.events)
 
 
 def _follow(associator, url, stream, from_start, window_s, delay_s, step_s, duration, quiet) -> None:

@@ -178,9 +178,10 @@ def _check_detector_options(
     plot: Path | None,
 ) -> None:
     """Refuse the options that have no meaning for a detector, naming them."""
-    if fmt == "quakeml":
+    if fmt in ("quakeml", "scml"):
         raise click.UsageError(
-            f"model {name} is a detector: its detections have no QuakeML form; use --format csv or json"
+            f"model {name} is a detector: its detections have no {'QuakeML' if fmt == 'quakeml' else 'SCML'} "
+            "form; use --format csv or json"
         )
     if p_threshold is not None or s_threshold is not None:
         raise click.UsageError(

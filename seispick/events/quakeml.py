@@ -2,7 +2,10 @@
 
 Picks keep the ids they have everywhere else (``smi:seispick/pick/<pick id>``), arrivals reference them with
 their residuals; origins and magnitudes are automatic and preliminary. ``validate`` checks a document against
-the QuakeML 1.2 XSD that ObsPy ships.
+the QuakeML 1.2 XSD that ObsPy ships. ``events_to_scml`` writes the same catalog as SeisComP XML (SCML, for
+``scdispatch``; ``validate_scml`` checks it against the SCML XSD ObsPy ships). ``documents_to_catalog`` builds
+events of published records alone (origin and magnitude, no picks): what a process that reads another's events
+from Redis can give.
 """
 
 from __future__ import annotations
@@ -35,7 +38,17 @@ from obspy.core.event import (
 )
 
 from seispick.events.event import Event as SeispickEvent
-from seispick.picking.formats import picks_to_catalog
+from seispick.picking.formats import SCML_VERSION, catalog_to_scml, picks_to_catalog, validate_scml
+
+__all__ = [
+    "SCML_VERSION",
+    "documents_to_catalog",
+    "events_to_catalog",
+    "events_to_quakeml",
+    "events_to_scml",
+    "validate",
+    "validate_scml",
+]
 
 KM_PER_DEG = 111.19492664455873
 PREFIX = "smi:seispick"
@@ -45,19 +58,108 @@ def pick_resource_id(pick_id: str) -> ResourceIdentifier:
     return ResourceIdentifier(f"{PREFIX}/pick/{pick_id}")
 
 
-def events_to_catalog(events: list[SeispickEvent]) -> Catalog:
-    """An ObsPy Catalog with one QuakeML event per seispick event."""
-    return Catalog(
+def events_to_catalog(events: list[SeispickEvent], arrivals: bool = True) -> Catalog:
+    """An ObsPy Catalog with one QuakeML event per seispick event; without ``arrivals``, no picks and no
+    arrivals (fdsnws-event's ``includearrivals=false``)."""
+    catalog = Catalog(
         events=[_event(e) for e in events],
         creator="seispick",
         resource_id=ResourceIdentifier(f"{PREFIX}/catalog"),
     )
+    if not arrivals:
+        for event in catalog.events:
+            event.picks = []
+            for origin in event.origins:
+                origin.arrivals = []
+    return catalog
 
 
 def events_to_quakeml(events: list[SeispickEvent]) -> str:
+    return catalog_to_quakeml(events_to_catalog(events))
+
+
+def catalog_to_quakeml(catalog: Catalog) -> str:
     buffer = io.BytesIO()
-    events_to_catalog(events).write(buffer, format="QUAKEML")
+    catalog.write(buffer, format="QUAKEML")
     return buffer.getvalue().decode("utf-8")
+
+
+def events_to_scml(events: list[SeispickEvent]) -> str:
+    """SCML of ``events_to_catalog``: events, origins with arrivals, picks, amplitudes and magnitudes."""
+    return catalog_to_scml(events_to_catalog(events))
+
+
+def documents_to_catalog(documents: list[dict]) -> Catalog:
+    """A Catalog of published event records as JSON (``GET /v1/events``' form): per record an event with its
+    origin (time, position, depth, their errors, quality) and its magnitude; no picks (the record has their
+    ids, not their times)."""
+    events = []
+    for d in documents:
+        base = f"{PREFIX}/event/{d['id']}"
+        version = d.get("version") or 1
+        status = d.get("evaluation_status") or "preliminary"
+        info = CreationInfo(agency_id="seispick", author="seispick associate", version=str(version))
+        latitude = float(d["latitude"])
+        origin = Origin(
+            resource_id=ResourceIdentifier(f"{base}/origin/{version}"),
+            time=UTCDateTime(d["origin_time"]),
+            time_errors=_err(_num(d.get("time_error_s"))),
+            latitude=latitude,
+            longitude=float(d["longitude"]),
+            depth=float(d["depth_km"]) * 1000.0,
+            depth_errors=_err(_num(d.get("depth_error_km")) * 1000.0),
+            depth_type="from location",
+            evaluation_mode="automatic",
+            evaluation_status=status,
+            origin_type="hypocenter",
+            creation_info=info,
+            quality=OriginQuality(
+                associated_phase_count=d.get("n_picks"),
+                used_phase_count=d.get("n_picks"),
+                associated_station_count=d.get("n_stations"),
+                used_station_count=d.get("n_stations"),
+                standard_error=d.get("rms_s"),
+                azimuthal_gap=d.get("azimuthal_gap_deg"),
+            ),
+        )
+        horizontal = _num(d.get("horizontal_error_km"))
+        if horizontal == horizontal:
+            origin.origin_uncertainty = OriginUncertainty(
+                horizontal_uncertainty=horizontal * 1000.0,
+                preferred_description="horizontal uncertainty",
+                confidence_level=68.3,
+            )
+        event = Event(
+            resource_id=ResourceIdentifier(base),
+            event_type="earthquake",
+            event_type_certainty="suspected",
+            creation_info=info,
+            origins=[origin],
+            event_descriptions=[EventDescription(text=str(d["id"]), type="earthquake name")],
+        )
+        event.preferred_origin_id = origin.resource_id
+        if d.get("magnitude") is not None:
+            magnitude = Magnitude(
+                resource_id=ResourceIdentifier(f"{base}/magnitude/{version}"),
+                mag=float(d["magnitude"]),
+                magnitude_type=d.get("magnitude_type") or None,
+                origin_id=origin.resource_id,
+                station_count=d.get("magnitude_stations"),
+                evaluation_mode="automatic",
+                evaluation_status=status,
+                creation_info=info,
+            )
+            event.magnitudes.append(magnitude)
+            event.preferred_magnitude_id = magnitude.resource_id
+        events.append(event)
+    return Catalog(events=events, creator="seispick", resource_id=ResourceIdentifier(f"{PREFIX}/catalog"))
+
+
+def _num(value) -> float:
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return math.nan
 
 
 def _event(ev: SeispickEvent) -> Event:

@@ -1,4 +1,5 @@
-"""Pick and detection output formats shared by the CLI and the service: CSV, JSON and QuakeML (via ObsPy).
+"""Pick and detection output formats shared by the CLI and the service: CSV, JSON, QuakeML and SeisComP XML
+(SCML, for ``scdispatch``), both via ObsPy.
 
 A detector's detections (ConvNetQuake) are written as CSV (``DETECTION_CSV_COLUMNS``: the location cell and its
 probability are empty for a detector without cells) or JSON (``detections``); QuakeML has no form for a
@@ -8,6 +9,10 @@ Every format carries the pick's own id (``Pick.id``): the CSV ``id`` column, the
 QuakeML resource id ``smi:seispick/pick/<id>``. QuakeML picks name the channel they were picked on
 (``pick_channels``): P on the vertical; S on the horizontal with the larger amplitude around the pick (N/1
 when both are equal), the vertical only when the instrument recorded no horizontal.
+
+SCML is ObsPy's translation of the QuakeML document (``SCML_VERSION``, the schema of SeisComP 5 and later);
+a picks document holds the picks alone (no event: SeisComP makes events of origins). ``validate_scml`` checks
+a document against the SCML schema ObsPy ships.
 """
 
 from __future__ import annotations
@@ -17,8 +22,12 @@ import hashlib
 import io
 import json
 from collections.abc import Iterable
+from functools import lru_cache
+from pathlib import Path
 
 import numpy as np
+import obspy
+from lxml import etree
 from obspy.core.event import (
     Catalog,
     Comment,
@@ -55,7 +64,8 @@ DETECTION_CSV_COLUMNS = [
     "model",
     "model_sha256",
 ]
-FORMATS = ("csv", "json", "quakeml")
+FORMATS = ("csv", "json", "quakeml", "scml")
+SCML_VERSION = "0.12"  # ObsPy's default SCML writer version; SeisComP 5 and later read it
 DETECTION_FORMATS = ("csv", "json")
 
 
@@ -175,28 +185,59 @@ def picks_to_quakeml(picks: list[Pick], channels: dict[str, str] | None = None) 
     return buffer.getvalue().decode("utf-8")
 
 
+def catalog_to_scml(catalog: Catalog, event_removal: bool = False) -> str:
+    """SCML (``SCML_VERSION``) text of ``catalog`` by ObsPy's writer; ``event_removal`` leaves the events out
+    (their picks, origins and magnitudes stay)."""
+    buffer = io.BytesIO()
+    catalog.write(buffer, format="SCML", version=SCML_VERSION, event_removal=event_removal)
+    return buffer.getvalue().decode("utf-8")
+
+
+def picks_to_scml(picks: list[Pick], channels: dict[str, str] | None = None) -> str:
+    """SCML with the picks of ``picks_to_catalog`` and no event: ``scdispatch -i picks.scml`` imports them."""
+    return catalog_to_scml(picks_to_catalog(picks, channels), event_removal=True)
+
+
+@lru_cache(maxsize=1)
+def _scml_schema() -> etree.XMLSchema:
+    xsd = Path(obspy.__file__).parent / "io" / "seiscomp" / "data" / f"sc3ml_{SCML_VERSION}.xsd"
+    return etree.XMLSchema(etree.parse(str(xsd)))
+
+
+def validate_scml(document: str | bytes) -> list[str]:
+    """Errors of ``document`` against the SCML schema ObsPy ships (empty when valid)."""
+    data = document.encode() if isinstance(document, str) else document
+    schema = _scml_schema()
+    if schema.validate(etree.fromstring(data)):
+        return []
+    return [f"line {e.line}: {e.message}" for e in schema.error_log]
+
+
 def render(
     fmt: str, picks: list[Pick], detections: list[Detection] | None = None, segments=None, **extra
 ) -> str:
-    """Render picks in ``fmt`` (csv, json or quakeml)."""
+    """Render picks in ``fmt`` (csv, json, quakeml or scml)."""
     if fmt == "csv":
         return picks_to_csv(picks)
     if fmt == "json":
         return picks_to_json(picks, detections, **extra)
     if fmt == "quakeml":
         return picks_to_quakeml(picks, pick_channels(picks, segments or []))
+    if fmt == "scml":
+        return picks_to_scml(picks, pick_channels(picks, segments or []))
     raise ValueError(f"unknown format {fmt!r}; use one of {', '.join(FORMATS)}")
 
 
 def render_detections(fmt: str, detections: list[Detection], **extra) -> str:
-    """Render a detector's detections in ``fmt`` (csv or json); QuakeML is refused with the reason."""
+    """Render a detector's detections in ``fmt`` (csv or json); QuakeML and SCML are refused with the reason."""
     if fmt == "csv":
         return detections_to_csv(detections)
     if fmt == "json":
         return picks_to_json([], detections, **extra)
-    if fmt == "quakeml":
+    if fmt in ("quakeml", "scml"):
+        name = "QuakeML" if fmt == "quakeml" else "SCML"
         raise ValueError(
-            "a detector's detections have no QuakeML form (QuakeML events need an origin or picks); "
+            f"a detector's detections have no {name} form ({name} events need an origin or picks); "
             "use format csv or json"
         )
     raise ValueError(f"unknown format {fmt!r}; use one of {', '.join(DETECTION_FORMATS)}")

@@ -1,11 +1,11 @@
-"""Located events: ``GET /v1/events`` (JSON or QuakeML), ``GET /v1/events/{id}``, SSE and a WebSocket.
+"""Located events: ``GET /v1/events`` (JSON, QuakeML or SCML), ``GET /v1/events/{id}``, SSE and a WebSocket.
 
 Where this process associates its picks (``events.stations``, or ``--demo``) the answers come from its own
 events (the latest version of each, as published). Where it does not but publishes to Redis, ``GET`` reads
 the events stream (``seispick:events``) another process fills, e.g. the one ``seispick associate --follow
 REDIS_URL`` of a sharded deployment: JSON then, since QuakeML is built from the events' picks, which only the
-associating process holds. Every JSON form (GET, SSE, WebSocket) is the published record with numbers as
-numbers, ``pick_ids`` and ``arrivals`` as lists.
+associating process holds (SCML, SeisComP's XML for ``scdispatch``, likewise). Every JSON form (GET, SSE,
+WebSocket) is the published record with numbers as numbers, ``pick_ids`` and ``arrivals`` as lists.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, Field
 from starlette.responses import Response
 
-from seispick.events.quakeml import events_to_quakeml
+from seispick.events.quakeml import events_to_quakeml, events_to_scml
 from seispick.service.api.dependencies import StateDep
 from seispick.service.api.routers import API_PREFIX
 from seispick.service.api.routers.subscriptions import BAD_QUERY, parse_since, sse_response, websocket_feed
@@ -54,7 +54,10 @@ QUAKEML = "application/xml"
 MinStations = Annotated[
     int, Query(ge=0, le=100_000, description="Only events with at least this many stations")
 ]
-Format = Annotated[Literal["json", "quakeml"], Query(description="json, or QuakeML 1.2")]
+Format = Annotated[
+    Literal["json", "quakeml", "scml"], Query(description="json, QuakeML 1.2, or SCML (SeisComP XML 0.12)")
+]
+WRITERS = {"quakeml": events_to_quakeml, "scml": events_to_scml}
 
 
 class ArrivalOut(BaseModel):
@@ -173,8 +176,8 @@ async def list_events(
     live = state.events
     if live is not None:
         chosen = live.store.select(None if when is None else when.timestamp, min_stations, limit)
-        if format == "quakeml":
-            return Response(events_to_quakeml([s.event for s in chosen]), media_type=QUAKEML)
+        if format in WRITERS:
+            return Response(WRITERS[format]([s.event for s in chosen]), media_type=QUAKEML)
         documents = [event_document(s.fields) for s in chosen]
         return {
             "events": documents,
@@ -182,7 +185,7 @@ async def list_events(
             "source": "associator",
             "association": live.state(),
         }
-    if format == "quakeml":
+    if format in WRITERS:
         _publisher(state)  # 404 first when there is nothing to read at all
         raise _no_quakeml()
     latest = latest_versions(await _from_redis(state, when)).values()
@@ -214,10 +217,10 @@ async def get_event(
             raise HTTPException(
                 status.HTTP_404_NOT_FOUND, f"no event {event_id!r} (kept: the latest {live.store.keep})"
             )
-        if format == "quakeml":
-            return Response(events_to_quakeml([stored.event]), media_type=QUAKEML)
+        if format in WRITERS:
+            return Response(WRITERS[format]([stored.event]), media_type=QUAKEML)
         return event_document(stored.fields)
-    if format == "quakeml":
+    if format in WRITERS:
         _publisher(state)
         raise _no_quakeml()
     records = [r for r in await _from_redis(state, None) if r.id == event_id]
