@@ -17,7 +17,7 @@ from seispick.service.api.dependencies import require_api_key, require_metrics_k
 from seispick.service.api.docs import install_docs
 from seispick.service.api.handlers import install_handlers
 from seispick.service.api.lifecycle import ServiceLifecycle
-from seispick.service.api.routers import detections, events, health, models, picks, stream
+from seispick.service.api.routers import detections, events, fdsnws_event, health, models, picks, stream
 from seispick.service.api.routers import prometheus as metrics
 from seispick.service.api.routers.subscriptions import ClientFeeds
 from seispick.service.api.schemas import WaveformJsonBody
@@ -66,6 +66,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     for router in (detections, events):
         app.include_router(router.router, dependencies=secured)
         app.include_router(router.ws_router)
+    app.include_router(fdsnws_event.router, dependencies=secured)  # FDSN clients: /fdsnws/event/1
     app.include_router(health.router)
     # /metrics asks for a key too (X-API-Key or Authorization: Bearer) unless metrics_public
     app.include_router(
