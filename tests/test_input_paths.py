@@ -271,6 +271,39 @@ def test_missing_or_wrong_content_type_says_what_the_body_is_and_what_to_send(se
     assert "looks like" not in detail
 
 
+def test_curls_default_content_type_is_read_when_the_body_is_waveforms(service, event_files):
+    """curl --data-binary @file.mseed sends application/x-www-form-urlencoded: read by the bytes, with a note."""
+    form = {"content-type": "application/x-www-form-urlencoded"}
+    body = (DATA / f"{EVENTS[0]}.mseed").read_bytes()
+    proper = post_picks(service, [DATA / f"{EVENTS[0]}.mseed"])
+    response = service.post("/v1/picks", content=body, headers=form)
+    assert response.status_code == 200, response.text
+    answer = response.json()
+    assert answer["picks"] == proper["picks"] and answer["picks"]
+    note = answer["notes"][0]
+    assert "application/x-www-form-urlencoded" in note and "read as miniSEED" in note
+    assert "application/vnd.fdsn.mseed" in note and answer["notes"][1:] == proper["notes"]
+    sac = gzip.compress(event_files["sac"][0].read_bytes())
+    answer = service.post("/v1/picks", content=sac, headers=form).json()
+    assert "read as gzip-compressed SAC" in answer["notes"][0]
+    csv = service.post("/v1/picks", params={"format": "csv"}, content=body, headers=form)
+    assert csv.status_code == 200 and csv.text.count("\n") == len(proper["picks"]) + 1
+    expect(service.post("/v1/picks", content=b"a=1&b=2", headers=form), 415, "urlencoded", "plain text")
+    expect(service.post("/v1/picks", content=HTML, headers=form), 415, "an HTML page")
+
+
+@pytest.mark.parametrize("content_type", [None, "", "application/x-www-form-urlencoded", "text/plain", MSEED])
+def test_an_empty_body_is_named_as_such_whatever_its_content_type(service, content_type):
+    headers = {} if content_type is None else {"content-type": content_type}
+    detail = expect(
+        service.post("/v1/picks", content=b"", headers=headers),
+        400,
+        "the request body is empty",
+        "--data-binary @file",
+    )
+    assert "unsupported" not in detail and "looks like" not in detail
+
+
 def test_waveforms_sent_as_json_are_named(service, event_files):
     body = event_files["mseed"][0].read_bytes()[:8192]
     response = service.post("/v1/picks", content=body, headers={"content-type": "application/json"})

@@ -17,10 +17,12 @@ from dataclasses import replace
 
 import numpy as np
 import obspy
+from obspy.core.util.base import ENTRY_POINTS
 from pydantic import ValidationError
 from python_multipart.multipart import MultipartParseError, MultipartParser, parse_options_header
 
 from seispick.picking.waveforms import (
+    FORMAT_LABELS,
     InputLimits,
     LimitExceededError,
     WaveformFormatError,
@@ -48,6 +50,12 @@ WAVEFORM_TYPES = frozenset(
 JSON_TYPES = frozenset({"application/json"})
 MULTIPART_TYPE = "multipart/form-data"
 ACCEPTED = sorted(WAVEFORM_TYPES | JSON_TYPES | {MULTIPART_TYPE})
+# curl's Content-Type for --data-binary without -H: read as waveforms when the body is waveform bytes (a note says so).
+FORM_TYPE = "application/x-www-form-urlencoded"
+EMPTY_BODY = (
+    "the request body is empty: send miniSEED/SAC/... with --data-binary @file (curl), or JSON samples as "
+    "application/json"
+)
 # Compressed waveform bodies may unpack to this many times the body limit (the duration limit still applies).
 UNPACK_FACTOR = 8
 WHAT_TO_SEND = (
@@ -81,6 +89,26 @@ def unsupported_media_type(kind: str, body: bytes | None = None) -> UnsupportedM
     return UnsupportedMediaType(f"unsupported {shown}{looks}; {WHAT_TO_SEND} ({', '.join(ACCEPTED)})")
 
 
+def waveform_look(body: bytes) -> str | None:
+    """What waveform format ``body`` holds (``miniSEED``, ``gzip-compressed SAC``...), None when it holds none."""
+    looks = describe_bytes(body)
+    inner = looks
+    while inner.split(" ", 1)[0] in {"gzip-compressed", "bzip2-compressed", "xz-compressed"}:
+        inner = inner.split(" ", 1)[1]
+    return looks if inner in _WAVEFORM_LABELS else None
+
+
+_WAVEFORM_LABELS = frozenset(FORMAT_LABELS.get(name, name) for name in [*ENTRY_POINTS["waveform"], "MSEED3"])
+
+
+def form_note(looks: str) -> str:
+    """The note of a waveform body sent as ``FORM_TYPE``."""
+    return (
+        f"the body came as {FORM_TYPE} (curl's default for --data-binary) and was read as {looks}, the format "
+        "its bytes hold; send it as application/vnd.fdsn.mseed (-H 'Content-Type: application/vnd.fdsn.mseed')"
+    )
+
+
 def decode_body(
     body: bytes,
     content_type: str,
@@ -95,7 +123,7 @@ def decode_body(
     """
     kind = media_type(content_type)
     if not body:
-        raise BadBody("the request body is empty", kind="empty_body")
+        raise BadBody(EMPTY_BODY, kind="empty_body")
     max_bytes = max_body_bytes * UNPACK_FACTOR if max_body_bytes else None
     limits = limits or InputLimits()
     if kind in WAVEFORM_TYPES:

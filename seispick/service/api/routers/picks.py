@@ -21,7 +21,16 @@ from seispick.models.inference import OnnxModel
 from seispick.picking.annotate import AnnotationResult, job_limits
 from seispick.picking.waveforms import InputLimits
 from seispick.service.api.batched import pick_stream
-from seispick.service.api.bodies import ACCEPTED, bare_media_type, decode_body, unsupported_media_type
+from seispick.service.api.bodies import (
+    ACCEPTED,
+    EMPTY_BODY,
+    FORM_TYPE,
+    bare_media_type,
+    decode_body,
+    form_note,
+    unsupported_media_type,
+    waveform_look,
+)
 from seispick.service.api.dependencies import BatcherDep, StateDep
 from seispick.service.api.responses import TEXT_MEDIA_TYPES, picks_document, text_response
 from seispick.service.api.routers import API_PREFIX
@@ -69,7 +78,8 @@ ERRORS = {
         404: "Unknown model",
         413: "Body, waveform duration, samples, segments, windows or compressed members over the limit "
         "(the setting is named)",
-        415: "Unsupported or missing content type (the answer says what the body looks like)",
+        415: "Unsupported or missing content type (the answer says what the body looks like); "
+        f"{FORM_TYPE} (curl's default for --data-binary) is read when the body is waveform bytes, with a note",
         422: "Unusable content (unequal channel lengths, NaN, bad sampling rate or time, no usable data)",
         503: "Server busy or starting",
         504: "Request took longer than the timeout",
@@ -107,20 +117,29 @@ async def create_picks(
         raise InvalidInput("probabilities=true needs format=json", kind="query")
     content_type = request.headers.get("content-type", "")
     kind = bare_media_type(content_type)
+    body: bytes | None = None
+    note = None
     if kind not in ACCEPTED:  # 415, saying what the body looks like (when within the limit) and what to send
         try:
-            body: bytes | None = await read_body(request, settings.max_body_bytes)
+            body = await read_body(request, settings.max_body_bytes)
         except TooLarge:
-            body = None
-        raise unsupported_media_type(kind, body)
+            raise unsupported_media_type(kind) from None
+        if not body:
+            raise BadBody(EMPTY_BODY, kind="empty_body")
+        looks = await asyncio.to_thread(waveform_look, body) if kind == FORM_TYPE else None
+        if looks is None:
+            raise unsupported_media_type(kind, body)
+        content_type, note = "application/octet-stream", form_note(looks)  # curl's default: read, and say so
+    annotating = _annotate(request, content_type, model, batcher, settings, query, body)
+    del body  # _annotate drops it once decoded
     try:
-        result = await asyncio.wait_for(
-            _annotate(request, content_type, model, batcher, settings, query), settings.request_timeout_s
-        )
+        result = await asyncio.wait_for(annotating, settings.request_timeout_s)
     except asyncio.TimeoutError:
         raise RequestTimeout(
             f"the request took longer than the {settings.request_timeout_s:g} s limit; send less data"
         ) from None
+    if note:
+        result.notes.insert(0, note)
     _count_picks(state, result)
     large = sum(a.segment.n_samples for a in result.annotations) >= TRIM_AFTER_SAMPLES
     if query.format == "json":  # serialised once, in pydantic's Rust core (no second response_model pass)
@@ -169,10 +188,13 @@ async def _annotate(
     batcher: MicroBatcher,
     settings: Settings,
     query: PicksQuery,
+    body: bytes | None = None,
 ) -> AnnotationResult:
+    """Picks of the request's body (``body`` when already read)."""
     limits = request_limits(settings)
     with batcher.incoming(model.name):  # the batcher waits for this request's windows
-        body = await read_body(request, settings.max_body_bytes)
+        if body is None:
+            body = await read_body(request, settings.max_body_bytes)
         stream = await asyncio.to_thread(
             decode_body, body, content_type, settings.max_duration_s, settings.max_body_bytes, limits
         )
