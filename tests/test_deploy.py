@@ -15,7 +15,13 @@ from pathlib import Path
 import pytest
 import yaml
 
-from seispick.service.settings import Settings, StreamingSettings, check_environment, load_settings
+from seispick.service.settings import (
+    EventsSettings,
+    Settings,
+    StreamingSettings,
+    check_environment,
+    load_settings,
+)
 from seispick.service.stream.runtime import DEMO_DIR
 from tests.service_harness import ServiceHarness
 
@@ -162,6 +168,7 @@ def live_metrics(tmp_path_factory) -> str:
         models=["phasenet-original"],
         default_model="phasenet-original",
         streaming=StreamingSettings(watch_dirs=[folder], silence_timeout_s=2.0),
+        events=EventsSettings(stations=DEMO_DIR / "stations.csv"),  # association on, as in the compose stack
     )
     with ServiceHarness(settings, timeout=120) as service:
         deadline = time.time() + 90

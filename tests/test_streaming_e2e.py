@@ -169,6 +169,17 @@ def test_replay_to_redis_exactly_once_through_a_seedlink_restart(shipped_model):
         "seispick_source_reconnects_total",
         "seispick_outbox_depth 0.0",
         "seispick_buffer_bytes",
+        'seispick_latency_stage_seconds_count{stage="record"}',
+        'seispick_latency_stage_seconds_count{stage="window"}',
+        'seispick_latency_stage_seconds_count{stage="first_look"}',
+        'seispick_latency_stage_seconds_count{stage="inference"}',
+        'seispick_latency_stage_seconds_count{stage="publication"}',
     ):
         assert line in metrics, line
+    budget = {s["trace_id"]: s["latency_stages"] for s in stations["stations"]}
+    for stages in budget.values():  # each instrument's latest pick, stage by stage
+        assert {"record_s", "window_s", "first_look_s", "inference_s"} <= stages.keys(), stages
+        assert (
+            0 <= stages["first_look_s"] < 30 and 0 <= stages["window_s"] < 60 and stages["inference_s"] >= 0
+        )
     assert "DEMO1" not in metrics, "metrics are labelled by network, not by station"

@@ -231,6 +231,9 @@ def test_two_workers_give_the_single_process_picks_once_through_a_worker_kill(sh
     )
     assert picked >= len(expected)  # observed where emitted, repeats after the restart included
     assert metric(metrics, "seispick_data_latency_seconds_count", network="SP") >= records
+    # the latency budget of the workers' picks reaches the API process's metrics, delivery observed there
+    for stage in ("record", "window", "inference", "publication"):
+        assert metric(metrics, "seispick_latency_stage_seconds_count", stage=stage) > 0, stage
     assert metric(metrics, "seispick_inference_calls_total", model=shipped_model.name) > 0  # no HTTP: streams
     assert metric(metrics, "seispick_published_total") == len(expected)
     assert metric(metrics, "seispick_sources_running") == WORKERS

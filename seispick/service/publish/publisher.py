@@ -22,8 +22,9 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import time
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from itertools import islice
 from pathlib import Path
@@ -352,6 +353,7 @@ class PickPublisher:
         self.updates_published = 0  # pick updates (preliminary, confirmed, rejected), not in ``published``
         self.repeats = 0  # publish() calls for an id this process had already published
         self.duplicates = 0  # records Redis already held (dedupe key present)
+        self.on_delivered: Callable[[str, float], None] | None = None  # kind, seconds since the hand-over
         self._redis: Redis | None = None
         self._script: Any = None
         self._stopped = False
@@ -441,6 +443,11 @@ class PickPublisher:
                 pipe.evalsha(self._script.sha, 2, stream, f"{stream}:seen:{dedupe_key(fields)}", *args)
             results = await pipe.execute()
         self.duplicates += sum(result is None for result in results)
+        if self.on_delivered is not None:
+            now = time.time()
+            for entry in batch:  # from the hand-over (published_at) to Redis's acknowledgement
+                fields = entry["fields"]
+                self.on_delivered(entry["kind"], now - UTCDateTime(fields["published_at"]).timestamp)
 
     # -- subscribing and querying
 

@@ -22,6 +22,15 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Histo
 from seispick.picking.results import Pick
 
 LATENCY_BUCKETS = (0.1, 0.25, 0.5, 1, 2, 3, 5, 7.5, 10, 15, 20, 30, 45, 60, 120, 300)
+# The latency budget of a pick, stage by stage (README "Latency budget"; association is the associator's own
+# seispick_association_latency_seconds):
+STAGES = (
+    "record",  # a record's arrival minus its last sample (the datalogger's packing and the network)
+    "window",  # a final pick: its last window's data arrival minus its peak_time, less the record stage
+    "first_look",  # a preliminary pick: the same for the window that first crossed the threshold
+    "inference",  # that record's arrival to the pick handed to the publisher: queue, model run, triggers
+    "publication",  # the hand-over to the publisher to Redis's acknowledgement (outbox, network)
+)
 
 
 @dataclass(frozen=True)
@@ -103,6 +112,12 @@ class StreamMetrics:
             "From the arrival of the record that completed a pick's last window to its publication",
             ("network", "phase"),
         )
+        self.stage_latency = LatencyHistogram(
+            "seispick_latency_stage_seconds",
+            "A pick's latency budget by stage: record, window (final), first_look (preliminary), inference, "
+            "publication",
+            ("stage",),
+        )
         self._snapshot: Snapshot | None = None
         registry.register(_SnapshotCollector(self))
 
@@ -112,6 +127,11 @@ class StreamMetrics:
 
     def observe_record(self, trace: obspy.Trace, latency: float) -> None:
         self.data_latency.observe((trace.stats.network,), max(latency, 0.0))
+        self.stage_latency.observe(("record",), max(latency, 0.0))
+
+    def observe_stage(self, stage: str, seconds: float) -> None:
+        """One observation of a latency-budget stage (``STAGES``)."""
+        self.stage_latency.observe((stage,), max(seconds, 0.0))
 
     def observe_emit(self, item, latency: float) -> None:
         network = item.trace_id.split(".")[0]
@@ -120,11 +140,16 @@ class StreamMetrics:
 
     def take(self) -> dict[str, Buckets]:
         """Latency counts since the last ``take``, for another process to :meth:`absorb`."""
-        return {"data": self.data_latency.take(), "pick": self.pick_latency.take()}
+        return {
+            "data": self.data_latency.take(),
+            "pick": self.pick_latency.take(),
+            "stage": self.stage_latency.take(),
+        }
 
     def absorb(self, taken: dict[str, Buckets]) -> None:
         self.data_latency.absorb(taken["data"])
         self.pick_latency.absorb(taken["pick"])
+        self.stage_latency.absorb(taken.get("stage", {}))
 
 
 def merge_snapshots(snapshots: Iterable[StreamSnapshot], publisher: dict) -> StreamSnapshot:
@@ -172,6 +197,7 @@ class _SnapshotCollector:
     def collect(self):
         yield self.owner.data_latency.family()
         yield self.owner.pick_latency.family()
+        yield self.owner.stage_latency.family()
         if self.owner._snapshot is None:
             return
         snap = self.owner._snapshot()

@@ -125,6 +125,9 @@ class StreamingRuntime:
         self.demo_port = demo_port
         self._publisher = make_publisher(settings) if sink is None else None
         self._sink: PickSink = sink or self.publisher.publish
+        if self._publisher is not None:
+            self._publisher.on_delivered = self._observe_delivery
+        self._stages: dict[str, dict[str, float]] = {}  # instrument -> its latest pick's stages, seconds
         self.picker = StreamPicker(
             model,
             predict,
@@ -338,16 +341,43 @@ class StreamingRuntime:
             return  # re-read after a resume and already published
         self._sink(item)
         self.metrics.observe_emit(item, latency)
+        if isinstance(item, Pick):
+            self._budget(item, latency, "window")
 
     def _emit_update(self, update: PickUpdate, latency: float) -> None:
         """A pick update (preliminary, confirmed, rejected) goes to the sink beside the final picks."""
         if self.warm.keep(update.pick):
             self._sink(update)  # type: ignore[arg-type]  # publish, or a worker channel: both take updates
+            if update.status == "preliminary":
+                self._budget(update.pick, latency, "first_look")
+
+    def _budget(self, pick: Pick, latency: float, stage: str) -> None:
+        """Observe a pick's window (or first-look) and inference stages; keep them for its instrument's row."""
+        instruments = self.picker.instruments
+        name = pick.trace_id if pick.trace_id in instruments else pick.trace_id[:-1]
+        state = instruments.get(name)
+        record = state.last_latency if state is not None else 0.0
+        window = time.time() - latency - pick.peak_time.timestamp - record
+        self.metrics.observe_stage(stage, window)
+        self.metrics.observe_stage("inference", latency)
+        if state is not None:
+            self._stages.setdefault(name, {}).update({f"{stage}_s": round(max(window, 0.0), 3)})
+            self._stages[name]["inference_s"] = round(latency, 3)
+
+    def _observe_delivery(self, kind: str, seconds: float) -> None:
+        if kind in ("pick", "pick_update"):
+            self.metrics.observe_stage("publication", seconds)
 
     # -- what operators see -------------------------------------------------------------------------------------
     def station_states(self) -> list[dict]:
         """Per instrument: last sample, data latency, lag, gaps, counters and state."""
-        return self.picker.station_states()
+        return self._with_stages(self.picker.station_states())
+
+    def _with_stages(self, rows: list[dict]) -> list[dict]:
+        for row in rows:  # the latest pick's budget: record (data latency), window / first look, inference
+            stages = self._stages.get(row["trace_id"])
+            row["latency_stages"] = {"record_s": row.get("data_latency_s"), **(stages or {})}
+        return rows
 
     def state(self) -> dict:
         """Sources, instruments, backlog and publication, for operators."""
@@ -382,7 +412,7 @@ class StreamingRuntime:
         now = time.time()
         picker = self.picker
         return StreamSnapshot(
-            stations=picker.station_states(now),
+            stations=self._with_stages(picker.station_states(now)),
             record_problems=dict(picker.problems.counts),
             sources=self.sources.state(),
             publisher=self._publisher.stats() if self._publisher is not None else {},

@@ -99,6 +99,7 @@ class WorkerPool:
         self.metrics = metrics
         self.service_metrics = service_metrics
         self.publisher = make_publisher(settings)
+        self.publisher.on_delivered = self._observe_delivery
         self.selection = SelectionWatch((), self.config.owns, self.config.selector_grace_s)
         self.replay: SeedLinkReplayServer | None = None
         self.workers = [WorkerHandle(i) for i in range(self.count)]
@@ -308,6 +309,10 @@ class WorkerPool:
 
     def _views(self) -> list[tuple[int, dict]]:
         return [(w.index, w.view) for w in self.workers if w.view is not None]
+
+    def _observe_delivery(self, kind: str, seconds: float) -> None:
+        if kind in ("pick", "pick_update"):
+            self.metrics.observe_stage("publication", seconds)
 
     def station_states(self) -> list[dict]:
         """Every worker's instruments (``worker`` says whose), by trace id."""
