@@ -302,3 +302,49 @@ def test_pick_cli_writes_scml(tmp_path):
     picks = root.findall(".//s:pick", ns)
     assert ids and [p.get("publicID") for p in picks] == [f"smi:seispick/pick/{i}" for i in ids]
     assert all(p.findtext("s:waveformID", namespaces=ns) is not None for p in picks)
+
+
+@pytest.fixture(scope="module")
+def redis_base_url(events):
+    """A service that does not associate but reads the events another process published to Redis (here: the
+    records as published, two versions of the second event, from a stand-in for the publisher's reader)."""
+    published = UTCDateTime("2024-05-01T13:30:00")
+    records = [Record.of(e, published) for e in events]
+    # an older version of the second event first: not served
+    older = {**Record.of(events[1], published - 60).fields, "version": "0", "latitude": "0.0"}
+    fields = [older, *(r.fields for r in records)]
+
+    async def recent_from_redis(since=None, limit=100, kind="pick", **_):
+        assert kind == "event"
+        return [Record.from_fields("event", dict(f)) for f in fields][-limit:]
+
+    app = create_app(Settings())
+    with UvicornThread(app) as server:
+        app.state.seispick.streaming = SimpleNamespace(
+            publisher=SimpleNamespace(redis_url="redis://unused", recent_from_redis=recent_from_redis),
+            stop=_stopped,
+        )
+        yield f"http://127.0.0.1:{server.port}"
+
+
+def test_events_read_from_redis_are_served_without_arrivals(redis_base_url, events):
+    client = Client(redis_base_url, timeout=30)
+    cat = client.get_events(starttime=T0 - 60, orderby="time-asc", includearrivals=True)
+    assert [str(e.resource_id) for e in cat] == [f"smi:seispick/event/{e.event_id}" for e in events]
+    for event, back in zip(events, cat):
+        origin = back.preferred_origin()
+        assert abs(origin.time.timestamp - event.origin.time) < 1e-3
+        assert origin.latitude == pytest.approx(event.origin.latitude, abs=1e-5)
+        assert origin.arrivals == [] and back.picks == []  # the records have pick ids, not picks
+    assert cat[0].preferred_magnitude().mag == pytest.approx(2.5)
+    assert len(client.get_events(minmagnitude=2)) == 1
+    answer = httpx.get(f"{redis_base_url}/fdsnws/event/1/query", params={"format": "text"})
+    assert [row.split("|")[0] for row in answer.text.splitlines()[1:]] == [e.event_id for e in events[::-1]]
+
+
+def test_a_service_without_events_says_so(base_url):
+    app = create_app(Settings())
+    with UvicornThread(app) as server:
+        answer = httpx.get(f"http://127.0.0.1:{server.port}/fdsnws/event/1/query")
+    assert answer.status_code == 404 and "association is not configured" in answer.text
+    assert answer.text.startswith("Error 404: Not Found")
