@@ -89,6 +89,8 @@ def test_client_discovers_the_event_service(client, base_url):
     assert client.services["available_event_contributors"] == {"seispick"}
     assert client.get_webservice_version("event") == [1, 2, 0]
     assert httpx.get(f"{base_url}/fdsnws/event/1/version").text == "1.2.0"
+    index = httpx.get(f"{base_url}/fdsnws/event/1/")
+    assert index.status_code == 200 and "includearrivals" in index.text
 
 
 def test_get_events_in_a_time_window(client, events):
@@ -152,7 +154,9 @@ def test_bad_parameters_are_400_with_the_fdsn_error_document(client, base_url):
         {"starttime": "yesterday"},
         {"orderby": "depth"},
         {"format": "json"},
-        {"minradius": "1"},
+        {"maxradius": "181"},
+        {"limit": "0"},
+        {"nodata": "500"},
         {"includearrivals": "yes"},
         {"bogus": "1"},
     ):

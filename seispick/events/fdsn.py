@@ -42,8 +42,8 @@ PARAMETERS: dict[str, tuple[str, str]] = {
     "maxlatitude": ("xs:double", "Northern boundary, degrees"),
     "minlongitude": ("xs:double", "Western boundary, degrees"),
     "maxlongitude": ("xs:double", "Eastern boundary, degrees"),
-    "latitude": ("xs:double", "Centre of a radial search, degrees"),
-    "longitude": ("xs:double", "Centre of a radial search, degrees"),
+    "latitude": ("xs:double", "Centre of a radial search, degrees (0 by default)"),
+    "longitude": ("xs:double", "Centre of a radial search, degrees (0 by default)"),
     "minradius": ("xs:double", "Minimum distance from the centre, degrees"),
     "maxradius": ("xs:double", "Maximum distance from the centre, degrees"),
     "mindepth": ("xs:double", "Minimum depth, km"),
@@ -235,12 +235,6 @@ def _check(q: EventQuery) -> None:
         a, b = getattr(q, low), getattr(q, high)
         if a is not None and b is not None and a > b:
             raise FdsnQueryError(f"{low} is after/above {high}")
-    radial = (q.minradius, q.maxradius)
-    centre = (q.latitude, q.longitude)
-    if any(v is not None for v in radial) and None in centre:
-        raise FdsnQueryError("minradius/maxradius need both latitude and longitude")
-    if (q.latitude is None) != (q.longitude is None):
-        raise FdsnQueryError("latitude and longitude go together")
 
 
 def matches(q: EventQuery, s: EventSummary) -> bool:
@@ -261,9 +255,8 @@ def matches(q: EventQuery, s: EventSummary) -> bool:
     ]
     if not all(checks):
         return False
-    if q.maxradius is not None or q.minradius is not None:
-        assert q.latitude is not None and q.longitude is not None
-        distance = locations2degrees(q.latitude, q.longitude, s.latitude, s.longitude)
+    if q.maxradius is not None or q.minradius is not None:  # around latitude/longitude, 0/0 by default
+        distance = locations2degrees(q.latitude or 0.0, q.longitude or 0.0, s.latitude, s.longitude)
         if q.minradius is not None and distance < q.minradius:
             return False
         if q.maxradius is not None and distance > q.maxradius:

@@ -152,6 +152,24 @@ async def query(request: Request, state: StateDep) -> Response:
 
 
 @router.get(
+    "/",
+    summary="What this fdsnws-event service is, and its parameters (plain text)",
+    response_class=PlainTextResponse,
+)
+async def index(request: Request) -> Response:
+    base = _base(request)
+    lines = [
+        f"seispick fdsnws-event {SPEC_VERSION}: the events this service associates or reads from Redis",
+        "",
+        f"{base}query?[parameters]  QuakeML 1.2 (format=xml) or text (format=text)",
+        f"{base}version  {base}application.wadl  {base}catalogs  {base}contributors",
+        "",
+        *(f"{name:22}{description}" for name, (_, description) in PARAMETERS.items()),
+    ]
+    return Response("\n".join(lines) + "\n", media_type=TEXT)
+
+
+@router.get(
     "/version",
     summary="The fdsnws-event version (SpecMajor.SpecMinor.Implementation)",
     response_class=PlainTextResponse,
