@@ -29,7 +29,7 @@ from seispick.events.associate import AssociationConfig, Associator
 from seispick.events.magnitude import MagnitudeResult
 from seispick.events.picksets import PickSet
 from seispick.events.quakeml import events_to_scml, validate, validate_scml
-from seispick.picking.formats import picks_to_csv, picks_to_scml, render
+from seispick.picking.formats import picks_to_csv, picks_to_scml, render, render_detections
 from seispick.service.api.app import create_app
 from seispick.service.publish.publisher import Record
 from seispick.service.settings import EventsSettings, Settings
@@ -352,3 +352,11 @@ def test_a_service_without_events_says_so(base_url):
         answer = httpx.get(f"http://127.0.0.1:{server.port}/fdsnws/event/1/query")
     assert answer.status_code == 404 and "association is not configured" in answer.text
     assert answer.text.startswith("Error 404: Not Found")
+
+
+def test_pick_cli_refuses_scml_for_a_detector():
+    files = [str(p) for p in sorted(REAL.glob("BK*.mseed"))[:1]]
+    result = CliRunner().invoke(cli, ["pick", *files, "--model", "convnetquake-ta109c", "--format", "scml"])
+    assert result.exit_code == 2 and "no SCML form" in result.stderr, result.stderr
+    with pytest.raises(ValueError, match="no SCML form"):
+        render_detections("scml", [])
