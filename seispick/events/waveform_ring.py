@@ -31,13 +31,10 @@ from dataclasses import dataclass, field
 import numpy as np
 from obspy import Stream, Trace, UTCDateTime
 
+from seispick.events.stations import station_key as station_of
+
 NS = 1_000_000_000
 CHUNK_SAMPLES = 4096  # a longer trace is stored in pieces of this many samples (cheap partial drops)
-
-
-def station_of(trace_id: str) -> str:
-    """``NET.STA`` of ``NET.STA.LOC.CHA``."""
-    return ".".join(trace_id.split(".")[:2])
 
 
 @dataclass
