@@ -311,12 +311,19 @@ def test_pick_cli_writes_scml(tmp_path):
 @pytest.fixture(scope="module")
 def redis_base_url(events):
     """A service that does not associate but reads the events another process published to Redis (here: the
-    records as published, two versions of the second event, from a stand-in for the publisher's reader)."""
+    records as published, two versions of the second event and a duplicate merged into it, from a stand-in for
+    the publisher's reader)."""
     published = UTCDateTime("2024-05-01T13:30:00")
     records = [Record.of(e, published) for e in events]
     # an older version of the second event first: not served
     older = {**Record.of(events[1], published - 60).fields, "version": "0", "latitude": "0.0"}
-    fields = [older, *(r.fields for r in records)]
+    merged = {
+        **older,
+        "id": "ev-0000000000000000",
+        "evaluation_status": "rejected",
+        "superseded_by": events[1].event_id,
+    }
+    fields = [older, merged, *(r.fields for r in records)]
 
     async def recent_from_redis(since=None, limit=100, kind="pick", **_):
         assert kind == "event"

@@ -103,7 +103,8 @@ async def _summaries(state: ServiceState) -> list[EventSummary]:
     if runtime is None or not runtime.publisher.redis_url:
         raise HTTPException(status.HTTP_404_NOT_FOUND, NOT_CONFIGURED)
     documents = [event_document(r.fields) for r in latest_versions(await _from_redis(state, None)).values()]
-    found = [summary_from_document(d, d) for d in documents]
+    # a duplicate merged into another event is out of the catalog, as out of the live store
+    found = [summary_from_document(d, d) for d in documents if not d.get("superseded_by")]
     return [s for s in found if s is not None]
 
 
