@@ -17,6 +17,7 @@ from seispick.cli.output_options import output_options
 from seispick.cli.settings_options import FieldOption, field_options
 from seispick.events.associate import AssociationConfig, AssociationConfigError, AssociationResult, Associator
 from seispick.events.event import CSV_COLUMNS
+from seispick.events.live import LiveConfig
 from seispick.events.picksets import PickFileError, read_pick_files
 from seispick.events.stations import StationFileError, StationTable, read_stations
 from seispick.events.velocity import Homogeneous, VelocityModelError, read_velocity_model
@@ -60,7 +61,7 @@ FOLLOW_OPTIONS = field_options(
         ),
         *(
             FieldOption(("events", name), help="With --follow: {description}")
-            for name in ("window_s", "delay_s", "step_s")
+            for name in ("window_s", "delay_s", "step_s", "settle", "min_version_interval_s")
         ),
     ],
     overrides=False,
@@ -132,6 +133,8 @@ def associate(
     window_s: float,
     delay_s: float,
     step_s: float,
+    settle: bool,
+    min_version_interval_s: float,
     duration: float | None,
     quiet: bool,
 ) -> None:
@@ -166,7 +169,10 @@ def associate(
             raise click.UsageError("give either PICKS files or --follow REDIS_URL, not both")
         if not follow_url.startswith(("redis://", "rediss://", "unix://")):
             raise click.UsageError(f"--follow {follow_url}: not a Redis URL (redis://host:port/db)")
-        _follow(associator, follow_url, picks_stream, from_start, window_s, delay_s, step_s, duration, quiet)
+        config = LiveConfig(
+            window_s=window_s, delay_s=delay_s, settle=settle, min_version_interval_s=min_version_interval_s
+        )
+        _follow(associator, follow_url, picks_stream, from_start, config, step_s, duration, quiet)
         return
     if not picks:
         raise click.UsageError("give PICKS files (or --follow REDIS_URL)")
@@ -289,12 +295,12 @@ def render(fmt: str, result: AssociationResult, associator: Associator, notes: l
     return (events_to_scml if fmt == "scml" else events_to_quakeml)(result.events)
 
 
-def _follow(associator, url, stream, from_start, window_s, delay_s, step_s, duration, quiet) -> None:
+def _follow(associator, url, stream, from_start, config: LiveConfig, step_s, duration, quiet) -> None:
     from seispick.events.follow import follow
-    from seispick.events.live import LiveAssociator, LiveConfig
+    from seispick.events.live import LiveAssociator
     from seispick.service.publish.publisher import PickPublisher
 
-    live = LiveAssociator(associator, LiveConfig(window_s=window_s, delay_s=delay_s))
+    live = LiveAssociator(associator, config)
 
     async def run() -> None:
         publisher = PickPublisher(url)

@@ -55,6 +55,9 @@ SERVE_OPTIONS: list[FieldOption] = [
     FieldOption(("streaming", "shard_index"), help="This replica's shard (0-based)"),
     FieldOption(("streaming", "shard_count")),
     FieldOption(("streaming", "workers")),
+    FieldOption(("streaming", "preliminary_picks")),
+    FieldOption(("streaming", "first_look_stride_s")),
+    FieldOption(("events", "preliminary"), "--associate-preliminary", dest="associate_preliminary"),
     FieldOption(("inference_backend",), "--backend", dest="backend"),
 ]
 # option name -> (field path in Settings, the flag as a user types it)
@@ -74,7 +77,7 @@ def settings_from_options(options: dict[str, Any]) -> Settings:
 
     overrides = {}
     for name, value in options.items():
-        if name not in OPTION_FIELDS or value is None or value == () or value is False:
+        if name not in OPTION_FIELDS or value is None or value == ():
             continue
         path, flag = OPTION_FIELDS[name]
         overrides[path] = (flag, list(value) if isinstance(value, tuple) else value)

@@ -81,7 +81,10 @@ def field_option(model: type[BaseModel], spec: FieldOption, overrides: bool) -> 
         attrs["type"] = _click_type(annotation, info.metadata, not overrides)
         attrs["default"] = None if overrides else default
         attrs["show_default"] = not overrides and default is not None
-    return click.option(spec.option_flag, spec.name, **(attrs | spec.attrs))
+    flag = spec.option_flag
+    if annotation is bool and "/" not in flag:  # on and off from the command line, whatever the default
+        flag = f"{flag}/--no-{flag.removeprefix('--')}"
+    return click.option(flag, spec.name, **(attrs | spec.attrs))
 
 
 def field_options(model: type[BaseModel], specs: Iterable[FieldOption], overrides: bool) -> Decorator:
