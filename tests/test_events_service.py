@@ -80,7 +80,7 @@ def served():
             channel=key + ":live",
         ),
         events=EventsSettings(
-            stations=DEMO_DIR / "stations.csv",
+            stations=DEMO_DIR / "stations.xml",  # the demo's coordinates with (nominal) responses: live ML
             delay_s=5.0,
             step_s=0.5,
             min_version_interval_s=0.0,  # a real-time spacing: the replay runs at 100x
@@ -226,3 +226,24 @@ def test_convnetquake_detections_in_the_stream_equal_offline_detections(served):
     assert api["count"] == len(expected) and all(d["model"] == DETECTOR for d in api["detections"])
     assert {d["id"] for d in served["ws"] if d["model"] == DETECTOR} == set(got)
     assert all(isinstance(d["probability"], float) for d in served["ws"])
+
+
+def test_live_ml_of_the_service_equals_offline_ml(served):
+    """Each event's final version (the stop makes it final) carries ML from the service's waveform ring (records
+    teed from the stream), equal within 0.1 to ``seispick associate --waveforms`` on the same files and picks."""
+    from seispick.events.live_magnitude import event_magnitude
+
+    stations = read_stations(DEMO_DIR / "stations.xml")
+    associator = Associator(stations)
+    picks = annotate(served["archive"], ModelRegistry().load(PICKER)).picks
+    offline = {e.event_id: e for e in associator.associate(PickSet.from_picks(picks)).events}
+    live = latest(served["redis"]["events"])
+    assert live.keys() == offline.keys()
+    for event_id, event in offline.items():
+        magnitude, _ = event_magnitude(event, served["archive"], stations, associator.config.velocity.surface)
+        assert magnitude is not None
+        fields = live[event_id]
+        assert fields["magnitude_type"] == "ML" and int(fields["magnitude_stations"]) == magnitude.station_count
+        assert abs(float(fields["magnitude"]) - magnitude.value) <= 0.1, (fields["magnitude"], magnitude.value)
+    assert served["events"]["association"]["magnitudes"]["with_magnitude"] > 0
+

@@ -373,11 +373,14 @@ class LiveAssociator:
                 event.magnitude = old.event.magnitude
                 return event
             old.measured_at = at
+        before = event.magnitude if event.magnitude is not None else (old.event.magnitude if old else None)
         try:
-            return self.magnitude(event)
+            event = self.magnitude(event)
         except Exception:  # noqa: BLE001 - a magnitude must not stop association
             log.exception("live magnitude of %s failed; the event goes on without one", event.event_id)
-            return event
+        if event.magnitude is None and before is not None:  # its waveforms left the ring: the last one stands
+            event.magnitude = before
+        return event
 
     def _revise(
         self,

@@ -468,6 +468,11 @@ class EventsSettings(BaseModel):
     model: str | None = Field(
         default=None, description="Picks of this model are associated (default: the stream's first picker)"
     )
+    magnitudes: bool = Field(
+        default=True,
+        description="Live ML of each event version from a per-station waveform ring (stations with responses "
+        "in a StationXML; without responses events carry a note instead)",
+    )
     # 360 s: the association's default window (300 s) and delay (2 s; up to 10 s) plus the 31 s before P that ML
     # reads (1 s and 30 s for its filters), rounded up: an event is measured while open and at its final version.
     magnitude_ring_s: float = Field(

@@ -26,7 +26,7 @@ from seispick.models.registry import ModelRegistry
 from seispick.service.api.state import ServiceState, load_models
 from seispick.service.batcher import MicroBatcher
 from seispick.service.settings import model_warnings
-from seispick.service.stream.association import start_events
+from seispick.service.stream.association import start_events, tee_records
 from seispick.service.stream.job import RealtimeJob
 from seispick.service.stream.job_metrics import StreamMetrics
 from seispick.service.stream.runtime import StreamingRuntime
@@ -63,6 +63,7 @@ class ServiceLifecycle:
             job.selection.warnings += model_warnings(settings, registry.names())
             # association follows the publisher's picks from the first one (subscribed before sources start)
             state.events = await start_events(settings, job.publisher, state.metrics.registry, state.models)
+            tee_records(job, state.events)
             await job.start()
         log.info("serving models %s (default %s)", ", ".join(state.models), settings.default_model)
 

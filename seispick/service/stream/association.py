@@ -38,6 +38,7 @@ from seispick.events.association_metrics import EventMetrics
 from seispick.events.event import Event
 from seispick.events.follow import pick_from_fields
 from seispick.events.live import LiveAssociator, LiveConfig
+from seispick.events.live_magnitude import LiveMagnitudes, live_magnitudes
 from seispick.events.stations import StationTable
 from seispick.models.inference import OnnxModel
 from seispick.service.publish.publisher import PickPublisher, Record, Subscription
@@ -47,6 +48,7 @@ from seispick.service.settings import (
     Settings,
     check_events,
 )
+from seispick.service.stream.job import RealtimeJob
 
 log = logging.getLogger(__name__)
 
@@ -157,6 +159,7 @@ class LiveEvents:
         self.overflow = 0
         self._subscription: Subscription | None = None
         self.preliminary = False  # preliminary picks associated (set by start)
+        self.magnitudes: LiveMagnitudes | None = None  # live ML: its ring takes the job's records (tee)
         self._lock = asyncio.Lock()
         self._tasks: list[asyncio.Task] = []
 
@@ -166,10 +169,18 @@ class LiveEvents:
         for note in self.stations.notes:
             log.warning("events: %s", note)
         associator = await asyncio.to_thread(Associator, self.stations, config)
+        if self.config.magnitudes:
+            self.magnitudes = live_magnitudes(
+                self.stations,
+                config.velocity.surface,
+                self.config.magnitude_ring_s,
+                self.config.magnitude_ring_max_bytes,
+            )
         self.live = LiveAssociator(
             associator,
             live_config(self.config),
             metrics=self.metrics,
+            magnitude=self.magnitudes,
         )
         self.preliminary = associates_preliminary(self.settings)
         kinds = ("pick", "pick_update") if self.preliminary else "pick"
@@ -270,6 +281,13 @@ class LiveEvents:
 
     # -- what operators see
 
+    def _magnitude_state(self) -> dict | None:
+        """The live-ML ring's size and the measurement counters (None when magnitudes are off)."""
+        if self.magnitudes is None:
+            return None
+        ring = self.magnitudes.ring
+        return {"ring_bytes": ring.nbytes, "ring_max_bytes": ring.max_bytes, **dict(self.magnitudes.counts)}
+
     def state(self) -> dict:
         """Association counters for ``GET /v1/events``."""
         live = self.live
@@ -299,7 +317,14 @@ class LiveEvents:
             "picks_withdrawn": stats.withdrawn if stats else 0,
             "versions_published": self.published,
             "open_events": len(live.open_events) if live is not None else 0,
+            "magnitudes": self._magnitude_state(),
         }
+
+
+def tee_records(job: RealtimeJob, events: LiveEvents | None) -> None:
+    """Hand the job's horizontal records to the live magnitudes' waveform ring (when they are on)."""
+    if events is not None and events.magnitudes is not None:
+        job.tee = events.magnitudes.ring.add
 
 
 async def start_events(

@@ -17,6 +17,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Protocol, runtime_checkable
 
+import obspy
+
 from seispick.picking.results import Detection, Pick
 from seispick.service.publish.publisher import PickPublisher
 from seispick.service.stream.job_metrics import StreamSnapshot
@@ -31,6 +33,7 @@ class RealtimeJob(Protocol):
     """Sources -> picking -> publisher, started and stopped by the service lifecycle, read by the routers."""
 
     selection: SelectionWatch  # the station selectors and whether they match (start-up warnings added to it)
+    tee: Callable[[obspy.Trace], None] | None  # also gets every horizontal record taken (live magnitudes)
 
     @property
     def publisher(self) -> PickPublisher:

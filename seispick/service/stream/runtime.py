@@ -23,6 +23,7 @@ from pathlib import Path
 
 import obspy
 
+from seispick.events.magnitude import HORIZONTAL
 from seispick.feed import Source
 from seispick.models.inference import OnnxModel
 from seispick.picking.results import Detection, Pick, PickUpdate
@@ -127,6 +128,7 @@ class StreamingRuntime:
         self._sink: PickSink = sink or self.publisher.publish
         if self._publisher is not None:
             self._publisher.on_delivered = self._observe_delivery
+        self.tee: Callable[[obspy.Trace], None] | None = None  # also gets the horizontal records taken
         self._stages: dict[str, dict[str, float]] = {}  # instrument -> its latest pick's stages, seconds
         self.picker = StreamPicker(
             model,
@@ -332,6 +334,8 @@ class StreamingRuntime:
         if self.warm.final:
             self.warm.observe(trace.id[:-1], trace.stats.starttime.timestamp)
         self.picker.add_trace(trace)
+        if self.tee is not None and trace.stats.channel[-1:] in HORIZONTAL:
+            self.tee(trace)
 
     def _on_record(self, trace: obspy.Trace, latency: float) -> None:
         self.metrics.observe_record(trace, latency)

@@ -20,6 +20,7 @@ import socket
 import sys
 from collections import deque
 
+import obspy
 from prometheus_client import CollectorRegistry
 
 from seispick.models.registry import ModelRegistry
@@ -83,6 +84,8 @@ class Worker:
             demo_port=init.demo_port,
             offer_positions=self._offer_positions,
         )
+        if settings.events.active(settings.demo) and settings.events.magnitudes:
+            runtime.tee = self._forward_trace  # the API process measures live magnitudes
         loop = asyncio.get_running_loop()
         loop.add_signal_handler(signal.SIGTERM, self.stopping.set)
         commands = asyncio.create_task(self._commands())
@@ -103,6 +106,9 @@ class Worker:
 
     def _forward(self, item: Pick | Detection) -> None:
         self.channel.send(("item", item))
+
+    def _forward_trace(self, trace: obspy.Trace) -> None:
+        self.channel.send(("trace", trace))
 
     def _offer_positions(self, positions: Positions) -> None:
         """Kept positions go after the picks they cover: the API process keeps them once those are delivered."""

@@ -33,8 +33,11 @@ import socket
 import sys
 import time
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
+
+import obspy
 
 from seispick.replay.server import SeedLinkReplayServer
 from seispick.service.app_metrics import ServiceMetrics
@@ -100,6 +103,7 @@ class WorkerPool:
         self.service_metrics = service_metrics
         self.publisher = make_publisher(settings)
         self.publisher.on_delivered = self._observe_delivery
+        self.tee: Callable[[obspy.Trace], None] | None = None  # the workers' horizontal records (live ML)
         self.selection = SelectionWatch((), self.config.owns, self.config.selector_grace_s)
         self.replay: SeedLinkReplayServer | None = None
         self.workers = [WorkerHandle(i) for i in range(self.count)]
@@ -238,6 +242,9 @@ class WorkerPool:
             kind = message[0]
             if kind == "item":
                 self.publisher.publish(message[1])
+            elif kind == "trace":
+                if self.tee is not None:
+                    self.tee(message[1])
             elif kind == "positions":
                 if self.keeper is not None:
                     self.keeper.offer(message[1], worker.index)
