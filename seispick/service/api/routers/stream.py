@@ -3,15 +3,20 @@
 Without ``status`` every route gives the final picks (and the live feeds detections) as it always did; with
 ``status`` (preliminary, confirmed, rejected, comma-separated) it gives the pick updates of those statuses
 instead (records of kind ``pick_update``, each with ``status``, ``evaluation_mode`` and ``supersedes``).
+``phase`` and ``status`` take only their known values (comma-separated); any other is a 422 naming the allowed ones
+(on the WebSockets: a close with code 1008 and that reason), never an empty answer.
 """
 
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Callable
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Request, WebSocket, status
 from fastapi.responses import StreamingResponse
+from pydantic import AfterValidator
+from pydantic_core import PydanticCustomError
 
 from seispick.service.api.dependencies import StateDep
 from seispick.service.api.responses import record_document, record_json
@@ -32,23 +37,75 @@ STATUS_HELP = (
     "Pick updates of these statuses instead of the final picks: preliminary, confirmed, rejected "
     "(comma-separated; QuakeML evaluationStatus)"
 )
-_ONE_STATUS = "(preliminary|confirmed|rejected)"
-STATUS_PATTERN = rf"^\s*{_ONE_STATUS}(\s*,\s*{_ONE_STATUS})*\s*$"
-StatusQuery = Annotated[str | None, Query(max_length=64, pattern=STATUS_PATTERN, description=STATUS_HELP)]
+PHASES = ("P", "S")  # the phases picks have (a picker's labels but noise)
+
+
+def choices_pattern(allowed: tuple[str, ...]) -> str:
+    """The pattern of a comma-separated list of ``allowed`` values (documented in the OpenAPI schema)."""
+    one = f"({'|'.join(allowed)})"
+    return rf"^\s*{one}(\s*,\s*{one})*\s*$"
+
+
+STATUS_PATTERN = choices_pattern(STATUSES)
+MAX_CHOICES_LENGTH = 64
+
+
+def comma_choices(name: str, allowed: tuple[str, ...]) -> Callable[[str | None], str | None]:
+    """A check of a comma-separated query value: the values asked for, None for none; an unknown one is an error
+    naming the allowed values (a 422 through FastAPI)."""
+
+    def check(value: str | None) -> str | None:
+        if value is not None and len(value) > MAX_CHOICES_LENGTH:
+            raise PydanticCustomError(
+                "string_too_long",
+                "{name} is longer than {limit} characters",
+                {"name": name, "limit": MAX_CHOICES_LENGTH},
+            )
+        wanted = [s.strip() for s in (value or "").split(",") if s.strip()]
+        unknown = [s for s in wanted if s not in allowed]
+        if unknown:
+            raise PydanticCustomError(
+                "enum",
+                "unknown {name} {unknown}: use {allowed} (comma-separated)",
+                {"name": name, "unknown": ", ".join(unknown), "allowed": ", ".join(allowed)},
+            )
+        return ",".join(wanted) or None
+
+    return check
+
+
+check_status = comma_choices("status", STATUSES)
+check_phase = comma_choices("phase", PHASES)
+
+
+def _choices_query(check: Callable, allowed: tuple[str, ...], description: str):
+    """A comma-separated query parameter of ``allowed`` values: checked by ``check`` (so the 422 names them, not
+    a pattern), the pattern shown in the schema."""
+    extra = {"pattern": choices_pattern(allowed), "maxLength": MAX_CHOICES_LENGTH}
+    return Annotated[
+        str | None, AfterValidator(check), Query(description=description, json_schema_extra=extra)
+    ]
+
+
+StatusQuery = _choices_query(check_status, STATUSES, STATUS_HELP)
+PhaseQuery = _choices_query(check_phase, PHASES, "P, S or both comma-separated")
+
+
+def _parsed(check: Callable[[str | None], str | None], value: str | None) -> str | None:
+    try:
+        return check(value)
+    except PydanticCustomError as error:
+        raise HTTPException(422, error.message()) from None
 
 
 def parse_status(value: str | None) -> str | None:
     """The statuses asked for (comma-separated), None for none; 422 naming an unknown one."""
-    if value is None or not value.strip():
-        return None
-    wanted = [s.strip() for s in value.split(",") if s.strip()]
-    unknown = [s for s in wanted if s not in STATUSES]
-    if unknown:
-        raise HTTPException(
-            422,
-            f"unknown status {', '.join(unknown)}: use {', '.join(STATUSES)} (comma-separated)",
-        )
-    return ",".join(wanted)
+    return _parsed(check_status, value)
+
+
+def parse_phase(value: str | None) -> str | None:
+    """The phases asked for (comma-separated), None for none; 422 naming an unknown one."""
+    return _parsed(check_phase, value)
 
 
 def _subscribe(runtime: RealtimeJob, network, station, phase, statuses: str | None) -> Subscription:
@@ -91,13 +148,13 @@ async def recent_picks(
     station: Annotated[
         str | None, Query(max_length=256, description="Station code(s), comma-separated")
     ] = None,
-    phase: Annotated[str | None, Query(max_length=16, description="P, S or both comma-separated")] = None,
+    phase: PhaseQuery = None,
     since: Annotated[str | None, Query(description="Only picks published at or after this UTC time")] = None,
     limit: Annotated[int, Query(ge=1, le=10_000)] = 100,
     status: StatusQuery = None,
 ) -> dict:
     when = parse_since(since)
-    statuses = parse_status(status)
+    statuses = status  # checked and tidied by StatusQuery
     kind = "pick" if statuses is None else "pick_update"
     publisher = runtime.publisher
     records = None
@@ -130,10 +187,10 @@ async def stream_picks(
     runtime: RuntimeDep,
     network: Annotated[str | None, Query(max_length=64)] = None,
     station: Annotated[str | None, Query(max_length=256)] = None,
-    phase: Annotated[str | None, Query(max_length=16)] = None,
+    phase: PhaseQuery = None,
     status: StatusQuery = None,
 ) -> StreamingResponse:
-    subscription = _subscribe(runtime, network, station, phase, parse_status(status))
+    subscription = _subscribe(runtime, network, station, phase, status)
     return sse_response(request, subscription, _record_json, "seispick live picks")
 
 
@@ -147,9 +204,10 @@ async def websocket_picks(
     status: str | None = None,
 ) -> None:
     """Live picks as JSON text messages; filters (``status``: pick updates) as query parameters; key in
-    X-API-Key or ?api_key=. An unknown status closes the socket (1008) with the reason."""
+    X-API-Key or ?api_key=. An unknown status or phase closes the socket (1008) with the reason."""
     try:
         statuses = parse_status(status)
+        phase = parse_phase(phase)
     except HTTPException as error:
         await websocket.close(code=1008, reason=str(error.detail))
         return
