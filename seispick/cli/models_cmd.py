@@ -60,7 +60,7 @@ def show_model(name: str | None) -> None:
         entry = ModelRegistry().get(name)
     except (UnknownModelError, ModelLoadError) as exc:
         raise click.ClickException(str(exc)) from exc
-    click.echo(json.dumps(entry.card.model_dump(mode="json"), indent=2))
+    click.echo(json.dumps(entry.card.for_display().model_dump(mode="json"), indent=2))
 
 
 @models.command("import-seisbench")

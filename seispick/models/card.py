@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from pathlib import Path
 from typing import Any, Literal
 
@@ -11,6 +12,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 CARD_FILE = "card.json"
 Scope = Literal["general", "regional", "station"]
+PACKAGE_DIR = Path(__file__).resolve().parents[1]  # the installed seispick package
+# An absolute POSIX path standing alone (not the "/0.94" of "0.87/0.94", nor a URL's path).
+_ABSOLUTE_PATH = re.compile(r"(?<![\w.:/~-])/(?:[\w.+@%-]+/?)+")
 
 
 class CardError(ValueError):
@@ -145,6 +149,12 @@ class ModelCard(BaseModel):
         except ValidationError as exc:
             raise CardError(f"{path}: invalid model card: {_errors(exc)}") from exc
 
+    def for_display(self) -> ModelCard:
+        """This card as shown to people (``seispick models show``, ``GET /v1/models/{name}``): absolute paths in
+        its text (the machine it was built on: training data, output folders) become paths relative to the
+        package (``seispick/models/...``) or bare file names; the card file keeps them."""
+        return type(self).model_validate(_without_absolute_paths(self.model_dump(mode="json")))
+
     def validated(self) -> ModelCard:
         """This card checked again field by field (``model_copy(update=...)`` does not validate)."""
         try:
@@ -160,6 +170,24 @@ class ModelCard(BaseModel):
             path = path / CARD_FILE
         path.write_text(json.dumps(card.model_dump(mode="json"), indent=2) + "\n")
         return path
+
+
+def shown_path(path: str) -> str:
+    """An absolute path as shown: relative to the package's parent when inside the package, else its name."""
+    inside = Path(path)
+    if inside.is_relative_to(PACKAGE_DIR):
+        return str(Path(PACKAGE_DIR.name) / inside.relative_to(PACKAGE_DIR))
+    return inside.name or path
+
+
+def _without_absolute_paths(value: Any) -> Any:
+    if isinstance(value, str):
+        return _ABSOLUTE_PATH.sub(lambda match: shown_path(match.group(0)), value)
+    if isinstance(value, dict):
+        return {key: _without_absolute_paths(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_without_absolute_paths(item) for item in value]
+    return value
 
 
 def _errors(exc: ValidationError) -> str:

@@ -43,7 +43,7 @@ async def list_models(state: StateDep, registry: RegistryDep) -> ModelsResponse:
 @router.get(
     "/models/{name}",
     response_model=ModelCard,
-    summary="A model's card",
+    summary="A model's card (absolute paths in its text shown as file names or relative to the package)",
     responses={404: {"model": ErrorResponse, "description": "Unknown model"}},
 )
 async def get_model(name: str, registry: RegistryDep) -> ModelCard:
@@ -51,4 +51,4 @@ async def get_model(name: str, registry: RegistryDep) -> ModelCard:
     entries = {entry.card.name: entry for entry in registry.entries()}
     if name not in entries:
         raise ModelNotFound(f"unknown model {name!r}; known models: {', '.join(sorted(entries)) or 'none'}")
-    return entries[name].card
+    return entries[name].card.for_display()  # no absolute paths of the machine it was built on
