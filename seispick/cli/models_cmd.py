@@ -107,3 +107,8 @@ def convert_original(weights_npz: Path, out: Path | None, check_data: Path | Non
     card = builders.build_phasenet_original(weights_npz, out, windows)
     diffs = {k: f"{v:.1e}" for k, v in card.metrics.items()}
     click.echo(f"wrote {out} (sha256 {card.onnx_sha256[:12]}; {diffs})")
+
+
+from seispick.cli.tune_cmd import tune  # noqa: E402  (defined in its own module)
+
+models.add_command(tune)

@@ -12,6 +12,7 @@ from typing import Any
 import click
 from click.core import ParameterSource
 
+from seispick.cli.catalog_eval import catalog_options, evaluate_catalog
 from seispick.cli.lazy import training_module
 from seispick.cli.training_options import (
     FINETUNE_FIELDS,
@@ -293,24 +294,49 @@ def _num(value: float | None) -> str:
 
 
 @click.command()
-@option("--model", "-m", "model", default=None, show_default=None)
 @option(
-    "--data", "-d", "data", multiple=True, type=click.Path(path_type=Path), required=True, show_default=None
+    "--model",
+    "-m",
+    "model",
+    multiple=True,
+    show_default=None,
+    help="Model name or model folder (default: the shipped default); with --catalog, repeat to compare models.",
 )
+@option("--data", "-d", "data", multiple=True, type=click.Path(path_type=Path), show_default=None)
+@catalog_options
 @option("--split", "part", type=click.Choice(SPLIT_PARTS), default="test")
 @data_options
 @click.option("--p-threshold", type=click.FloatRange(0, 1), default=None)
 @click.option("--s-threshold", type=click.FloatRange(0, 1), default=None)
 @option("--detection-threshold", type=click.FloatRange(0, 1), default=None, show_default=None)
 @option("--pre-p-noise/--no-pre-p-noise", default=True)
-@click.option("--out", "-o", type=click.Path(path_type=Path), default=None, help="Report JSON to write.")
+@click.option(
+    "--out",
+    "-o",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Report to write (JSON; CSV with --catalog).",
+)
 @click.option("--plot", type=click.Path(path_type=Path), default=None, help="Report PNG to write.")
-def evaluate(model: str | None, data: tuple[Path, ...], part: str, **kw: Any) -> None:
+@click.pass_context
+def evaluate(
+    ctx: click.Context, model: tuple[str, ...], data: tuple[Path, ...], part: str, **kw: Any
+) -> None:
     """Score a model on labelled data through the same runtime as `seispick pick`.
 
     Pickers: precision, recall and F1 of P and S picks within 0.1 s and 0.5 s of the labels, and the residuals.
     Detectors: precision, recall, ROC AUC and location-cell accuracy.
+
+    With --catalog EVENTS.xml --waveforms DIR: the analyst picks of a QuakeML catalogue against each model's
+    picks on the continuous waveforms (per phase and station; --calibrate chooses thresholds). No torch needed.
     """
+    if kw["catalog"]:
+        return evaluate_catalog(model, {**kw, "data": data}, _command_line(ctx))
+    if not data:
+        raise click.UsageError("give --data (labelled dataset folders) or --catalog with --waveforms")
+    if len(model) > 1:
+        raise click.UsageError("one --model on labelled data (several are compared with --catalog)")
+    model = model[0] if model else None
     from seispick.models.inference import ModelLoadError
     from seispick.models.registry import ModelRegistry, UnknownModelError
 

@@ -1,0 +1,127 @@
+"""Models over the continuous waveforms of a catalogue evaluation, through the picking core.
+
+Each file is read once (``seispick.picking.waveforms``, as ``seispick pick`` reads), each model's windows are
+run once (``annotate.prepare`` and the model's ``predict`` in batches, as ``annotate`` does), and the picking
+core (``annotate.finish``) is run on those outputs at every threshold asked for: the grid of a calibration
+costs one inference, not nine. Scoring lives in ``catalog_evaluation``. No torch (see ``.importlinter``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from seispick.events.catalog_evaluation import GRID, ModelPick, Span, from_seispick_picks
+from seispick.models.inference import OnnxModel
+from seispick.picking.annotate import NoUsableDataError, finish, prepare
+from seispick.picking.waveforms import expand_paths, read_waveform_file
+
+
+@dataclass
+class ModelRun:
+    """One model's picks over all files: at each threshold run (P and S picked at the same threshold), and the
+    data spans it annotated."""
+
+    name: str
+    sha256: str
+    card_thresholds: dict[str, float]  # the thresholds the evaluation reports (card's, or given)
+    picks: dict[float, list[ModelPick]] = field(default_factory=dict)
+    spans: list[Span] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    def picks_at(self, thresholds: dict[str, float]) -> list[ModelPick]:
+        """The picks of each phase at its threshold in ``thresholds`` (each must have been run)."""
+        return [p for phase, t in thresholds.items() for p in self.picks[float(t)] if p.phase == phase]
+
+
+def thresholds_to_run(card_thresholds: dict[str, float], grid: Sequence[float] | None) -> list[float]:
+    """The card's P and S thresholds and, when calibrating, the grid."""
+    wanted = {float(card_thresholds["P"]), float(card_thresholds["S"])} | {float(t) for t in grid or ()}
+    return sorted(wanted)
+
+
+def pick_stream(
+    stream, model: OnnxModel, thresholds: Sequence[float], batch_size: int = 64
+) -> tuple[dict[float, list[ModelPick]], list[Span], list[str]]:
+    """``model``'s picks on ``stream`` at every threshold in ``thresholds`` (one inference) and the spans of
+    data it annotated (NET.STA)."""
+    job = prepare(stream, model.card)
+    outputs = [model.predict(job.windows(a, a + batch_size)) for a in range(0, job.n_windows, batch_size)]
+    merged = np.concatenate(outputs) if outputs else np.zeros((0, len(model.card.labels), 0), np.float32)
+    picks: dict[float, list[ModelPick]] = {}
+    spans: list[Span] = []
+    for k, t in enumerate(thresholds):
+        result = finish(job, merged, model.name, model.sha256, thresholds={"P": t, "S": t})
+        picks[float(t)] = from_seispick_picks(result.picks)
+        if k == 0:
+            spans = [
+                Span(
+                    ".".join(a.segment.instrument.split(".")[:2]),
+                    a.segment.time_of(0),
+                    a.segment.time_of(a.segment.n_samples - 1),
+                )
+                for a in result.annotations
+            ]
+    return picks, spans, list(job.notes.messages)
+
+
+def waveform_files(paths: Iterable[str | Path]) -> tuple[list[Path], list[str]]:
+    """The files below ``paths`` (folders searched recursively) and the problems with the paths."""
+    files, problems = expand_paths(list(paths))
+    return [f for f, _ in files], problems
+
+
+def run_models(
+    files: Sequence[Path],
+    models: Sequence[OnnxModel],
+    card_thresholds: dict[str, dict[str, float]],
+    grid: Sequence[float] | None = None,
+    batch_size: int = 64,
+    progress: Callable[[Path], None] | None = None,
+) -> tuple[dict[str, ModelRun], list[Path], list[str]]:
+    """Every model over every waveform file: (runs by model name, files read, problems).
+
+    ``card_thresholds[name]`` are the P and S thresholds reported for a model; ``grid`` (e.g. ``GRID``) adds
+    the thresholds a calibration chooses from. A file that is not a waveform, or whose data no model can use,
+    is skipped with a problem naming it; ``progress(file)`` is called after each file.
+    """
+    runs = {
+        m.name: ModelRun(m.name, m.sha256, {k: float(v) for k, v in card_thresholds[m.name].items()})
+        for m in models
+    }
+    problems: list[str] = []
+    used: list[Path] = []
+    for path in files:
+        try:
+            stream = read_waveform_file(path)
+        except ValueError as exc:
+            problems.append(str(exc))
+            if progress:
+                progress(path)
+            continue
+        read_ok = False
+        for m in models:
+            run = runs[m.name]
+            try:
+                picks, spans, notes = pick_stream(
+                    stream, m, thresholds_to_run(run.card_thresholds, grid), batch_size
+                )
+            except (NoUsableDataError, ValueError, ArithmeticError) as exc:
+                problems.append(f"{path}: {m.name}: {exc}")
+                continue
+            read_ok = True
+            for t, found in picks.items():
+                run.picks.setdefault(t, []).extend(found)
+            run.spans += spans
+            run.notes += [f"{path.name}: {n}" for n in notes]
+        if read_ok:
+            used.append(path)
+        if progress:
+            progress(path)
+    return runs, used, problems
+
+
+__all__ = ["GRID", "ModelRun", "pick_stream", "run_models", "thresholds_to_run", "waveform_files"]
