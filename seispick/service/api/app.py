@@ -18,6 +18,7 @@ from seispick.service.api.docs import install_docs
 from seispick.service.api.handlers import install_handlers
 from seispick.service.api.lifecycle import ServiceLifecycle
 from seispick.service.api.routers import detections, events, fdsnws_event, health, models, picks, stream
+from seispick.service.api.routers import operator as operator_page
 from seispick.service.api.routers import prometheus as metrics
 from seispick.service.api.routers.subscriptions import ClientFeeds
 from seispick.service.api.schemas import WaveformJsonBody
@@ -68,6 +69,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.include_router(router.ws_router)
     app.include_router(fdsnws_event.router, dependencies=secured)  # FDSN clients: /fdsnws/event/1
     app.include_router(health.router)
+    app.include_router(operator_page.router)  # the operator page at / and its assets: no data, no key
+    app.include_router(operator_page.api_router, dependencies=secured)
     # /metrics asks for a key too (X-API-Key or Authorization: Bearer) unless metrics_public
     app.include_router(
         metrics.router, dependencies=[Depends(require_metrics_key)] if settings.api_keys else []
