@@ -327,3 +327,14 @@ def test_catalog_mode_refuses_a_detector_and_missing_waveforms(catalogue):
     assert missing.exit_code != 0 and "--waveforms" in missing.output
     neither = runner.invoke(cli, ["evaluate"])
     assert neither.exit_code != 0 and "--data" in neither.output
+
+
+def test_the_readme_script_writes_the_shipped_picks_as_a_catalogue(tmp_path):
+    from scripts.picks_to_quakeml import catalog_from_rows
+
+    with open(REAL / "picks.csv") as handle:
+        rows = list(csv.DictReader(handle))
+    path = tmp_path / "real-events.xml"
+    catalog_from_rows(rows).write(str(path), format="QUAKEML")
+    found = ce.reference_picks(ce.read_catalog(path))
+    assert found.n_events == 31 and len(found.picks) == len(rows) == 64 and not found.notes
