@@ -181,6 +181,8 @@ def evaluate_catalog(models: tuple[str, ...], kw: dict[str, Any], command_line: 
                     f"note: no coordinates for {len(missing)} station(s): {', '.join(missing[:5])}", err=True
                 )
             click.echo(f"wrote {path}", err=True)
+    elif kw.get("stations"):
+        click.echo("note: --stations draws the per-station F1 map of --plot; no --plot was given", err=True)
     if kw["calibrate"]:
         record = calibration_record(kw, runs, reference, used, scores, command_line)
         click.echo(format_calibration(record))

@@ -403,6 +403,17 @@ def block_of(starts: Sequence[float], t: float) -> int:
     return max(0, int(np.searchsorted(np.asarray(starts), t, side="right")) - 1)
 
 
+def _by_block(picks: Sequence[Any], starts: Sequence[float], n: int) -> list[list[Any]]:
+    """``picks`` (with a ``time``) split into the ``n`` blocks that start at ``starts``."""
+    out: list[list[Any]] = [[] for _ in range(n)]
+    if not picks:
+        return out
+    index = np.searchsorted(np.asarray(starts, dtype=float), [p.time for p in picks], side="right") - 1
+    for p, b in zip(picks, np.clip(index, 0, n - 1)):
+        out[int(b)].append(p)
+    return out
+
+
 @dataclass
 class PhaseCalibration:
     """One phase's threshold choice: the card's and the calibrated threshold (best on all the data), the
@@ -449,19 +460,13 @@ def calibrate_phase(
     n = max(1, len(starts))
     # counts[threshold][block] = (tp, fp, fn)
     counts: dict[float, list[tuple[int, int, int]]] = {}
-    refs_by_block = [
-        [r for r in reference if r.phase == phase and block_of(starts, r.time) == b] for b in range(n)
-    ]
+    refs_by_block = _by_block([r for r in reference if r.phase == phase], starts, n)
     for t, picks in picks_by_threshold.items():
-        by_block = [
-            [p for p in picks if p.phase == phase and block_of(starts, p.time) == b] for b in range(n)
-        ]
+        by_block = _by_block([p for p in picks if p.phase == phase], starts, n)
         counts[t] = []
         for b in range(n):
-            c = count(refs_by_block[b], by_block[b], tolerance, [phase])
-            counts[t].append(
-                (sum(x.tp for x in c.values()), sum(x.fp for x in c.values()), sum(x.fn for x in c.values()))
-            )
+            c = count(refs_by_block[b], by_block[b], tolerance, [phase]).values()
+            counts[t].append((sum(x.tp for x in c), sum(x.fp for x in c), sum(x.fn for x in c)))
 
     def pooled(t: float, blocks: Iterable[int]) -> tuple[int, int, int]:
         rows = [counts[t][b] for b in blocks]
