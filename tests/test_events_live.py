@@ -86,7 +86,8 @@ def test_events_grow_by_versions_and_end_with_their_picks():
     value = registry.get_sample_value
     assert value("seispick_events_declared_total") == len(hypos)
     assert value("seispick_events_updated_total") == len(out) - len(hypos)
-    assert value("seispick_event_picks_associated_total") == s.associated
+    assert value("seispick_event_picks_final_total") == s.associated
+    assert value("seispick_event_picks_associated_total") == s.joined >= s.associated  # once each
     assert value("seispick_event_picks_unassociated_total", {"reason": "no_event"}) == s.no_event
     # a latency sample for each version that brought picks: every declaration, and the updates picks joined
     grew = sum(1 for prev, e in _versions(out) if prev is None or e.n_picks > prev.n_picks)
@@ -94,6 +95,29 @@ def test_events_grow_by_versions_and_end_with_their_picks():
     assert len(s.latencies) <= len(out)
     # every pick waited at most delay + one step after it arrived (simulated clock)
     assert max(s.latencies) <= 2 + 2 + 1e-6
+
+
+def test_picks_count_as_associated_when_a_published_version_first_has_them():
+    """Not only once the event is final (an event listing 18 picks used to leave the counter at 0)."""
+    stations, hypos, true, spurious, arrival, delays = sequence(events=1, spurious=0)
+    registry = CollectorRegistry()
+    clock = [0.0]
+    live = LiveAssociator(
+        Associator(stations), LiveConfig(window_s=300, delay_s=2), EventMetrics(registry), lambda: clock[0]
+    )
+    value = registry.get_sample_value
+    published: set[str] = set()
+    for pick in arrival:
+        clock[0] = pick.peak_time.timestamp + delays[pick.id]
+        live.add(pick)
+        for event in live.step(clock[0]):
+            published |= {a.pick_id for a in event.arrivals}
+    assert published and not live.stats.associated  # an open event, nothing final yet
+    assert value("seispick_event_picks_associated_total") == len(published) == live.stats.joined
+    assert value("seispick_event_picks_final_total") == 0
+    live.flush()
+    assert value("seispick_event_picks_final_total") == live.stats.associated > 0
+    assert value("seispick_event_picks_associated_total") == live.stats.joined >= live.stats.associated
 
 
 def _versions(out):
@@ -286,6 +310,41 @@ def test_cli_follow_publishes_events(redis_server: RedisServer, tmp_path: Path):
     fields = asyncio.run(events())
     assert {f["id"] for f in fields} == {fields[-1]["id"]}
     assert set(fields[-1]["pick_ids"].split(",")) == {p.id for p in true[0]}
+
+
+@pytestmark_redis
+def test_cli_follow_serves_metrics(redis_server: RedisServer, tmp_path: Path):
+    """The associator of a sharded deployment is scraped like the replicas (README "Deployment")."""
+    import socket
+    import urllib.request
+
+    from prometheus_client.parser import text_string_to_metric_families
+
+    stations, hypos, true, _, arrival, _ = sequence(seed=5, events=1, spurious=15)
+    asyncio.run(publish_picks(redis_server.url, arrival))
+    stations_csv = write_stations_csv(stations, tmp_path / "st.csv")
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    args = ["--stations", str(stations_csv), "--follow", redis_server.url, "--from-start", "--duration", "2"]
+    run = CliRunner().invoke(associate, [*args, "--delay-s", "0", "--metrics-port", str(port), "-q"])
+    assert run.exit_code == 0, run.output
+    text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
+    samples = {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+    }
+    assert samples[("seispick_events_declared_total", ())] == 1
+    assert samples[("seispick_event_picks_associated_total", ())] == len(true[0])
+    versions = sum(v for (name, labels), v in samples.items() if name == "seispick_published_total")
+    assert (
+        versions
+        == samples[("seispick_events_declared_total", ())] + samples[("seispick_events_updated_total", ())]
+    )
+    assert samples[("seispick_published_total", (("kind", "event"), ("status", "final")))] == 1
+    assert samples[("process_resident_memory_bytes", ())] > 0
+    assert "_created" not in text
 
 
 @pytestmark_redis

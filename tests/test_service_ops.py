@@ -92,6 +92,32 @@ def test_metrics_exposition_format(service):
         assert f"# TYPE {name.removesuffix('_total')}" in response.text, name
 
 
+def test_fastapi_own_routes_are_labelled_and_process_metrics_exported(service):
+    """/openapi.json and the docs' assets were counted as route="unmatched"; no process_* metrics; a tenth of
+    /metrics was _created series."""
+    before = service.metrics()
+    for path in ("/openapi.json", "/docs", "/redoc", "/static/docs/swagger-ui.css"):
+        assert service.get(path).status_code == 200, path
+    service.get("/static/docs/no-such-file")
+    after = service.metrics()
+
+    def delta(route: str, status: str = "200") -> float:
+        key = {"route": route, "method": "GET", "status": status}
+        return metric(after, "seispick_http_requests_total", **key) - metric(
+            before, "seispick_http_requests_total", **key
+        )
+
+    for route in ("/openapi.json", "/docs", "/redoc", "/static/docs/{path}"):
+        assert delta(route) == 1, route
+    assert delta("/static/docs/{path}", "404") == 1
+    assert delta("unmatched") == 0 and delta("unmatched", "404") == 0
+    for name in ("process_resident_memory_bytes", "process_cpu_seconds_total", "process_open_fds"):
+        assert metric(after, name) > 0, name
+    assert any(name == "python_info" for name, _ in after)
+    text = service.get("/metrics").text
+    assert not [line for line in text.splitlines() if "_created" in line]
+
+
 def test_two_apps_keep_separate_metrics(service):
     with ServiceHarness(Settings()) as other:
         other.get("/healthz")

@@ -107,6 +107,12 @@ FOLLOW_OPTIONS = field_options(
     default=None,
     help="With --follow: stop after this many seconds.",
 )
+@click.option(
+    "--metrics-port",
+    type=click.IntRange(1, 65535),
+    default=None,
+    help="With --follow: serve Prometheus metrics (events, association, published, process) on this port.",
+)
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar or summary.")
 def associate(
     picks: tuple[Path, ...],
@@ -136,6 +142,7 @@ def associate(
     settle: bool,
     min_version_interval_s: float,
     duration: float | None,
+    metrics_port: int | None,
     quiet: bool,
 ) -> None:
     """Associate P/S PICKS (seispick CSV, JSON or QuakeML files) into located events.
@@ -172,7 +179,9 @@ def associate(
         config = LiveConfig(
             window_s=window_s, delay_s=delay_s, settle=settle, min_version_interval_s=min_version_interval_s
         )
-        _follow(associator, follow_url, picks_stream, from_start, config, step_s, duration, quiet)
+        _follow(
+            associator, follow_url, picks_stream, from_start, config, step_s, duration, quiet, metrics_port
+        )
         return
     if not picks:
         raise click.UsageError("give PICKS files (or --follow REDIS_URL)")
@@ -295,15 +304,20 @@ def render(fmt: str, result: AssociationResult, associator: Associator, notes: l
     return (events_to_scml if fmt == "scml" else events_to_quakeml)(result.events)
 
 
-def _follow(associator, url, stream, from_start, config: LiveConfig, step_s, duration, quiet) -> None:
+def _follow(
+    associator, url, stream, from_start, config: LiveConfig, step_s, duration, quiet, metrics_port=None
+) -> None:
     from seispick.events.follow import follow
     from seispick.events.live import LiveAssociator
     from seispick.service.publish.publisher import PickPublisher
 
-    live = LiveAssociator(associator, config)
+    published: list[PickPublisher] = []  # the follower's publisher, for the metrics
+    metrics = _serve_metrics(metrics_port, published) if metrics_port else None
+    live = LiveAssociator(associator, config, metrics)
 
     async def run() -> None:
         publisher = PickPublisher(url)
+        published.append(publisher)
         await publisher.start()
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
@@ -334,3 +348,44 @@ def _follow(associator, url, stream, from_start, config: LiveConfig, step_s, dur
             )
 
     asyncio.run(run())
+
+
+def _serve_metrics(port: int, publishers: list):
+    """The follower's /metrics on ``port`` (all interfaces): the service's event and association metrics,
+    ``seispick_published_total{kind="event",status}`` and process_*; no ``_created`` series."""
+    from prometheus_client import (
+        CollectorRegistry,
+        PlatformCollector,
+        ProcessCollector,
+        disable_created_metrics,
+        start_http_server,
+    )
+    from prometheus_client.core import CounterMetricFamily
+
+    from seispick.events.association_metrics import EventMetrics
+
+    disable_created_metrics()
+    registry = CollectorRegistry(auto_describe=True)
+    ProcessCollector(registry=registry)
+    PlatformCollector(registry=registry)
+    metrics = EventMetrics(registry)
+
+    class Published:
+        def describe(self):
+            return []
+
+        def collect(self):
+            family = CounterMetricFamily(
+                "seispick_published",
+                "Records handed to the publisher, by kind and status",
+                labels=["kind", "status"],
+            )
+            for publisher in publishers:
+                for kind, counts in sorted(publisher.published_by.items()):
+                    for status, value in sorted(counts.items()):
+                        family.add_metric([kind, status], value)
+            yield family
+
+    registry.register(Published())
+    start_http_server(port, registry=registry)
+    return metrics

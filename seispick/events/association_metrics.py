@@ -22,11 +22,16 @@ class EventMetrics:
             registry=r,
         )
         self.picks_associated = Counter(
-            "seispick_event_picks_associated", "Picks in events once the events are final", registry=r
+            "seispick_event_picks_associated",
+            "Picks associated: counted once, when a published event version first has them",
+            registry=r,
+        )
+        self.picks_final = Counter(
+            "seispick_event_picks_final", "Picks of events that became final (left the window)", registry=r
         )
         self.picks_unassociated = Counter(
             "seispick_event_picks_unassociated",
-            "Picks in no event, by reason (no_coordinates, phase, late, no_event, duplicate)",
+            "Picks in no event, by reason (no_coordinates, phase, late, no_event, duplicates, overflow)",
             ["reason"],
             registry=r,
         )

@@ -105,6 +105,7 @@ class LiveStats:
     phase: int = 0
     no_event: int = 0
     associated: int = 0  # picks of final events
+    joined: int = 0  # picks in a published (not rejected) event version, counted once, when first in one
     declared: int = 0
     updated: int = 0  # versions after the first (final and superseded ones included)
     superseded: int = 0
@@ -142,6 +143,7 @@ class LiveAssociator:
         self._picks: dict[str, _Buffered] = {}
         self._open: dict[str, _Open] = {}
         self._final: OrderedDict[str, None] = OrderedDict()  # pick ids of final events, bounded
+        self._joined: OrderedDict[str, None] = OrderedDict()  # pick ids counted in ``joined``, bounded
         self._superseded: OrderedDict[str, str] = OrderedDict()  # superseded id -> the id it went to, bounded
         self._newest: float = -math.inf  # newest pick time seen
         self._newest_wall: float = 0.0
@@ -225,6 +227,7 @@ class LiveAssociator:
             emitted += self._associate(self._hi)
         self._hi = max(self._hi, target)
         emitted += self._associate(target)
+        self._count_joined(emitted)
         self._gauges()
         seconds = time.perf_counter() - started
         self.stats.steps += 1
@@ -249,9 +252,10 @@ class LiveAssociator:
     def flush(self) -> list[Event]:
         """Associate everything buffered (end of input) and make every event final; the events emitted."""
         emitted = self.step(self._newest + self.config.delay_s + 1.0) if self._picks else []
-        emitted += self._close_before(math.inf)
+        closed = self._close_before(math.inf)
+        self._count_joined(closed)
         self._gauges()
-        return emitted
+        return emitted + closed
 
     @property
     def open_events(self) -> list[Event]:
@@ -523,7 +527,7 @@ class LiveAssociator:
                 self._final[pid] = None
             self.stats.associated += len(final.pick_ids)
             if self.metrics is not None:
-                self.metrics.picks_associated.inc(len(final.pick_ids))
+                self.metrics.picks_final.inc(len(final.pick_ids))
         while len(self._final) > self.config.remember_final * 50:
             self._final.popitem(last=False)
         in_open = set().union(*(o.pick_ids for o in self._open.values())) if self._open else set()
@@ -535,6 +539,23 @@ class LiveAssociator:
             if self.metrics is not None:
                 self.metrics.picks_unassociated.labels("no_event").inc(len(expired))
         return emitted
+
+    def _count_joined(self, events: list[Event]) -> None:
+        """Count the picks of published versions that were in none before (``seispick_event_picks_associated``):
+        association is seen as it happens, not only when events become final."""
+        new = 0
+        for event in events:
+            if event.evaluation_status == "rejected":
+                continue
+            for arrival in event.arrivals:
+                if arrival.pick_id not in self._joined:
+                    self._joined[arrival.pick_id] = None
+                    new += 1
+        while len(self._joined) > self.config.remember_final * 50:
+            self._joined.popitem(last=False)
+        self.stats.joined += new
+        if new and self.metrics is not None:
+            self.metrics.picks_associated.inc(new)
 
     def _gauges(self) -> None:
         if self.metrics is not None:

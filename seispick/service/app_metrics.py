@@ -1,4 +1,8 @@
-"""Prometheus metrics of one app, on the app's own CollectorRegistry (so several apps can coexist in tests)."""
+"""Prometheus metrics of one app, on the app's own CollectorRegistry (so several apps can coexist in tests).
+
+Counters and histograms export no ``_created`` series (a timestamp per labelled child that no dashboard or alert
+reads: a tenth of /metrics): ``disable_created_metrics`` at import, for the whole process.
+"""
 
 from __future__ import annotations
 
@@ -10,8 +14,12 @@ from prometheus_client import (
     Counter,
     Gauge,
     Histogram,
+    PlatformCollector,
+    ProcessCollector,
+    disable_created_metrics,
     generate_latest,
 )
+from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from seispick.models.inference import OnnxModel
@@ -22,6 +30,8 @@ BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 4096)
 UNMATCHED_ROUTE = "unmatched"
 KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 
+disable_created_metrics()
+
 
 class ServiceMetrics:
     """The metric objects of one service instance."""
@@ -29,6 +39,9 @@ class ServiceMetrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
         r = self.registry
+        # process_* (resident memory, CPU seconds, open fds; Linux /proc) and python_info of this process
+        ProcessCollector(registry=r)
+        PlatformCollector(registry=r)
         self.http_requests = Counter(
             "seispick_http_requests", "HTTP requests served", ["route", "method", "status"], registry=r
         )
@@ -60,7 +73,9 @@ class ServiceMetrics:
         self.windows_processed = Counter(
             "seispick_windows_processed", "Windows run through a model", ["model"], registry=r
         )
-        self.picks = Counter("seispick_picks", "Picks returned", ["phase", "model"], registry=r)
+        self.picks = Counter(  # streamed picks: seispick_published_total{kind="pick"} (job_metrics)
+            "seispick_picks", "Picks returned by POST /v1/picks (HTTP only)", ["phase", "model"], registry=r
+        )
         self.input_errors = Counter(
             "seispick_input_errors", "Requests rejected for their input", ["kind"], registry=r
         )
@@ -97,6 +112,7 @@ class HttpMetricsMiddleware:
             return
         start = time.perf_counter()
         status = 500
+        before = dict(scope)  # routing updates ``scope`` in place (a mount's root_path)
 
         async def send_with_status(message: Message) -> None:
             nonlocal status
@@ -107,7 +123,21 @@ class HttpMetricsMiddleware:
         try:
             await self.app(scope, receive, send_with_status)
         finally:
-            route = getattr(scope.get("route"), "path", None) or UNMATCHED_ROUTE
+            route = getattr(scope.get("route"), "path", None) or _route_template(before)
             method = scope["method"] if scope["method"] in KNOWN_METHODS else "other"
             self.metrics.http_requests.labels(route, method, str(status)).inc()
             self.metrics.http_duration.labels(route, method).observe(time.perf_counter() - start)
+
+
+def _route_template(scope: Scope) -> str:
+    """The path template of a plain Starlette route or mount that set no ``scope["route"]`` (FastAPI's own
+    ``/openapi.json``, the docs' ``/static`` assets), else ``unmatched``."""
+    app = scope.get("app")
+    for route in getattr(getattr(app, "router", None), "routes", ()):
+        match, _ = route.matches(scope)
+        if match == Match.FULL:
+            path = getattr(route, "path", None)
+            if path is not None and hasattr(route, "routes"):  # a mount: its prefix, not the file
+                return path + "/{path}"
+            return path or UNMATCHED_ROUTE
+    return UNMATCHED_ROUTE

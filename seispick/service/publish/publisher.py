@@ -352,6 +352,7 @@ class PickPublisher:
         self.published = 0
         self.updates_published = 0  # pick updates (preliminary, confirmed, rejected), not in ``published``
         self.repeats = 0  # publish() calls for an id this process had already published
+        self.published_by: dict[str, dict[str, int]] = {}  # kind -> status -> records, for metrics
         self.duplicates = 0  # records Redis already held (dedupe key present)
         self.on_delivered: Callable[[str, float], None] | None = None  # kind, seconds since the hand-over
         self._redis: Redis | None = None
@@ -418,6 +419,8 @@ class PickPublisher:
             self.updates_published += 1
         else:
             self.published += 1
+        by_status = self.published_by.setdefault(record.kind, {})
+        by_status[_status(record)] = by_status.get(_status(record), 0) + 1
         self._rings[record.kind].append(record)
         self.broadcaster.send(record)
         if self.outbox is not None and not self.outbox.put({"kind": record.kind, "fields": record.fields}):
@@ -535,6 +538,7 @@ class PickPublisher:
             "published": self.published,
             "repeats": self.repeats,
             "updates_published": self.updates_published,
+            "published_by": {kind: dict(counts) for kind, counts in self.published_by.items()},
             "subscribers": self.broadcaster.subscribers,
             "subscriber_dropped": self.broadcaster.dropped,
             "recent": len(self._rings["pick"]),
@@ -567,6 +571,16 @@ class PickPublisher:
     @property
     def failures(self) -> int:
         return self.outbox.failures if self.outbox is not None else 0
+
+
+def _status(record: Record) -> str:
+    """A published record's status label: a pick update's (preliminary, confirmed, rejected), an event version's
+    evaluation_status (preliminary, final, rejected), ``final`` for the picks and detections of the final feed."""
+    if record.kind == "pick_update":
+        return record.fields.get("status", "")
+    if record.kind == "event":
+        return record.fields.get("evaluation_status") or "preliminary"
+    return "final"
 
 
 def _epoch(since: UTCDateTime | str | float) -> float:

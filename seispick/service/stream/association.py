@@ -299,7 +299,8 @@ class LiveEvents:
             "delay_s": self.config.delay_s,
             "window_s": self.config.window_s,
             "picks_received": stats.received if stats else 0,
-            "picks_associated": stats.associated if stats else 0,
+            "picks_associated": stats.joined if stats else 0,  # once in a published version
+            "picks_in_final_events": stats.associated if stats else 0,
             "picks_unassociated": {
                 "no_coordinates": stats.no_coordinates if stats else 0,
                 "no_event": stats.no_event if stats else 0,

@@ -270,8 +270,15 @@ class _SnapshotCollector:
         failures = CounterMetricFamily("seispick_publish_failures", "Failed deliveries to Redis (retried)")
         failures.add_metric([], stats.get("failures", 0))
         yield failures
-        published = CounterMetricFamily("seispick_published", "Picks and detections published")
-        published.add_metric([], stats.get("published", 0))
+        published = CounterMetricFamily(
+            "seispick_published",
+            "Records handed to the publisher (each once), by kind (pick, detection, pick_update, event) and "
+            "status (final for picks and detections; a pick update's or an event version's status)",
+            labels=["kind", "status"],
+        )
+        for kind, counts in sorted(stats.get("published_by", {}).items()):
+            for status, value in sorted(counts.items()):
+                published.add_metric([kind, status], value)
         yield published
 
 
