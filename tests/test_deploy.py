@@ -33,6 +33,8 @@ K8S = ROOT / "deploy" / "k8s" / "seispick.yaml"
 ALERTS = ROOT / "deploy" / "prometheus" / "alerts.yml"
 DASHBOARD = ROOT / "deploy" / "grafana" / "dashboards" / "seispick.json"
 NAME = re.compile(r"\bSEISPICK_[A-Z0-9_]+\b")
+# a metric name in a query: the service's own metrics and prometheus-client's process_*
+METRIC = r"\b((?:seispick|process)_[a-z0-9_]+)\b"
 
 
 @pytest.fixture(autouse=True)
@@ -122,6 +124,48 @@ def test_kubernetes_replicas_each_load_one_shard(monkeypatch) -> None:
     assert "/var/lib/seispick/cache" in mounts  # HOME's caches stay writable with a read-only root
 
 
+def test_kubernetes_associates_once_with_the_station_file_of_a_configmap(monkeypatch, tmp_path) -> None:
+    """Sharded replicas must not associate; one associator follows the merged pick stream (README "Events")."""
+    from click.testing import CliRunner
+
+    from seispick.cli.associate_cmd import associate
+    from seispick.events.stations import read_stations
+
+    docs = k8s_documents()
+    for index in (0, 1):
+        with monkeypatch.context() as m:
+            assert not load(m, k8s_environment(index)).events.active(demo=False), "replicas: events off"
+    deployment = docs["Deployment/seispick-associator"]["spec"]
+    assert deployment["replicas"] == 1 and deployment["strategy"] == {"type": "Recreate"}
+    pod = deployment["template"]["spec"]
+    container = pod["containers"][0]
+    args = container["args"]
+    assert args[:3] == ["associate", "--follow", "$(SEISPICK_REDIS_URL)"]
+    assert any(
+        e["name"] == "SEISPICK_REDIS_URL" and "secretKeyRef" in e["valueFrom"] for e in container["env"]
+    )
+    # the station file is the ConfigMap's, mounted where --stations names it
+    stations_path = Path(args[args.index("--stations") + 1])
+    mounts = {m["name"]: m["mountPath"] for m in container["volumeMounts"]}
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    (volume,) = [name for name, path in mounts.items() if Path(path) == stations_path.parent]
+    configmap = docs["ConfigMap/" + volumes[volume]["configMap"]["name"]]
+    csv = tmp_path / stations_path.name
+    csv.write_text(configmap["data"][stations_path.name])
+    assert len(read_stations(csv)) >= 1
+    # the arguments are the command's own (parsed, not run), the metrics port is the one scraped
+    resolved = [a.replace("$(SEISPICK_REDIS_URL)", "redis://redis:6379/0") for a in args]
+    resolved[resolved.index("--stations") + 1] = str(csv)
+    ctx = associate.make_context("associate", resolved)
+    assert ctx.params["follow_url"] == "redis://redis:6379/0"
+    annotations = deployment["template"]["metadata"]["annotations"]
+    assert str(ctx.params["metrics_port"]) == annotations["prometheus.io/port"]
+    assert CliRunner().invoke(associate, ["--help"]).exit_code == 0
+    for doc in docs.values():  # every container says when to pull its image
+        for c in doc.get("spec", {}).get("template", {}).get("spec", {}).get("containers", []):
+            assert c.get("imagePullPolicy") in ("Always", "IfNotPresent"), c["name"]
+
+
 def test_the_images_have_writable_caches_and_one_python() -> None:
     for dockerfile in DOCKERFILES:
         text = dockerfile.read_text()
@@ -153,7 +197,8 @@ def queried_expressions() -> list[str]:
     rules = yaml.safe_load(ALERTS.read_text())
     exprs = [rule["expr"] for group in rules["groups"] for rule in group["rules"]]
     dashboard = json.loads(DASHBOARD.read_text())
-    exprs += [target["expr"] for panel in dashboard["panels"] for target in panel["targets"]]
+    panels = [p for row in dashboard["panels"] for p in [row, *row.get("panels", [])]]  # collapsed rows too
+    exprs += [target["expr"] for panel in panels for target in panel.get("targets", [])]
     exprs += [v["query"]["query"] for v in dashboard["templating"]["list"]]
     return exprs
 
@@ -188,17 +233,36 @@ def test_every_metric_of_the_dashboard_and_the_alerts_exists(live_metrics: str) 
         for sample in family.samples:
             labels.setdefault(sample.name, set()).update(sample.labels)
     exprs = queried_expressions()
-    used = {name for expr in exprs for name in re.findall(r"\b(seispick_[a-z0-9_]+)\b", expr)}
-    assert len(used) >= 20
+    used = {name for expr in exprs for name in re.findall(METRIC, expr)}
+    assert len(used) >= 20 and {"process_resident_memory_bytes", "process_cpu_seconds_total"} <= used
     missing = sorted(used - set(labels))
     assert not missing, f"queried but not exported: {missing}"
     for expr in exprs:  # label matchers name labels the metric has (instance/job come from Prometheus)
-        for name, matchers in re.findall(r"\b(seispick_[a-z0-9_]+)\{([^}]*)\}", expr):
+        for name, matchers in re.findall(METRIC + r"\{([^}]*)\}", expr):
             for label in re.findall(r"(\w+)\s*[=!]~?", matchers):
                 assert label in labels[name] | {"instance", "job"}, (name, label, expr)
+    assert not [name for name in labels if name.endswith("_created")], "no _created series"
+    published = {(s["kind"], s["status"]) for s in _samples(live_metrics, "seispick_published_total")}
+    assert {("pick", "final"), ("detection", "final"), ("pick_update", "confirmed")} <= published
     histograms = {n.removesuffix("_bucket") for n in used if n.endswith("_bucket")}
     assert {"seispick_data_latency_seconds", "seispick_pick_latency_seconds",
             "seispick_inference_duration_seconds", "seispick_inference_batch_size"} <= histograms  # fmt: skip
+
+
+def _samples(text: str, name: str) -> list[dict]:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    families = text_string_to_metric_families(text)
+    return [s.labels for family in families for s in family.samples if s.name == name]
+
+
+def test_the_dashboard_has_rows_for_events_http_and_process() -> None:
+    dashboard = json.loads(DASHBOARD.read_text())
+    rows = [p["title"] for p in dashboard["panels"] if p["type"] == "row"]
+    assert rows[0].startswith("Latency budget") and len(rows) == 4
+    assert rows[1].startswith("Events and association") and rows[2:] == ["HTTP", "Process"]
+    ids = [p["id"] for p in dashboard["panels"]]
+    assert len(ids) == len(set(ids))
 
 
 # ------------------------------------------------------------------------- rules and manifests
@@ -206,7 +270,12 @@ def test_alert_rules_are_valid_and_their_unit_tests_pass() -> None:
     rules = yaml.safe_load(ALERTS.read_text())
     names = {rule["alert"] for group in rules["groups"] for rule in group["rules"]}
     assert {"SeispickStationSilent", "SeispickDataLatencyHigh", "SeispickOutboxGrowing",
-            "SeispickInferenceSlow", "SeispickNoPicks"} <= names  # fmt: skip
+            "SeispickInferenceSlow", "SeispickNoPicks", "SeispickNoEvents", "SeispickAssociationOverflow",
+            "SeispickAssociationSlow"} <= names  # fmt: skip
+    tests = yaml.safe_load((ALERTS.parent / "alerts_test.yml").read_text())
+    tested = {t["alertname"] for case in tests["tests"] for t in case["alert_rule_test"]}
+    assert tested <= names and {"SeispickNoEvents", "SeispickAssociationOverflow",
+                                "SeispickAssociationSlow"} <= tested  # fmt: skip
     promtool = shutil.which("promtool")
     if promtool is None:
         pytest.skip("promtool not installed (Debian package prometheus): rules only parsed as YAML")
