@@ -213,7 +213,9 @@ def live_metrics(tmp_path_factory) -> str:
         models=["phasenet-original"],
         default_model="phasenet-original",
         streaming=StreamingSettings(watch_dirs=[folder], silence_timeout_s=2.0),
-        events=EventsSettings(stations=DEMO_DIR / "stations.csv"),  # association on, as in the compose stack
+        events=EventsSettings(
+            stations=DEMO_DIR / "stations.csv"
+        ),  # association on: its metrics exported (DEMO1-3 have no coordinates: counts stay 0)
     )
     with ServiceHarness(settings, timeout=120) as service:
         deadline = time.time() + 90
