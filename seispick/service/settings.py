@@ -178,6 +178,23 @@ class _StreamingSettings(BaseModel):
         description="Picking processes of this replica, each with a part of its shard (default: one per CPU "
         "core available to the process; 1 picks in the API process itself)",
     )
+    shadow_models: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Pickers run beside the stream's models on the same records, windows and batcher, whose "
+        "picks go to shadow_key only (record kind shadow_pick: never the pick stream, no pick updates, not "
+        "associated), counted against the first live picker's (GET /v1/models/{name}/agreement, "
+        "seispick_shadow_agreement_total); promote one by moving it to models",
+    )
+    shadow_key: str = Field(
+        default="seispick:picks:shadow", description="Redis stream of the shadow models' picks"
+    )
+    shadow_channel: str = "seispick:picks:shadow:live"
+    shadow_hold_s: float = Field(
+        default=120.0,
+        gt=0,
+        description="A shadow or live pick without a counterpart is counted as only_shadow / only_live once it "
+        "has waited this long (wall clock), or once both models' picks of its instrument are this far past it",
+    )
     stream_key: str = Field(default="seispick:picks", description="Redis stream of the picks")
     detections_key: str = "seispick:detections"
     channel: str = "seispick:picks:live"
@@ -235,8 +252,24 @@ class _StreamingSettings(BaseModel):
         return _split(value, ",") if field is not None and get_origin(field.annotation) is list else value
 
     def stream_models(self, default_model: str) -> list[str]:
-        """The models the stream runs: ``models``, else ``model``, else the service's default model."""
+        """The models the stream runs: the live ones (:meth:`live_models`), then the ``shadow_models``."""
+        live = self.live_models(default_model)
+        return live + [name for name in dict.fromkeys(self.shadow_models) if name not in live]
+
+    def live_models(self, default_model: str) -> list[str]:
+        """The models whose picks are published: ``models``, else ``model``, else the service's default model."""
         return list(dict.fromkeys(self.models)) or [self.model or default_model]
+
+    @model_validator(mode="after")
+    def _shadows_not_live(self) -> _StreamingSettings:
+        both = [name for name in self.shadow_models if name in (self.models or [self.model])]
+        if both:
+            raise settings_error(
+                "{shadow_models}: " + ", ".join(both) + " is also in {models} (a model is live or shadow)",
+                "shadow_models",
+                "models",
+            )
+        return self
 
     @model_validator(mode="after")
     def _shard_in_range(self) -> _StreamingSettings:
@@ -765,6 +798,7 @@ def load_settings(
             (("default_model",), settings.default_model),
             (("streaming", "model"), streaming.model),
             *((("streaming", "models"), name) for name in streaming.models),
+            *((("streaming", "shadow_models"), name) for name in streaming.shadow_models),
             (("events", "model"), settings.events.model),
         ):
             if name is not None and name not in names:

@@ -6,8 +6,9 @@
 2. the micro-batcher (shared by HTTP requests and the stream);
 3. the Redis client (when ``redis_url`` is set; for ``/readyz``);
 4. with a real-time source configured, the real-time job (a :class:`~seispick.service.stream.job.RealtimeJob`:
-   one process, or a pool of picking processes), then its live association, subscribed to the job's
-   publisher before any source runs, then the job itself (its publisher first, then picking and sources).
+   one process, or a pool of picking processes), then its live association and the shadow models'
+   agreement, subscribed to the job's publisher before any source runs, then the job itself (its publisher
+   first, then picking and sources).
 
 ``stop()`` undoes it in reverse: the association first (its last event versions go out while the publisher
 runs), then the job (sources, the picks at the end of every instrument's data, then the publisher's final
@@ -30,6 +31,7 @@ from seispick.service.stream.association import start_events, tee_records
 from seispick.service.stream.job import RealtimeJob
 from seispick.service.stream.job_metrics import StreamMetrics
 from seispick.service.stream.runtime import StreamingRuntime
+from seispick.service.stream.shadow import start_shadows
 from seispick.service.stream.worker_pool import WorkerPool
 
 log = logging.getLogger(__name__)
@@ -64,6 +66,7 @@ class ServiceLifecycle:
             # association follows the publisher's picks from the first one (subscribed before sources start)
             state.events = await start_events(settings, job.publisher, state.metrics.registry, state.models)
             tee_records(job, state.events)
+            state.shadows = await start_shadows(settings, job.publisher, state.metrics.registry, state.models)
             await job.start()
         log.info("serving models %s (default %s)", ", ".join(state.models), settings.default_model)
 
@@ -72,6 +75,9 @@ class ServiceLifecycle:
         if state.events is not None:  # its last versions go out before the publisher stops
             await state.events.stop()
             state.events = None
+        if state.shadows is not None:
+            await state.shadows.stop()
+            state.shadows = None
         if state.streaming is not None:
             await state.streaming.stop()
             state.streaming = None

@@ -16,6 +16,7 @@ from seispick.service.errors import ModelNotFound
 from seispick.service.settings import Settings
 from seispick.service.stream.association import LiveEvents
 from seispick.service.stream.job import RealtimeJob
+from seispick.service.stream.shadow import ShadowAgreement
 
 log = logging.getLogger(__name__)
 
@@ -32,6 +33,7 @@ class ServiceState:
     redis: Redis | None = None
     streaming: RealtimeJob | None = None  # when a real-time source is configured
     events: LiveEvents | None = None  # when the service associates its picks
+    shadows: ShadowAgreement | None = None  # when the stream runs shadow models (their agreement)
 
     @property
     def ready(self) -> bool:

@@ -10,6 +10,10 @@ are records of kind ``pick_update`` on a stream of their own (``seispick:picks:p
 ``seispick:picks:preliminary:live``): the pick's fields plus ``status``, ``evaluation_mode`` and
 ``supersedes``. The pick stream keeps carrying exactly the final picks, as before.
 
+Picks of the ``shadow_models`` (models run beside the live ones, for comparison) are records of kind
+``shadow_pick`` on a stream of their own (``seispick:picks:shadow``, live channel
+``seispick:picks:shadow:live``), never on the pick stream; their pick updates are not published.
+
 Redis layout (names configurable): each record goes through one Lua script that, unless the dedupe key
 ``<stream>:seen:<id>`` exists, XADDs the fields to ``<stream>`` (``MAXLEN ~ maxlen``), sets the dedupe key to
 the entry id with a TTL and PUBLISHes the fields as JSON on the live channel. Retries after a lost reply,
@@ -40,7 +44,7 @@ from seispick.service.publish.outbox import Outbox
 
 log = logging.getLogger(__name__)
 
-Kind = Literal["pick", "detection", "event", "pick_update"]
+Kind = Literal["pick", "detection", "event", "pick_update", "shadow_pick"]
 STATUSES = ("preliminary", "confirmed", "rejected")  # a pick update's status (QuakeML evaluationStatus)
 Since = UTCDateTime | str | float | None
 
@@ -317,6 +321,9 @@ class PickPublisher:
         events_channel: str = "seispick:events:live",
         updates_stream: str = "seispick:picks:preliminary",
         updates_channel: str = "seispick:picks:preliminary:live",
+        shadow_models: Iterable[str] = (),
+        shadow_stream: str = "seispick:picks:shadow",
+        shadow_channel: str = "seispick:picks:shadow:live",
         maxlen: int = 100_000,
         memory_limit: int = 100_000,
         spill_dir: Path | None = None,
@@ -333,19 +340,22 @@ class PickPublisher:
             "detection": detections_stream,
             "event": events_stream,
             "pick_update": updates_stream,
+            "shadow_pick": shadow_stream,
         }
         self.channels: dict[Kind, str] = {
             "pick": channel,
             "detection": detections_channel,
             "event": events_channel,
             "pick_update": updates_channel,
+            "shadow_pick": shadow_channel,
         }
+        self.shadow_models = frozenset(shadow_models)  # their picks are shadow_pick records
         self.maxlen = maxlen
         self.dedupe_ttl_s = dedupe_ttl_s
         self._socket_timeout_s = socket_timeout_s
         self.broadcaster = Broadcaster(subscriber_queue)
         self._rings: dict[Kind, deque[Record]] = {
-            k: deque(maxlen=ring_size) for k in ("pick", "detection", "event", "pick_update")
+            k: deque(maxlen=ring_size) for k in ("pick", "detection", "event", "pick_update", "shadow_pick")
         }
         self._seen: dict[str, None] = {}  # ids published by this process, oldest first
         self._seen_limit = max(ring_size, 100_000)
@@ -409,6 +419,10 @@ class PickPublisher:
         if self._stopped:
             raise RuntimeError("publisher is stopped")
         record = Record.of(item)
+        if self.shadow_models and record.fields.get("model") in self.shadow_models:
+            if record.kind != "pick":  # a shadow model's pick updates are not published
+                return record.id
+            record = Record("shadow_pick", record.fields, record.time)
         if record.key in self._seen:
             self.repeats += 1
             return record.id

@@ -60,7 +60,7 @@ def associated_model(settings: Settings, models: Mapping[str, OnnxModel]) -> str
     """The model whose picks are associated: ``events.model``, else the stream's first picker."""
     if settings.events.model:
         return settings.events.model
-    names = settings.streaming.stream_models(settings.default_model)
+    names = settings.streaming.live_models(settings.default_model)  # never a shadow model
     pickers = [name for name in names if name in models and models[name].card.task == "picker"]
     if not pickers:
         raise EventsConfigError(

@@ -24,7 +24,7 @@ import contextlib
 import logging
 import math
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Collection, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -116,6 +116,7 @@ class StreamPicker:
         late_component_max_bytes: int = LATE_COMPONENT_MAX_BYTES,
         on_update: UpdateCallback | None = None,
         first_look_stride_s: float | None = None,
+        quiet: Collection[str] = (),
     ) -> None:
         self.models = [model] if isinstance(model, OnnxModel) else list(model)
         if not self.models:
@@ -130,6 +131,7 @@ class StreamPicker:
         self.late_component_max_bytes = late_component_max_bytes
         self.on_record = on_record
         self.on_update = on_update
+        self.quiet = frozenset(quiet)  # models without pick updates (the shadow models)
         self.first_look = {m.name: first_look_samples(m, first_look_stride_s) for m in self.models}
         self.instruments: dict[str, _Instrument] = {}
         self.problems = RecordProblems()
@@ -251,8 +253,10 @@ class StreamPicker:
                 time_offset=start_time - int(round(start_time * rate)) / rate,
                 lag_tolerance_s=self.lag_tolerance_s,
                 max_wait_bytes=self.late_component_max_bytes,
-                preliminary=self.on_update is not None,
-                first_look=self.first_look[model.name] if self.on_update is not None else 0,
+                preliminary=self.on_update is not None and model.name not in self.quiet,
+                first_look=self.first_look[model.name]
+                if self.on_update is not None and model.name not in self.quiet
+                else 0,
             )
         return pickers
 

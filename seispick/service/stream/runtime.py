@@ -75,6 +75,9 @@ def make_publisher(settings: Settings) -> PickPublisher:
         channel=config.channel,
         updates_stream=config.preliminary_key,
         updates_channel=config.preliminary_channel,
+        shadow_models=config.shadow_models,
+        shadow_stream=config.shadow_key,
+        shadow_channel=config.shadow_channel,
         maxlen=config.maxlen,
         spill_dir=config.spill_dir,
     )
@@ -143,6 +146,7 @@ class StreamingRuntime:
             behind_timeout_s=self.config.behind_timeout_s,
             max_in_flight=max(settings.batching.max_queue_windows // 2, 1),  # the rest is for HTTP requests
             on_update=self._emit_update if self.config.preliminary_picks else None,
+            quiet=self.config.shadow_models,  # no pick updates (nor first-look windows) for shadow models
         )
         self.replay: SeedLinkReplayServer | None = None
         self.sources = SourceManager()

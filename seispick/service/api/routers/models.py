@@ -1,6 +1,9 @@
-"""``GET /v1/models`` and ``GET /v1/models/{name}``: what the service can pick with."""
+"""``GET /v1/models``, ``GET /v1/models/{name}``: what the service can pick with; ``GET
+/v1/models/{name}/agreement``: how a shadow model's stream picks agree with the live model's."""
 
 from __future__ import annotations
+
+from typing import Any
 
 from fastapi import APIRouter
 
@@ -52,3 +55,23 @@ async def get_model(name: str, registry: RegistryDep) -> ModelCard:
     if name not in entries:
         raise ModelNotFound(f"unknown model {name!r}; known models: {', '.join(sorted(entries)) or 'none'}")
     return entries[name].card.for_display()  # no absolute paths of the machine it was built on
+
+
+@router.get(
+    "/models/{name}/agreement",
+    summary="A shadow model's picks on the stream compared with the live model's (streaming.shadow_models)",
+    responses={404: {"model": ErrorResponse, "description": "Not a shadow model of the stream"}},
+)
+async def get_agreement(name: str, state: StateDep) -> dict[str, Any]:
+    """Matched pairs (same instrument and phase, within 0.1 s, one to one), picks only the live model made and
+    picks only the shadow made, per network and phase, per phase and in all, with ``live_recall`` =
+    matched / (matched + only_live), ``shadow_precision`` = matched / (matched + only_shadow) and
+    ``agreement`` = matched / all. Picks still waiting for a counterpart (``held``) are not counted yet."""
+    shadows = state.shadows
+    if shadows is None or name not in shadows.trackers:
+        running = ", ".join(shadows.trackers) if shadows is not None else "none"
+        raise ModelNotFound(
+            f"{name!r} is not a shadow model of the stream (streaming.shadow_models, "
+            f"SEISPICK_STREAMING__SHADOW_MODELS: {running})"
+        )
+    return shadows.report(name)

@@ -1,0 +1,202 @@
+"""Shadow models on the live stream: how far each agrees with the live model, as the picks come.
+
+``streaming.shadow_models`` run beside the published models (the same records, windows and batcher; the
+stream runs them after the live ones, :meth:`~seispick.service.settings._StreamingSettings.stream_models`).
+The publisher turns their picks into ``shadow_pick`` records on ``streaming.shadow_key``. ``ShadowAgreement``
+subscribes to the publisher (so it sees the picks of every picking process with ``--workers N``), feeds the
+live model's picks (the stream's first live picker) and each shadow model's to an
+:class:`~seispick.picking.agreement.AgreementTracker` and counts what settles into
+``seispick_shadow_agreement_total{model,network,phase,outcome}``; ``GET /v1/models/{name}/agreement`` reads
+the counts.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+import weakref
+from collections.abc import Mapping
+
+from obspy import UTCDateTime
+from prometheus_client import CollectorRegistry, Counter
+
+from seispick.models.inference import OnnxModel
+from seispick.picking.agreement import TOLERANCE_S, AgreementTracker, Counts, Mark, rates
+from seispick.service.publish.publisher import PickPublisher, Record, Subscription
+from seispick.service.settings import Settings
+
+log = logging.getLogger(__name__)
+
+SETTING = "streaming.shadow_models (SEISPICK_STREAMING__SHADOW_MODELS)"
+SUBSCRIPTION_SIZE = 100_000  # picks waiting to be compared before the oldest are lost (``dropped``)
+_COUNTERS: weakref.WeakKeyDictionary[CollectorRegistry, Counter] = weakref.WeakKeyDictionary()
+
+
+class ShadowConfigError(ValueError):
+    """The shadow models cannot run as configured (the message names the setting)."""
+
+
+def shadow_models(settings: Settings, models: Mapping[str, OnnxModel]) -> tuple[str, list[str]]:
+    """(the live picker they are compared with, the shadow models); refuses a shadow model that is not a
+    loaded picker, or is also live."""
+    config = settings.streaming
+    live = config.live_models(settings.default_model)
+    names = list(dict.fromkeys(config.shadow_models))
+    for name in names:
+        if name in live:
+            raise ShadowConfigError(
+                f"{SETTING}: {name} is also a live model of the stream ({', '.join(live)})"
+            )
+        model = models.get(name)
+        if model is None or model.card.task != "picker":
+            what = "not loaded" if model is None else f"a {model.card.task}"
+            raise ShadowConfigError(f"{SETTING}: {name} is {what}; only pickers can be shadow models")
+    pickers = [name for name in live if name in models and models[name].card.task == "picker"]
+    if names and not pickers:
+        raise ShadowConfigError(
+            f"{SETTING}: the stream runs no live picker ({', '.join(live)}) to compare with"
+        )
+    return (pickers[0] if pickers else ""), names
+
+
+def agreement_counter(registry: CollectorRegistry) -> Counter:
+    counter = _COUNTERS.get(registry)
+    if counter is None:
+        counter = _COUNTERS[registry] = Counter(
+            "seispick_shadow_agreement",
+            "Picks of a shadow model compared with the live model's (same instrument and phase, within "
+            f"{TOLERANCE_S} s, one to one): matched pairs, picks only the live or only the shadow model made",
+            ["model", "network", "phase", "outcome"],
+            registry=registry,
+        )
+    return counter
+
+
+class ShadowAgreement:
+    """Follows the publisher's live and shadow picks and counts their agreement per shadow model."""
+
+    def __init__(
+        self,
+        publisher: PickPublisher,
+        live_model: str,
+        shadows: list[str],
+        registry: CollectorRegistry,
+        hold_s: float = 120.0,
+        tolerance: float = TOLERANCE_S,
+    ) -> None:
+        self.publisher = publisher
+        self.live_model = live_model
+        self.hold_s = hold_s
+        self.tolerance = tolerance
+        self.trackers = {name: AgreementTracker(hold_s, tolerance) for name in shadows}
+        self.counter = agreement_counter(registry)
+        self._subscription: Subscription | None = None
+        self._tasks: list[asyncio.Task] = []
+
+    async def start(self) -> None:
+        self._subscription = self.publisher.subscribe(kind=("pick", "shadow_pick"), maxsize=SUBSCRIPTION_SIZE)
+        self._tasks = [asyncio.create_task(self._read()), asyncio.create_task(self._settle_loop())]
+        log.info(
+            "shadow models %s: compared with %s's picks (within %.2f s, held up to %.0f s)",
+            ", ".join(self.trackers),
+            self.live_model,
+            self.tolerance,
+            self.hold_s,
+        )
+
+    async def stop(self) -> None:
+        if self._subscription is not None:
+            self._subscription.close(drop=True)
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._tasks = []
+
+    def add(self, record: Record, now: float | None = None) -> None:
+        """One published record: the live model's picks go to every tracker, a shadow pick to its model's."""
+        fields = record.fields
+        model = fields.get("model")
+        now = time.time() if now is None else now
+        mark = Mark(fields["trace_id"], fields["phase"], UTCDateTime(fields["peak_time"]).timestamp)
+        if record.kind == "pick" and model == self.live_model:
+            for tracker in self.trackers.values():
+                tracker.add("live", mark, now)
+        elif record.kind == "shadow_pick" and model in self.trackers:
+            self.trackers[model].add("shadow", mark, now)
+
+    def settle(self, now: float | None = None, flush: bool = False) -> None:
+        """Count what is final (see ``AgreementTracker``) into the counters."""
+        now = time.time() if now is None else now
+        for model, tracker in self.trackers.items():
+            for (network, phase), row in tracker.settle(now, flush).items():
+                for outcome, n in row.items():
+                    if n:
+                        self.counter.labels(model, network, phase, outcome).inc(n)
+
+    @property
+    def dropped(self) -> int:
+        """Picks lost because the comparison fell behind (its counts are then short of them)."""
+        return self._subscription.dropped if self._subscription is not None else 0
+
+    def report(self, model: str) -> dict:
+        """The counts of ``model`` per network and phase, per phase and in all, each with its rates."""
+        self.settle()
+        tracker = self.trackers[model]
+        counts: Counts = tracker.counts
+
+        def row(values: dict[str, int]) -> dict:
+            return {**values, **rates(values)}
+
+        def total(keys) -> dict[str, int]:
+            out = {"matched": 0, "only_live": 0, "only_shadow": 0}
+            for key in keys:
+                for outcome, n in counts[key].items():
+                    out[outcome] += n
+            return out
+
+        phases = sorted({phase for _, phase in counts})
+        return {
+            "model": model,
+            "live_model": self.live_model,
+            "tolerance_s": self.tolerance,
+            "hold_s": self.hold_s,
+            "held": tracker.held,
+            "dropped": self.dropped,
+            "total": row(total(counts)),
+            "phases": {p: row(total([k for k in counts if k[1] == p])) for p in phases},
+            "networks": [
+                {"network": network, "phase": phase, **row(counts[(network, phase)])}
+                for network, phase in sorted(counts)
+            ],
+        }
+
+    async def _read(self) -> None:
+        assert self._subscription is not None
+        async for record in self._subscription:
+            try:
+                self.add(record)
+            except (KeyError, ValueError, TypeError):  # a malformed record: skipped, never fatal
+                log.exception("shadow agreement: record %s skipped", record.fields.get("id"))
+
+    async def _settle_loop(self) -> None:
+        period = min(max(self.hold_s / 4, 0.5), 10.0)
+        while True:
+            await asyncio.sleep(period)
+            self.settle()
+
+
+async def start_shadows(
+    settings: Settings, publisher: PickPublisher, registry: CollectorRegistry, models: Mapping[str, OnnxModel]
+) -> ShadowAgreement | None:
+    """The shadow models' agreement when ``streaming.shadow_models`` names any, started (subscribed before
+    any source runs)."""
+    live, shadows = shadow_models(settings, models)
+    if not shadows:
+        return None
+    agreement = ShadowAgreement(publisher, live, shadows, registry, settings.streaming.shadow_hold_s)
+    await agreement.start()
+    return agreement
