@@ -3,7 +3,8 @@ published to a stream of their own (never the pick stream, no pick updates), com
 
 The demo archive (real traces) streamed from a watched folder with phasenet-original live and phasenet-ta109c
 as shadow: the shadow stream holds exactly ``annotate``'s phasenet-ta109c picks, the pick stream exactly
-phasenet-original's, and the agreement the service counts (metrics and route) is ``compare`` of the two.
+phasenet-original's, and the agreement the service counts (metrics and route) is ``compare`` of the two; with
+one picking process and with ``--workers 2``.
 """
 
 from __future__ import annotations
@@ -139,7 +140,10 @@ def _agreement_samples(text: str) -> dict[tuple[str, str, str, str], float]:
     return out
 
 
-def test_the_demo_archive_streams_live_and_shadow_picks_apart_and_counts_their_agreement(tmp_path) -> None:
+@pytest.mark.parametrize("workers", [1, 2])
+def test_the_demo_archive_streams_live_and_shadow_picks_apart_and_counts_their_agreement(
+    tmp_path, workers
+) -> None:
     files = sorted(DEMO_DIR.glob("SP.DEMO*.mseed"))
     archive = read_waveforms(files).stream
     registry = ModelRegistry()
@@ -159,6 +163,7 @@ def test_the_demo_archive_streams_live_and_shadow_picks_apart_and_counts_their_a
         streaming=StreamingSettings(
             watch_dirs=[folder],
             silence_timeout_s=2.0,
+            workers=workers,  # 2: the picks come from picking processes, through the API process's publisher
             models=[LIVE],
             shadow_models=[SHADOW],
             shadow_hold_s=HOLD_S,
@@ -174,7 +179,9 @@ def test_the_demo_archive_streams_live_and_shadow_picks_apart_and_counts_their_a
     r = redis.Redis.from_url(REDIS_URL, decode_responses=True) if use_redis else None
     try:
         with ServiceHarness(settings, timeout=120) as service:
-            publisher = service.state.streaming.publisher
+            job = service.state.streaming
+            assert type(job).__name__ == ("WorkerPool" if workers > 1 else "StreamingRuntime")
+            publisher = job.publisher
             for path in files:
                 shutil.copy(path, folder / path.name)
             deadline = time.time() + 120
