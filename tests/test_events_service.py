@@ -164,6 +164,7 @@ def test_each_earthquake_is_one_event_in_redis_and_the_api(served):
     assert {e["id"]: e["version"] for e in api["events"]} == {k: int(f["version"]) for k, f in events.items()}
     for event in api["events"]:
         assert isinstance(event["latitude"], float) and event["n_stations"] == 9
+        assert event["evaluation_status"] in ("preliminary", "final") and event["superseded_by"] is None
         assert [a["pick_id"] for a in event["arrivals"]] == event["pick_ids"]
         assert served["one"][event["id"]] == event
     assert served["missing"].status_code == 404

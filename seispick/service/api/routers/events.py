@@ -90,6 +90,12 @@ class EventOut(BaseModel):
     magnitude_stations: int | None = None
     pick_ids: list[str]
     arrivals: list[ArrivalOut]
+    evaluation_status: Literal["preliminary", "final", "rejected"] = Field(
+        default="preliminary",
+        description="QuakeML evaluationStatus: preliminary while open, final once out of the live window, "
+        "rejected when merged into another event (superseded_by) or left without enough picks",
+    )
+    superseded_by: str | None = Field(default=None, description="The id that carries a merged event on")
     published_at: str
 
 
@@ -113,6 +119,7 @@ def event_document(fields: dict[str, str]) -> dict[str, Any]:
             with contextlib.suppress(ValueError):  # not a number: left as the string it is
                 out[name] = kind(value) if value not in ("", "None") else None
     out["magnitude_type"] = out.get("magnitude_type") or None
+    out["superseded_by"] = out.get("superseded_by") or None
     out["pick_ids"] = [p for p in out.get("pick_ids", "").split(",") if p]
     arrivals = json.loads(out.get("arrivals") or "[]")
     out["arrivals"] = [
