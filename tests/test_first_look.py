@@ -182,3 +182,26 @@ def test_first_look_windows_carry_the_newest_data(shipped_model):
         assert (r.start + 3000) % 300 == 0
         raw = data[None, :, r.start - start : r.start - start + 3000].copy()
         np.testing.assert_array_equal(r.window, normalise_windows(raw, card.normalisation)[0])
+
+
+def test_the_service_setting_reaches_the_stream_picker(shipped_model):
+    """``serve --first-look-stride-s`` / ``SEISPICK_STREAMING__FIRST_LOOK_STRIDE_S`` reach the job's picker
+    (with preliminary picks on; without them there is nothing to look at first)."""
+    from prometheus_client import CollectorRegistry
+
+    from seispick.service.stream.job_metrics import StreamMetrics
+    from seispick.service.stream.runtime import StreamingRuntime
+
+    async def predict(name, windows):
+        raise AssertionError("not called")
+
+    seen = {}
+    for preliminary in (True, False):
+        settings = Settings(
+            default_model=shipped_model.name,
+            streaming={"first_look_stride_s": 3.0, "preliminary_picks": preliminary},
+        )
+        runtime = StreamingRuntime(settings, shipped_model, predict, StreamMetrics(CollectorRegistry()))
+        seen[preliminary] = runtime.picker.first_look[shipped_model.name]
+    rate = shipped_model.card.sampling_rate
+    assert seen == {True: round(3.0 * rate), False: 0}

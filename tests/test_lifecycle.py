@@ -79,6 +79,8 @@ def test_a_runtime_with_a_sink_has_no_publisher(shipped_model, tmp_path):
 
 
 class _FakeEvents:
+    magnitudes = None  # no live ML: nothing teed from the job
+
     def __init__(self, calls: list[str]) -> None:
         self.calls = calls
 

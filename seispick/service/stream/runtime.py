@@ -147,6 +147,7 @@ class StreamingRuntime:
             max_in_flight=max(settings.batching.max_queue_windows // 2, 1),  # the rest is for HTTP requests
             on_update=self._emit_update if self.config.preliminary_picks else None,
             quiet=self.config.shadow_models,  # no pick updates (nor first-look windows) for shadow models
+            first_look_stride_s=self.config.first_look_stride_s if self.config.preliminary_picks else None,
         )
         self.replay: SeedLinkReplayServer | None = None
         self.sources = SourceManager()
