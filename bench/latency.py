@@ -2,9 +2,11 @@
 
 The demo archive (seispick/service/stream/demo/: the earthquake of demo/event/ on nine stations EV01-EV09 at
 2:00 and 7:00 of every 10-minute loop, placed at the travel times from the hypocentre of event.json, plus the
-noise-and-events stations DEMO1-3; copies of DEMO1-3 under new names beyond 12 stations) is replayed by
+noise-and-events stations DEMO1-3; copies of DEMO1-3 under new names beyond 12 stations, each rolled by a random
+number of samples so that their picks fall at unrelated times) is replayed by
 ``seispick replay --speed 1 --restamp --loop`` and served by ``seispick serve --seedlink ... --stations
-demo/stations.csv --redis-url redis://127.0.0.1:6379/0`` (association on; only EV01-EV09 have coordinates),
+coordinates.csv --redis-url redis://127.0.0.1:6379/0`` (association on: EV01-EV09 at the demo's coordinates,
+beyond 12 stations the copies at random places within 150 km, DEMO1-3 without coordinates),
 each Redis key under a prefix of this run (``bench-latency-<hex>:``) deleted at the end. After --duration
 seconds from the replay's start both processes are stopped and the streams are read back:
 
@@ -33,6 +35,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import math
 import os
 import signal
 import subprocess
@@ -54,17 +57,24 @@ DEMO = ROOT / "seispick" / "service" / "stream" / "demo"
 REDIS_URL = "redis://127.0.0.1:6379/0"
 # SEISPICK_* variables the run takes from this shell (every other one is dropped: the service's defaults)
 PASSED = ("SEISPICK_STREAMING__FIRST_LOOK_STRIDE_S",)
+COPY_RADIUS_KM = 150.0  # beyond 12 stations, copies of DEMO1-3 placed at random within this of the network
 
 
 def epoch(iso: str) -> float:
     return dt.datetime.fromisoformat(iso.replace("Z", "+00:00")).timestamp()
 
 
-def write_archive(folder: Path, n: int) -> Path:
-    """EV01-EV09 first, then DEMO1-3, then renamed copies of DEMO1-3; returns the station list."""
+def write_archive(folder: Path, n: int) -> tuple[Path, Path]:
+    """EV01-EV09 first, then DEMO1-3, then renamed copies of DEMO1-3; returns the station list and the station
+    coordinates: the demo's for EV01-EV09, and beyond 12 stations each copy at a random place within
+    ``COPY_RADIUS_KM`` of the demo network's centre (seeded), so that the associator works on the whole
+    network: the copies' picks (their own small events in noise) are picks of no event there."""
+    import numpy as np
     import obspy
+    from obspy.geodetics import kilometers2degrees
 
     names = [f"EV{i:02d}" for i in range(1, 10)] + ["DEMO1", "DEMO2", "DEMO3"]
+    rng = np.random.default_rng(0)
     lines = []
     for i in range(n):
         if i < len(names):
@@ -74,13 +84,27 @@ def write_archive(folder: Path, n: int) -> Path:
             continue
         st = obspy.read(str(DEMO / f"SP.DEMO{i % 3 + 1}.mseed"))
         name = f"X{i:04d}"
+        shift = int(rng.integers(len(st[0].data)))  # copies rolled apart: their picks do not line up in time
         for tr in st:
             tr.stats.station = name
+            tr.data = np.roll(tr.data, shift)
         st.write(str(folder / f"SP.{name}.mseed"), format="MSEED", encoding="STEIM2", reclen=512)
         lines.append(f"SP_{name}:HH?")
     station_file = folder / "stations.txt"
     station_file.write_text("\n".join(lines) + "\n")
-    return station_file
+    rows = (DEMO / "stations.csv").read_text().splitlines()
+    if n > len(names):
+        demo = [r.split(",") for r in rows[1:] if r.strip()]
+        lat0 = float(np.mean([float(r[2]) for r in demo]))
+        lon0 = float(np.mean([float(r[3]) for r in demo]))
+        for i in range(len(names), n):
+            r = kilometers2degrees(COPY_RADIUS_KM) * math.sqrt(rng.uniform())
+            a = rng.uniform(0, 2 * math.pi)
+            lat, lon = lat0 + r * math.sin(a), lon0 + r * math.cos(a) / math.cos(math.radians(lat0))
+            rows.append(f"SP,X{i:04d},{lat:.5f},{lon:.5f},0")
+    coordinates = folder / "coordinates.csv"
+    coordinates.write_text("\n".join(rows) + "\n")
+    return station_file, coordinates
 
 
 def updates_supported() -> bool:
@@ -114,7 +138,7 @@ def run(n: int, duration: float, prefix: str, model: str | None, preliminary: bo
         if preliminary is not None:
             env["SEISPICK_STREAMING__PRELIMINARY_PICKS"] = str(preliminary).lower()
     with tempfile.TemporaryDirectory() as tmp:
-        station_file = write_archive(Path(tmp), n)
+        station_file, coordinates = write_archive(Path(tmp), n)
         replay = subprocess.Popen(
             ["seispick", "replay", tmp, "--port", str(sl_port), "--speed", "1", "--restamp", "--loop"],
             env=env,
@@ -126,7 +150,7 @@ def run(n: int, duration: float, prefix: str, model: str | None, preliminary: bo
         try:
             wait_for_port(sl_port, replay, 120)
             cmd = ["seispick", "serve", "--port", str(http_port), "--seedlink", f"127.0.0.1:{sl_port}",
-                   "--station-file", str(station_file), "--stations", str(DEMO / "stations.csv"),
+                   "--station-file", str(station_file), "--stations", str(coordinates),
                    "--redis-url", REDIS_URL] + (["--model", model] if model else [])  # fmt: skip
             serve = subprocess.Popen(cmd, env=env, stderr=subprocess.DEVNULL)
             base = f"http://127.0.0.1:{http_port}"
@@ -306,6 +330,15 @@ def main() -> None:
         f"| events: first version - peak_time of the {args.min_picks}th pick | {len(ev['lat_entry'])} | "
         f"{quantiles(ev['lat_entry'])} | {quantiles(ev['lat_pub'])} |"
     )
+    # the demo earthquake's events: those carrying a pick of EV01-EV09 (beyond 12 stations others are found too)
+    on_ev = {f["id"] for _, f in picks + updates if f.get("station", "").startswith("EV")}
+    ids = {f["id"] for _, f in events if on_ev & set(f["pick_ids"].split(","))}
+    quake = event_report([(t, f) for t, f in events if f["id"] in ids], peaks, args.min_picks)
+    print(
+        f"| events carrying EV01-EV09 picks (the demo earthquake) | {len(quake['lat_entry'])} | "
+        f"{quantiles(quake['lat_entry'])} | {quantiles(quake['lat_pub'])} |"
+    )
+    print(f"  their versions per id {quake['versions']}, distinct states {quake['states']}")
     v, s = ev["versions"], ev["states"]
     print(
         f"\nevent ids {ev['ids']}; versions per id {v} (mean {np.mean(v) if v else 0:.1f}); distinct states "
