@@ -205,3 +205,23 @@ def test_the_service_setting_reaches_the_stream_picker(shipped_model):
         seen[preliminary] = runtime.picker.first_look[shipped_model.name]
     rate = shipped_model.card.sampling_rate
     assert seen == {True: round(3.0 * rate), False: 0}
+
+
+def test_serve_with_picking_processes_refuses_a_bad_stride_at_start(tmp_path):
+    """With ``--workers 2`` the pickers run in picking processes: the API process checks the stride against
+    the models first, so a bad one is a one-line start-up error, not workers crashing and restarting."""
+    import os
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SEISPICK_")}
+    run = subprocess.run(
+        [sys.executable, "-m", "seispick.cli.main", "serve", "--port", "0", "--watch", str(tmp_path),
+         "--workers", "2", "--first-look-stride-s", "20"],
+        env=env, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert run.returncode != 0
+    assert "first_look_stride_s" in run.stderr and "phasenet-original (15 s)" in run.stderr, run.stderr[
+        -2000:
+    ]
+    assert "Traceback" not in run.stderr

@@ -20,16 +20,19 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Mapping
 
 from redis.asyncio import Redis
 
+from seispick.models.inference import OnnxModel
 from seispick.models.registry import ModelRegistry
 from seispick.service.api.state import ServiceState, load_models
 from seispick.service.batcher import MicroBatcher
-from seispick.service.settings import model_warnings
+from seispick.service.settings import Settings, model_warnings
 from seispick.service.stream.association import start_events, tee_records
 from seispick.service.stream.job import RealtimeJob
 from seispick.service.stream.job_metrics import StreamMetrics
+from seispick.service.stream.picker import first_look_samples
 from seispick.service.stream.runtime import StreamingRuntime
 from seispick.service.stream.shadow import start_shadows
 from seispick.service.stream.worker_pool import WorkerPool
@@ -61,6 +64,7 @@ class ServiceLifecycle:
             except ValueError as exc:  # one start-up line naming the setting (server.py)
                 raise ValueError(f"--redis-url / SEISPICK_REDIS_URL: {exc}") from None
         if StreamingRuntime.wanted(settings):
+            check_first_look(settings, state.models)  # here: picking processes would only crash on it
             job = state.streaming = self._job(state.batcher)
             job.selection.warnings += model_warnings(settings, registry.names())
             # association follows the publisher's picks from the first one (subscribed before sources start)
@@ -95,3 +99,12 @@ class ServiceLifecycle:
         if settings.streaming.worker_count() > 1:
             return WorkerPool(settings, self.stream_metrics, state.metrics)
         return StreamingRuntime(settings, models, batcher.predict, self.stream_metrics)
+
+
+def check_first_look(settings: Settings, models: Mapping[str, OnnxModel]) -> None:
+    """Refuse (ValueError naming the setting) a first-look stride that some streamed model cannot take."""
+    config = settings.streaming
+    if config.preliminary_picks and config.first_look_stride_s:
+        for name in config.stream_models(settings.default_model):
+            if name in models:
+                first_look_samples(models[name], config.first_look_stride_s)
