@@ -6,7 +6,7 @@ noise-and-events stations DEMO1-3; copies of DEMO1-3 under new names beyond 12 s
 number of samples so that their picks fall at unrelated times) is replayed by
 ``seispick replay --speed 1 --restamp --loop`` and served by ``seispick serve --seedlink ... --stations
 coordinates.csv --redis-url redis://127.0.0.1:6379/0`` (association on: EV01-EV09 at the demo's coordinates,
-beyond 12 stations the copies at random places within 150 km, DEMO1-3 without coordinates),
+with --locate-copies the copies at random places within 150 km; DEMO1-3 without coordinates),
 each Redis key under a prefix of this run (``bench-latency-<hex>:``) deleted at the end. After --duration
 seconds from the replay's start both processes are stopped and the streams are read back:
 
@@ -64,10 +64,10 @@ def epoch(iso: str) -> float:
     return dt.datetime.fromisoformat(iso.replace("Z", "+00:00")).timestamp()
 
 
-def write_archive(folder: Path, n: int) -> tuple[Path, Path]:
+def write_archive(folder: Path, n: int, locate: bool) -> tuple[Path, Path]:
     """EV01-EV09 first, then DEMO1-3, then renamed copies of DEMO1-3; returns the station list and the station
-    coordinates: the demo's for EV01-EV09, and beyond 12 stations each copy at a random place within
-    ``COPY_RADIUS_KM`` of the demo network's centre (seeded), so that the associator works on the whole
+    coordinates: the demo's for EV01-EV09, and with ``locate`` beyond 12 stations each copy at a random place
+    within ``COPY_RADIUS_KM`` of the demo network's centre (seeded), so that the associator works on the whole
     network: the copies' picks (their own small events in noise) are picks of no event there."""
     import numpy as np
     import obspy
@@ -93,7 +93,7 @@ def write_archive(folder: Path, n: int) -> tuple[Path, Path]:
     station_file = folder / "stations.txt"
     station_file.write_text("\n".join(lines) + "\n")
     rows = (DEMO / "stations.csv").read_text().splitlines()
-    if n > len(names):
+    if locate and n > len(names):
         demo = [r.split(",") for r in rows[1:] if r.strip()]
         lat0 = float(np.mean([float(r[2]) for r in demo]))
         lon0 = float(np.mean([float(r[3]) for r in demo]))
@@ -115,7 +115,9 @@ def updates_supported() -> bool:
     return "preliminary_key" in getattr(streaming, "model_fields", {})
 
 
-def run(n: int, duration: float, prefix: str, model: str | None, preliminary: bool | None) -> dict:
+def run(
+    n: int, duration: float, prefix: str, model: str | None, preliminary: bool | None, locate: bool
+) -> dict:
     sl_port, http_port = free_port(), free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("SEISPICK_") or k in PASSED}
     env.update(
@@ -138,7 +140,7 @@ def run(n: int, duration: float, prefix: str, model: str | None, preliminary: bo
         if preliminary is not None:
             env["SEISPICK_STREAMING__PRELIMINARY_PICKS"] = str(preliminary).lower()
     with tempfile.TemporaryDirectory() as tmp:
-        station_file, coordinates = write_archive(Path(tmp), n)
+        station_file, coordinates = write_archive(Path(tmp), n, locate)
         replay = subprocess.Popen(
             ["seispick", "replay", tmp, "--port", str(sl_port), "--speed", "1", "--restamp", "--loop"],
             env=env,
@@ -288,6 +290,14 @@ def main() -> None:
     parser.add_argument("--model", default=None, help="Picker (default: the service's)")
     parser.add_argument("--min-picks", type=int, default=8, help="The service's events.min_picks")
     parser.add_argument(
+        "--locate-copies",
+        action=argparse.BooleanOptionalAction,
+        default=False,
+        help="Give the copies coordinates (their picks, small real events at unrelated times, then load the "
+        "associator: about 5x the pick rate of bench/associate.py's synthetic network, so events of "
+        "coincidences are found); default: only EV01-EV09 located",
+    )
+    parser.add_argument(
         "--preliminary",
         action=argparse.BooleanOptionalAction,
         default=None,
@@ -302,7 +312,7 @@ def main() -> None:
         flush=True,
     )
     try:
-        times = run(args.stations, args.duration, prefix, args.model, args.preliminary)
+        times = run(args.stations, args.duration, prefix, args.model, args.preliminary, args.locate_copies)
         picks = read_stream(client, f"{prefix}picks")
         updates = read_stream(client, f"{prefix}picks:preliminary")
         events = read_stream(client, f"{prefix}events")
