@@ -162,8 +162,12 @@ def run_cli(
     return seconds, found
 
 
-def run_live(associator: Associator, station, phase, times, minutes: float, step_s: float, rng) -> dict:
-    """Picks of the first ``minutes`` in arrival order; one step every ``step_s`` of simulated time."""
+def run_live(
+    associator: Associator, station, phase, times, minutes: float, step_s: float, rng, legacy: bool = False
+) -> dict:
+    """Picks of the first ``minutes`` in arrival order; one step every ``step_s`` of simulated time; the
+    service's association (settle, delay 2 s, versions 10 s apart) or with ``legacy`` the one before it
+    (delay 10 s, every change a version)."""
     end = T0 + minutes * 60
     sel = np.flatnonzero(times < end)
     arrival = times[sel] + rng.uniform(0.5, 3.0, len(sel))
@@ -183,9 +187,17 @@ def run_live(associator: Associator, station, phase, times, minutes: float, step
         for i in order
     ]
     clock = [T0]
-    delay = 10.0
-    live = LiveAssociator(associator, LiveConfig(window_s=120.0, delay_s=delay), wall_clock=lambda: clock[0])
+    delay = 10.0 if legacy else 2.0
+    config = (
+        LiveConfig(window_s=120.0, delay_s=delay)
+        if legacy
+        else LiveConfig(window_s=120.0, delay_s=delay, settle=True, min_version_interval_s=10.0)
+    )
+    live = LiveAssociator(associator, config, wall_clock=lambda: clock[0])
+    arrived = {p.id: float(t) for p, t in zip(picks, arrival)}
     steps, latencies, j = [], [], 0
+    first: dict[str, float] = {}  # event id -> its first version (simulated time + step compute)
+    versions: dict[str, list] = {}
     for now in np.arange(T0, end + 130, step_s):
         clock[0] = float(now)
         while j < len(picks) and arrival[j] <= now:
@@ -193,11 +205,34 @@ def run_live(associator: Associator, station, phase, times, minutes: float, step
             j += 1
         before = len(live.stats.latencies)
         started = time.perf_counter()
-        live.step(float(now))
+        out = live.step(float(now))
         compute = time.perf_counter() - started
         steps.append(compute)
         latencies += [lat + compute for lat in live.stats.latencies[before:]]
+        for event in out:
+            first.setdefault(event.event_id, float(now) + compute)
+            versions.setdefault(event.event_id, []).append(event)
+    for event in live.flush():
+        versions.setdefault(event.event_id, []).append(event)
+    locating, states, duplicates = [], [], 0
+    pick_sets: dict[frozenset, str] = {}
+    for eid, evs in versions.items():
+        seen = set()
+        for e in evs:
+            ids = frozenset(a.pick_id for a in e.arrivals)
+            o = e.origin
+            seen.add((ids, round(o.time, 1), round(o.x_km), round(o.y_km), round(o.depth_km)))
+            other = pick_sets.setdefault(ids, eid)
+            duplicates += other != eid
+        states.append(len(seen))
+        times = sorted(arrived[a.pick_id] for a in evs[-1].arrivals if a.pick_id in arrived)
+        if eid in first and len(times) >= associator.config.min_picks:
+            locating.append(first[eid] - times[associator.config.min_picks - 1])
     return {
+        "versions": np.array([len(v) for v in versions.values()]),
+        "states": np.array(states),
+        "duplicates": duplicates,
+        "locating": np.array(locating),
         "picks": len(picks),
         "rate": len(picks) / (minutes * 60),
         "steps": np.array(steps),
@@ -217,6 +252,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=os.cpu_count())
     parser.add_argument("--live-minutes", type=float, default=5.0)
     parser.add_argument("--live-step-s", type=float, default=5.0, help="live association interval")
+    parser.add_argument("--live-only", action="store_true", help="only the live part (no day of picks)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--repeat", type=int, default=2, help="alternated runs of each; the best is reported")
     parser.add_argument(
@@ -234,6 +270,25 @@ def main() -> None:
     )
     associator = Associator(stations, AssociationConfig(n_threads=args.threads, cutoff_km=args.cutoff_km))
     print(f"association cutoff {associator.cutoff_km:g} km, time before {associator.time_before_s:.0f} s")
+    if not args.live_only:
+        day(args, associator, stations, station, phase, times, truth)
+    for legacy in (True, False):
+        live = run_live(
+            associator,
+            station,
+            phase,
+            times,
+            args.live_minutes,
+            args.live_step_s,
+            np.random.default_rng(1),
+            legacy,
+        )
+        report_live(args, live, "before (delay 10 s, every change a version)" if legacy else
+                    "the service's (settle, delay 2 s, versions >= 10 s apart)")  # fmt: skip
+
+
+def day(args, associator: Associator, stations, station, phase, times, truth) -> None:
+    """PyOcto directly against ``seispick associate`` on the whole day of picks."""
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         started = time.perf_counter()
@@ -262,12 +317,15 @@ def main() -> None:
         f"({recalled / len(truth):.1%}); found events matching none: {false}"
     )
     sys.stdout.flush()
-    live = run_live(associator, station, phase, times, args.live_minutes, args.live_step_s, rng)
-    steps, lat = live["steps"], live["latency"]
+
+
+def report_live(args, live: dict, name: str) -> None:
+    steps, lat, loc = live["steps"], live["latency"], live["locating"]
+    v, st = live["versions"], live["states"]
     print()
     print(
-        f"live: {args.stations} stations, {live['picks']} picks over {args.live_minutes:g} min ({live['rate']:.1f} picks/s), "
-        f"window 120 s, delay {live['delay']:g} s, a step every {args.live_step_s:g} s"
+        f"live, {name}: {args.stations} stations, {live['picks']} picks over {args.live_minutes:g} min "
+        f"({live['rate']:.1f} picks/s), window 120 s, a step every {args.live_step_s:g} s"
     )
     print("| quantity | p50 | p95 | max |")
     print("|---|---|---|---|")
@@ -276,9 +334,23 @@ def main() -> None:
     )
     if len(lat):
         print(
-            f"| last pick to publication (s) | {np.median(lat):.2f} | {np.quantile(lat, 0.95):.2f} | {lat.max():.2f} |"
+            f"| last new pick to publication (s) | {np.median(lat):.2f} | {np.quantile(lat, 0.95):.2f} | {lat.max():.2f} |"
         )
-    print(f"events declared {live['declared']}, updates {live['updated']}")
+    if len(loc):
+        print(
+            f"| first version - arrival of its min_picks-th pick (s) | {np.median(loc):.2f} | "
+            f"{np.quantile(loc, 0.95):.2f} | {loc.max():.2f} |"
+        )
+    if len(v):
+        print(f"| versions per event | {np.median(v):.0f} | {np.quantile(v, 0.95):.0f} | {v.max()} |")
+        print(
+            f"| distinct states per event | {np.median(st):.0f} | {np.quantile(st, 0.95):.0f} | {st.max()} |"
+        )
+    print(
+        f"events {len(v)}: declared {live['declared']}, versions {int(v.sum()) if len(v) else 0} of which "
+        f"{int((v - st).sum()) if len(v) else 0} repeat a state; versions with another id's pick set: "
+        f"{live['duplicates']}"
+    )
 
 
 if __name__ == "__main__":
