@@ -68,7 +68,16 @@ def show_model(name: str | None) -> None:
 @click.argument("metadata", required=False, type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--name", default=None, help="Model name (default: from the weights file name).")
 @click.option("--out", type=click.Path(path_type=Path), default=None, help="Model folder to write.")
-def import_seisbench_cmd(weights: Path, metadata: Path | None, name: str | None, out: Path | None) -> None:
+@click.option(
+    "--tf-padding",
+    is_flag=True,
+    help="Run the weights on 3000-sample windows with TensorFlow 'same' padding, as the original PhaseNet "
+    "(trained in TensorFlow) ran: its picks are not 25-35 ms late as in SeisBench's 3001-sample layout. "
+    "Departs from SeisBench's annotate/classify (no parity with SeisBench then).",
+)
+def import_seisbench_cmd(
+    weights: Path, metadata: Path | None, name: str | None, out: Path | None, tf_padding: bool
+) -> None:
     """Turn a SeisBench PhaseNet checkpoint (WEIGHTS .pt.vN, METADATA .json.vN) into an ONNX model folder.
 
     Today's layout at any width, the early layout (filters 8, 11, 16, 22, 32) and weights saved as a whole pickled
@@ -79,7 +88,7 @@ def import_seisbench_cmd(weights: Path, metadata: Path | None, name: str | None,
     name = name or "phasenet-" + weights.name.split(".pt")[0].replace("_", "-")
     out = out or user_model_dir() / name
     try:
-        card = builders.import_seisbench(weights, metadata, out, name)
+        card = builders.import_seisbench(weights, metadata, out, name, tf_padding=tf_padding)
     except (ValueError, RuntimeError) as exc:
         raise click.ClickException(str(exc)) from exc
     click.echo(f"wrote {out} (model {card.name}, sha256 {card.onnx_sha256[:12]}, ONNX parity ok)")

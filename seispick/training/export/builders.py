@@ -12,7 +12,7 @@ from seispick.training.export.cards import phasenet_card
 from seispick.training.export.convert import load_original_phasenet, load_seisbench_checkpoint
 from seispick.training.export.onnx_export import write_licence, write_model_folder
 from seispick.training.networks import tf_reference
-from seispick.training.networks.phasenet import CITATION
+from seispick.training.networks.phasenet import CITATION, PhaseNet
 
 MIT_NOTE = "MIT licence (PhaseNet, Copyright (c) 2018 Weiqiang Zhu); see LICENSE in this folder."
 
@@ -72,7 +72,11 @@ def build_phasenet_original(
 
 
 def import_seisbench(
-    weights_path: str | Path, metadata_path: str | Path | None, folder: str | Path, name: str
+    weights_path: str | Path,
+    metadata_path: str | Path | None,
+    folder: str | Path,
+    name: str,
+    tf_padding: bool = False,
 ) -> ModelCard:
     """Turn a SeisBench PhaseNet checkpoint into a shipped-style model folder (ONNX + card + LICENSE).
 
@@ -80,8 +84,30 @@ def import_seisbench(
     component order, phase order (e.g. ``ZNE``, ``PSN``) and normalisation from the JSON's ``model_args``;
     pick thresholds and overlap from its ``default_args``. The probabilities of the ONNX model are checked
     against the torch network within 1e-5.
+
+    ``tf_padding``: run the same weights as the original PhaseNet ran them, on 3000-sample windows with
+    TensorFlow "same" padding (:class:`~seispick.training.networks.phasenet.PhaseNet` ``variant="tf"``),
+    instead of SeisBench's 3001 samples and its own paddings. For weights trained in TensorFlow (the original
+    PhaseNet's): SeisBench's paddings move every layer's features by a sample or two against those the
+    weights were trained on, and its picks come about 25-35 ms late (README "Shipped models"). The result
+    then departs from SeisBench's ``annotate``/``classify`` (the parity test covers the default only).
     """
     model, metadata = load_seisbench_checkpoint(weights_path, metadata_path)
+    window = 3001
+    if tf_padding:
+        if metadata["layout"] != "phasenet":
+            raise ValueError(
+                f"{weights_path}: --tf-padding needs today's PhaseNet layout, not {metadata['layout']}"
+            )
+        tf_model = PhaseNet(
+            in_channels=model.in_channels,
+            classes=model.classes,
+            variant="tf",
+            depth=len(model.widths),
+            widths=list(model.widths),
+        )
+        tf_model.load_state_dict(model.state_dict(), strict=True)
+        model, window = tf_model.eval(), 3000
     args = metadata["model_args"]
     labels = list(str(args.get("phases") or "NPS"))
     default_args = metadata.get("default_args") or {}
@@ -96,7 +122,7 @@ def import_seisbench(
         architecture="phasenet",
         task="picker",
         sampling_rate=float(args.get("sampling_rate", 100)),
-        window_samples=3001,
+        window_samples=window,
         channel_order=str(args.get("component_order", "ZNE")),
         # SeisBench divides by torch's (unbiased) std + 1e-10, or by the peak + 1e-10.
         normalisation=Normalisation(
@@ -109,10 +135,16 @@ def import_seisbench(
         licence=licence or "the checkpoint's own terms (not stated in its JSON); see LICENSE in this folder",
         citation=CITATION,
         provenance=f"Imported by seispick from the SeisBench checkpoint {source} ({metadata['layout']} layout, "
-        f"widths {list(model.widths)}, read from a {metadata['weights_format']})",
+        f"widths {list(model.widths)}, read from a {metadata['weights_format']})"
+        + (
+            "; run with TensorFlow 'same' padding on 3000-sample windows (--tf-padding), not SeisBench's "
+            "3001-sample paddings"
+            if tf_padding
+            else ""
+        ),
         training_data=str(metadata.get("training_data", "")),
     )
-    check = np.random.default_rng(7).standard_normal((3, model.in_channels, 3001)).astype(np.float32)
+    check = np.random.default_rng(7).standard_normal((3, model.in_channels, window)).astype(np.float32)
     card = write_model_folder(model, card, folder, check)
     write_licence(
         folder,
