@@ -231,9 +231,33 @@ def train(ctx: click.Context, data: tuple[Path, ...], **kw: Any) -> None:
 @config_option("replay_fraction", default=0.5)
 @option("--select-folds", type=click.IntRange(0), default=0)
 @option("--description", default=None, show_default=None)
+@click.option(
+    "--catalog",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    default=None,
+    help="QuakeML (or SeisComP XML) catalogue whose analyst picks label windows cut from --waveforms "
+    "(instead of, or besides, DATA folders); split by time unless --split-by is given.",
+)
+@click.option(
+    "--waveforms",
+    multiple=True,
+    type=click.Path(exists=True, path_type=Path),
+    help="Continuous waveform files or folders the catalogue was picked on (repeatable).",
+)
+@click.option(
+    "--picks",
+    "pick_modes",
+    type=click.Choice(["auto", "manual", "all"]),
+    default="auto",
+    show_default=True,
+    help="Catalogue picks used: manual only, all, or auto (manual ones when there are any).",
+)
 @click.pass_context
 def finetune(ctx: click.Context, data: tuple[Path, ...], base: str, **kw: Any) -> None:
     """Fine-tune PhaseNet from --base on dataset folders DATA; ends with base vs fine-tuned on the test split.
+
+    With --catalog EVENTS.xml --waveforms DIR: windows cut around the analyst picks of a QuakeML catalogue from
+    the continuous waveforms they were picked on (one per station and event), split by time.
 
     The defaults are meant for 50-500 labelled records: about 800 windows per epoch, a warm-up epoch and cosine
     decay, the epoch of best validation pick F1 (P and S within 0.1 s) kept, half the windows placed around S,
@@ -242,7 +266,14 @@ def finetune(ctx: click.Context, data: tuple[Path, ...], base: str, **kw: Any) -
     (--class-weights) are there to try; in cross-validation they lowered S F1 within 0.1 s (see the README).
     """
     fractions = _fractions(kw["val_fraction"], kw["test_fraction"])
-    split = _load_split(data, kw["split_by"], fractions, kw["seed"])
+    if kw["catalog"] is None and (kw["waveforms"] or _given(ctx, "pick_modes")):
+        raise click.UsageError("--waveforms and --picks go with --catalog")
+    if kw["catalog"] is not None:
+        split = _load_split(data, kw["split_by"], fractions, kw["seed"]) if data else None
+        split = _add_catalog(split, ctx, kw, fractions)
+        data = (*data, kw["catalog"])
+    else:
+        split = _load_split(data, kw["split_by"], fractions, kw["seed"])
     replay = _load_split(kw["replay"], kw["split_by"], fractions, kw["seed"]) if kw["replay"] else None
     config = _config(ctx, kw, FINETUNE_DEFAULTS, replay_fraction=kw["replay_fraction"] if replay else 0.0)
     if kw["select_folds"] and kw["select_folds"] < 3:
@@ -268,6 +299,39 @@ def finetune(ctx: click.Context, data: tuple[Path, ...], base: str, **kw: Any) -
         replay=replay,
     )
     _report_run(run, kw["quiet"])
+
+
+def _add_catalog(split, ctx: click.Context, kw: dict[str, Any], fractions):
+    """``split`` (None: an empty one) with the windows of ``--catalog`` on ``--waveforms`` added, split by
+    time unless ``--split-by`` was given."""
+    if not kw["waveforms"]:
+        raise click.UsageError("--catalog needs --waveforms (the continuous data the analysts picked)")
+    windows = training_module("data.catalog_windows")
+    inputs = training_module("data.inputs")
+    validation = training_module("data.validation")
+    manual = {"auto": None, "manual": True, "all": False}[kw["pick_modes"]]
+    method = kw["split_by"] if _given(ctx, "split_by") else "time"
+    try:
+        found = windows.catalog_samples(kw["catalog"], kw["waveforms"], manual)
+        part = inputs.split_samples(found.samples, method, fractions, kw["seed"])
+    except validation.DatasetError as exc:
+        raise click.ClickException(f"cannot use the catalogue: {exc}") from exc
+    except ValueError as exc:
+        raise click.ClickException(
+            f"{kw['catalog']}: cannot split {len(found.samples)} window(s): {exc}"
+        ) from exc
+    if not kw["quiet"]:
+        for note in found.notes:
+            click.echo(f"note: {note}", err=True)
+        click.echo(
+            f"{kw['catalog']}: {len(found.samples)} windows from {found.n_picks} picks of {found.n_events} "
+            f"events (split by {method}: {len(part.train)} train, {len(part.val)} validation, "
+            f"{len(part.test)} test)",
+            err=True,
+        )
+    split = split if split is not None else inputs.DataSplit()
+    split.add(kw["catalog"].name, part)
+    return split
 
 
 def _format_summary(report: dict[str, Any]) -> str:

@@ -33,6 +33,7 @@ __all__ = [
     "iter_dataset",
     "load_dataset",
     "read_mseed_picks",
+    "samples_from_picks",
     "read_phasenet_npz",
     "read_pick_table",
     "read_seisbench",
@@ -604,9 +605,26 @@ def read_mseed_picks(
             stream += read_waveform_file(path)  # the CLI's and the HTTP API's input path
         except ValueError as exc:  # the message names the file and what it looks like
             raise DatasetError(str(exc)) from exc
-    for group in _group_picks(read_pick_table(pick_file), max_span_s):
+    yield from samples_from_picks(
+        stream, read_pick_table(pick_file), str(pick_file), str(folder), pre_s, post_s, max_span_s, missing
+    )
+
+
+def samples_from_picks(
+    stream: Stream,
+    picks: list[PickRecord],
+    source_name: str,
+    data_name: str,
+    pre_s: float = 30.0,
+    post_s: float = 30.0,
+    max_span_s: float = 120.0,
+    missing: str = "raise",
+) -> Iterator[WaveformSample]:
+    """Labelled windows cut from ``stream`` around ``picks`` (see :func:`read_mseed_picks`); ``source_name``
+    (the pick table or catalogue) and ``data_name`` (the waveforms) name them in messages and ``path``."""
+    for group in _group_picks(picks, max_span_s):
         first, last = group[0], group[-1]
-        where = f"{pick_file} ({first.station} {first.time})"
+        where = f"{source_name} ({first.station} {first.time})"
         start, end = first.time - pre_s, last.time + post_s
         wave = None
         for family in _channel_families(stream, first.station, first.seed_id):
@@ -616,8 +634,10 @@ def read_mseed_picks(
         if wave is None or not wave.size:
             if missing == "skip":
                 continue
-            raise DatasetError(f"{where}: no waveform data in {folder} for these picks")
+            raise DatasetError(f"{where}: no waveform data in {data_name} for these picks")
         index = {p.phase: int(round((p.time - t0) * rate)) for p in reversed(group)}
+        # a phase picked again in the group (a second arrival under one event id) is labelled, not dropped
+        other = [(p.phase, at) for p in group if (at := int(round((p.time - t0) * rate))) != index[p.phase]]
         sample = WaveformSample(
             waveform=wave,
             sampling_rate=float(rate),
@@ -629,6 +649,7 @@ def read_mseed_picks(
             start_time=t0,
             source={**first.source, "channels": comps},
             path=where,
+            other_picks=other,
         )
         yield reorder(sample, "ZNE")
 

@@ -105,12 +105,21 @@ def station_folds(samples: Sequence[WaveformSample], folds: int, seed: int = 0) 
 
 
 def make_folds(
-    data: Path, folds: int, by: str = "time", use_all: bool = False, seed: int = 0
+    data: Path | Sequence[WaveformSample],
+    folds: int,
+    by: str = "time",
+    use_all: bool = False,
+    seed: int = 0,
 ) -> list[DataSplit]:
-    """The folds of ``data`` over the training and validation part of its default split (by time or by station,
-    seed 0; so its test part stays unseen), or over every record with ``use_all``."""
+    """The folds of ``data`` (a dataset folder, or samples such as a catalogue's windows) over the training and
+    validation part of its default split (by time or by station, seed 0; so its test part stays unseen), or
+    over every record with ``use_all``."""
     if by not in ("time", "station"):
         raise ValueError(f"unknown fold method {by!r}; use time or station")
-    split = load_split([data], by)
+    if isinstance(data, str | Path):
+        split = load_split([data], by)
+    else:
+        split = DataSplit()
+        split.add("samples", split_samples(list(data), by))
     samples = split.part("all") if use_all else split.train + split.val
     return time_folds(samples, folds) if by == "time" else station_folds(samples, folds, seed)

@@ -3,6 +3,7 @@
     python -m seispick.training.fitting.crossval /data/stead_ta109c --replay /data/ncedc_phasenet --folds 5 \\
         --variant plain '{}' --variant distil-S '{"distill_weight": 0.5, "distill_phases": "S"}'
     python -m seispick.training.fitting.crossval /data/ncedc_phasenet --by station --all --folds 5 --defaults
+    python -m seispick.training.fitting.crossval --catalog events.xml --waveforms archive/ --all --defaults
 
 ``--by time`` (:func:`~seispick.training.data.folds.time_folds`): the training and validation events of a one-station dataset (its
 chronological test part is left out, unless ``--all``) are cut into ``folds`` consecutive blocks; fold i
@@ -13,6 +14,8 @@ finetune`` splits a user's folder. Picks go through the models/ runtime; they ar
 scored against the labels (and per fold), next to the base model's picks on the same records, so a setting is
 judged on every held-out record rather than on a handful of test records. ``--defaults`` starts every variant
 from ``seispick finetune``'s default settings (:data:`~seispick.training.fitting.config.FINETUNE_DEFAULTS`).
+``--catalog EVENTS.xml --waveforms DIR`` folds the windows ``seispick finetune --catalog`` cuts
+(:mod:`~seispick.training.data.catalog_windows`) instead of a dataset folder.
 """
 
 from __future__ import annotations
@@ -26,8 +29,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from seispick.training.data.catalog_windows import catalog_samples
 from seispick.training.data.folds import make_folds
 from seispick.training.data.inputs import load_split
+from seispick.training.data.samples import WaveformSample
 from seispick.training.evaluation.evaluate import TOLERANCES, load_model, predict_picks
 from seispick.training.evaluation.scores import Pick, evaluate_picks
 from seispick.training.fitting.config import FINETUNE_DEFAULTS, RunConfig, TrainConfig
@@ -68,7 +73,7 @@ def _tagged(picks: list[Pick], fold: int) -> list[Pick]:
 
 
 def cross_validate(
-    data: Path,
+    data: Path | Sequence[WaveformSample],
     variants: dict[str, dict[str, Any]],
     folds: int = 5,
     replay: Sequence[Path] = (),
@@ -133,7 +138,9 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("data", type=Path, help="Dataset folder.")
+    parser.add_argument("data", type=Path, nargs="?", default=None, help="Dataset folder.")
+    parser.add_argument("--catalog", type=Path, default=None, help="QuakeML catalogue (instead of a folder).")
+    parser.add_argument("--waveforms", type=Path, action="append", default=[], help="With --catalog.")
     parser.add_argument(
         "--by", choices=["time", "station"], default="time", help="Fold by event time or station."
     )
@@ -160,14 +167,17 @@ def main(argv: list[str] | None = None) -> None:
     common = dict(args.common)
     if args.defaults:
         common = {**FINETUNE_DEFAULTS, **common}
+    if (args.data is None) == (args.catalog is None) or (args.catalog is not None) != bool(args.waveforms):
+        parser.error("give a dataset folder, or --catalog with --waveforms")
+    data = args.data if args.catalog is None else catalog_samples(args.catalog, args.waveforms).samples
     results = cross_validate(
-        args.data, variants, args.folds, args.replay, args.base, common,
+        data, variants, args.folds, args.replay, args.base, common,
         by=args.by, use_all=args.all, seed=args.seed,
     )  # fmt: skip
     print(_table(results, args.folds))
     if args.out:
         payload = {
-            "data": str(args.data),
+            "data": str(args.data or args.catalog),
             "by": args.by,
             "folds": args.folds,
             "common": common,
