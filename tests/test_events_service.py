@@ -251,7 +251,11 @@ def test_live_ml_of_the_service_equals_offline_ml(served):
         magnitude, _ = event_magnitude(event, served["archive"], stations, associator.config.velocity.surface)
         assert magnitude is not None
         fields = live[event_id]
-        assert fields["magnitude_type"] == "ML" and int(fields["magnitude_stations"]) == magnitude.station_count
-        assert abs(float(fields["magnitude"]) - magnitude.value) <= 0.1, (fields["magnitude"], magnitude.value)
+        assert (
+            fields["magnitude_type"] == "ML" and int(fields["magnitude_stations"]) == magnitude.station_count
+        )
+        assert abs(float(fields["magnitude"]) - magnitude.value) <= 0.1, (
+            fields["magnitude"],
+            magnitude.value,
+        )
     assert served["events"]["association"]["magnitudes"]["with_magnitude"] > 0
-
