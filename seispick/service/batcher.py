@@ -4,7 +4,8 @@ Each model has one lane: a FIFO of window groups and a worker task. The worker t
 up to ``max_wait_ms`` for more (or until ``max_batch`` windows are waiting), concatenates them, runs
 ``model.predict`` on an executor thread and hands each submitter its own slice of the output. While a call
 runs, new groups queue up, so under load batches fill without waiting. Groups larger than ``max_batch`` are
-split on submission. With batching disabled every request runs its own calls, still off the event loop.
+split on submission. With batching disabled every request runs its own calls, still off the event loop (the
+HTTP route calls ``predict_here`` on the thread that decoded its body).
 
 Requests announce themselves while they decode and prepare (``with batcher.incoming(name):``); the worker
 only waits for more windows while some request is on its way, so a lone request pays no batching delay.
@@ -124,6 +125,20 @@ class MicroBatcher:
         finally:
             lane.incoming -= 1
             lane.arrived.set()  # the worker re-checks whether anyone is still on the way
+
+    def batching(self, model_name: str) -> bool:
+        """Whether ``model_name``'s windows go through a batching lane (else: ``predict_here``)."""
+        return model_name in self._lanes
+
+    def predict_here(self, model_name: str, windows: np.ndarray) -> np.ndarray:
+        """Batching off: ``predict``'s output, computed on the calling thread (a request's worker thread, so
+        decoding, inference and picking take one thread hop, not three)."""
+        if not self.running:
+            raise RuntimeError("the batcher is not running; call start() first")
+        model = self._models[model_name]
+        if len(windows) == 0:
+            return np.zeros((0, len(model.card.labels), windows.shape[-1]), dtype=np.float32)
+        return self._run_chunked(model, windows)
 
     async def predict(self, model_name: str, windows: np.ndarray) -> np.ndarray:
         """Model output for ``windows`` (n, channels, samples), batched with other callers' windows."""

@@ -2,7 +2,10 @@
 
 Keys come from the ``X-API-Key`` header (``/metrics`` also takes ``Authorization: Bearer``, which Prometheus
 sends); only the WebSocket routes also take ``?api_key=`` (browsers cannot set their headers), and every log
-line masks it (:mod:`.server`)."""
+line masks it (:mod:`.server`).
+
+Every dependency is ``async def``: FastAPI runs a plain ``def`` dependency on a worker thread, a thread hop per
+dependency and request for a few attribute reads."""
 
 from __future__ import annotations
 
@@ -24,31 +27,36 @@ _api_key_header = APIKeyHeader(
 _bearer = HTTPBearer(auto_error=False, description="The API key as a bearer token (/metrics, for Prometheus)")
 
 
-def get_state(request: Request) -> ServiceState:
+async def get_state(request: Request) -> ServiceState:
     return request.app.state.seispick
 
 
-def get_settings(state: Annotated[ServiceState, Depends(get_state)]) -> Settings:
+async def get_settings(state: Annotated[ServiceState, Depends(get_state)]) -> Settings:
     return state.settings
 
 
-def get_registry(state: Annotated[ServiceState, Depends(get_state)]) -> ModelRegistry:
+async def get_registry(state: Annotated[ServiceState, Depends(get_state)]) -> ModelRegistry:
     if state.registry is None:
         raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, "models are not loaded yet")
     return state.registry
 
 
-def get_batcher(state: Annotated[ServiceState, Depends(get_state)]) -> MicroBatcher:
+async def get_batcher(state: Annotated[ServiceState, Depends(get_state)]) -> MicroBatcher:
     if state.batcher is None or not state.batcher.running:
         raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, "the inference batcher is not running")
     return state.batcher
 
 
-def require_api_key(
+async def require_api_key(
     settings: Annotated[Settings, Depends(get_settings)],
     key: Annotated[str | None, Security(_api_key_header)] = None,
 ) -> None:
     """401 without a key, 403 with a wrong one; a no-op when no keys are configured."""
+    check_api_key(settings, key)
+
+
+def check_api_key(settings: Settings, key: str | None) -> None:
+    """``require_api_key``'s check."""
     if not settings.api_keys:
         return
     if not key:
@@ -62,7 +70,7 @@ def require_api_key(
         raise HTTPException(status.HTTP_403_FORBIDDEN, "invalid API key")
 
 
-def require_metrics_key(
+async def require_metrics_key(
     settings: Annotated[Settings, Depends(get_settings)],
     key: Annotated[str | None, Security(_api_key_header)] = None,
     bearer: Annotated[HTTPAuthorizationCredentials | None, Security(_bearer)] = None,
@@ -70,7 +78,7 @@ def require_metrics_key(
     """``/metrics``: the API key (header or bearer token) unless ``metrics_public``."""
     if settings.metrics_public:
         return
-    require_api_key(settings, key or (bearer.credentials if bearer is not None else None))
+    check_api_key(settings, key or (bearer.credentials if bearer is not None else None))
 
 
 StateDep = Annotated[ServiceState, Depends(get_state)]

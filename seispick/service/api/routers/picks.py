@@ -18,15 +18,14 @@ from starlette.background import BackgroundTask
 from starlette.responses import Response
 
 from seispick.models.inference import OnnxModel
-from seispick.picking.annotate import AnnotationResult, job_limits
+from seispick.picking.annotate import AnnotationResult
 from seispick.picking.waveforms import InputLimits
-from seispick.service.api.batched import pick_stream
+from seispick.service.api.batched import BodyPicking
 from seispick.service.api.bodies import (
     ACCEPTED,
     EMPTY_BODY,
     FORM_TYPE,
     bare_media_type,
-    decode_body,
     form_note,
     unsupported_media_type,
     waveform_look,
@@ -130,27 +129,17 @@ async def create_picks(
         if looks is None:
             raise unsupported_media_type(kind, body)
         content_type, note = "application/octet-stream", form_note(looks)  # curl's default: read, and say so
-    annotating = _annotate(request, content_type, model, batcher, settings, query, body)
+    annotating = _annotate(request, content_type, model, batcher, settings, query, body, note)
     del body  # _annotate drops it once decoded
     try:
-        result = await asyncio.wait_for(annotating, settings.request_timeout_s)
+        result, response = await asyncio.wait_for(annotating, settings.request_timeout_s)
     except asyncio.TimeoutError:
         raise RequestTimeout(
             f"the request took longer than the {settings.request_timeout_s:g} s limit; send less data"
         ) from None
-    if note:
-        result.notes.insert(0, note)
     _count_picks(state, result)
-    large = sum(a.segment.n_samples for a in result.annotations) >= TRIM_AFTER_SAMPLES
-    if query.format == "json":  # serialised once, in pydantic's Rust core (no second response_model pass)
-        if query.probabilities:  # large: built off the event loop
-            document = await asyncio.to_thread(picks_document, result, model.card.labels, query)
-        else:
-            document = picks_document(result, model.card.labels, query)
-        response = Response(document.model_dump_json(exclude_none=True), media_type="application/json")
-    else:
-        response = await asyncio.to_thread(text_response, query.format, result, detector)
-    if large:  # once sent (and this request's arrays freed), free heap pages go back to the system
+    if sum(a.segment.n_samples for a in result.annotations) >= TRIM_AFTER_SAMPLES:
+        # once sent (and this request's arrays freed), free heap pages go back to the system
         response.background = BackgroundTask(give_back_memory)
     return response
 
@@ -189,16 +178,10 @@ async def _annotate(
     settings: Settings,
     query: PicksQuery,
     body: bytes | None = None,
-) -> AnnotationResult:
-    """Picks of the request's body (``body`` when already read)."""
-    limits = request_limits(settings)
-    with batcher.incoming(model.name):  # the batcher waits for this request's windows
-        if body is None:
-            body = await read_body(request, settings.max_body_bytes)
-        stream = await asyncio.to_thread(
-            decode_body, body, content_type, settings.max_duration_s, settings.max_body_bytes, limits
-        )
-        del body
+    note: str | None = None,
+) -> tuple[AnnotationResult, Response]:
+    """Picks of the request's body (``body`` when already read) and the answer, serialised once, off the loop
+    (the thread hops: :mod:`..batched`)."""
     thresholds = settings.thresholds()
     if query.p_threshold is not None:
         thresholds["P"] = query.p_threshold
@@ -206,8 +189,28 @@ async def _annotate(
         thresholds["S"] = query.s_threshold
     if query.detection_threshold is not None:
         thresholds["detection"] = query.detection_threshold
-    with job_limits(limits):  # segments and windows, checked by prepare before any window is cut
-        return await pick_stream(stream, model, batcher, thresholds)
+
+    def render(result: AnnotationResult) -> Response:
+        if note:
+            result.notes.insert(0, note)
+        if query.format != "json":
+            return text_response(query.format, result, model.card.task == "detector")
+        # serialised once, in pydantic's Rust core (no second response_model pass)
+        document = picks_document(result, model.card.labels, query)
+        return Response(document.model_dump_json(exclude_none=True), media_type="application/json")
+
+    work = BodyPicking(
+        model,
+        content_type,
+        settings.max_duration_s,
+        settings.max_body_bytes,
+        request_limits(settings),
+        thresholds,
+        render,
+        body,
+    )
+    del body
+    return await work.run(lambda: read_body(request, settings.max_body_bytes), batcher)
 
 
 def request_limits(settings: Settings) -> InputLimits:
