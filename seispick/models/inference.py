@@ -84,7 +84,9 @@ class OnnxModel:
         if self._pool is None or len(windows) < 2 * len(self.runners):
             return self.runners[0](windows)
         parts = np.array_split(windows, len(self.runners))
-        return np.concatenate(list(self._pool.map(lambda run, part: run(part), self.runners, parts)))
+        # the first part on this thread: one hand-over to the pool less per call
+        others = [self._pool.submit(run, part) for run, part in zip(self.runners[1:], parts[1:])]
+        return np.concatenate([self.runners[0](parts[0]), *(future.result() for future in others)])
 
 
 def _ort_runner(session: ort.InferenceSession, card: ModelCard) -> Runner:

@@ -550,7 +550,10 @@ class Settings(BaseSettings):
     host: str = Field(default="127.0.0.1", description="Address to listen on")
     port: int = Field(default=8000, ge=0, le=65535, description="Port to listen on")
     log_level: str = "info"
-    access_log: bool = Field(default=True, description="uvicorn's per-request log lines")
+    access_log: bool = Field(
+        default=False,
+        description="uvicorn's per-request log lines (off: requests are counted and timed in /metrics)",
+    )
     keep_alive_s: int = Field(
         default=5, ge=1, description="Close an idle keep-alive HTTP connection after it, s"
     )

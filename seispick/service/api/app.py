@@ -22,7 +22,7 @@ from seispick.service.api.routers import operator as operator_page
 from seispick.service.api.routers import prometheus as metrics
 from seispick.service.api.routers.subscriptions import ClientFeeds
 from seispick.service.api.schemas import WaveformJsonBody
-from seispick.service.api.server import SeispickServer, bind, guarded_h11, install_redaction
+from seispick.service.api.server import SeispickServer, bind, guarded_http, install_redaction
 from seispick.service.api.state import ServiceState
 from seispick.service.app_metrics import HttpMetricsMiddleware, ServiceMetrics
 from seispick.service.settings import Settings
@@ -118,8 +118,9 @@ def run_server(settings: Settings | None = None, on_ready: Callable[[str], None]
         access_log=settings.access_log,
         timeout_graceful_shutdown=10,
         timeout_keep_alive=settings.keep_alive_s,
-        http=guarded_h11(settings.request_header_timeout_s),
-        h11_max_incomplete_event_size=settings.max_header_bytes,
+        loop="auto",  # uvloop where installed (a dependency on Linux and macOS)
+        http=guarded_http(settings.request_header_timeout_s, settings.max_header_bytes),
+        h11_max_incomplete_event_size=settings.max_header_bytes,  # the h11 fallback's bound
         ws_ping_interval=settings.ws_ping_s,
         ws_ping_timeout=settings.ws_ping_s,
     )

@@ -5,10 +5,10 @@ secret in its logs.
   comes once the app has started and listens.
 * A stop (SIGINT or SIGTERM) says goodbye to the live subscribers first (SSE streams end, WebSockets close
   with 1001) instead of waiting for them, then stops the app.
-* HTTP/1.1 over h11 with a deadline for each request's line and headers (``request_header_timeout_s``, from
-  the connection's first byte or its opening): uvicorn times out only idle keep-alive connections, so a client
-  that never finishes its headers would hold a connection for ever. Headers are bounded by
-  ``max_header_bytes``; idle keep-alive connections close after ``keep_alive_s``; WebSocket clients that stop
+* HTTP/1.1 over httptools (h11 where it is missing) on uvloop (asyncio's loop where it is missing) with a
+  deadline for each request's line and headers (``request_header_timeout_s``, from the connection's first byte
+  or its opening): uvicorn times out only idle keep-alive connections, so a client that never finishes its
+  headers would hold a connection for ever. Headers are bounded by ``max_header_bytes`` (400 past it); idle keep-alive connections close after ``keep_alive_s``; WebSocket clients that stop
   answering pings within ``ws_ping_s`` are disconnected (and unsubscribed).
 * Every log line has ``api_key=`` (and ``token=``) query values masked: browsers' WebSockets can send the key
   only in the URL, which uvicorn's access and WebSocket lines would otherwise print.
@@ -26,6 +26,11 @@ from collections.abc import Callable, Iterable
 import h11
 import uvicorn
 from uvicorn.protocols.http.h11_impl import H11Protocol
+
+try:  # httptools (llhttp) is a dependency; h11 stays the fallback (and the one the guards were first made for)
+    from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+except ImportError:  # pragma: no cover
+    HttpToolsProtocol = H11Protocol  # type: ignore[assignment,misc]
 
 from seispick.service.api.routers.subscriptions import ClientFeeds
 
@@ -131,6 +136,95 @@ class GuardedH11Protocol(H11Protocol):
 def guarded_h11(header_timeout_s: float) -> type[GuardedH11Protocol]:
     """The protocol class with its header deadline (uvicorn instantiates the class it is given)."""
     return type("GuardedH11Protocol", (GuardedH11Protocol,), {"header_timeout_s": header_timeout_s})
+
+
+class HeadersTooLarge(Exception):
+    """The request line and headers passed ``max_header_bytes`` (httptools turns it into a parser error: 400)."""
+
+
+class GuardedHttpToolsProtocol(HttpToolsProtocol):
+    """uvicorn's httptools protocol (llhttp, in C: a fraction of h11's cost per request) with the guards of
+    :class:`GuardedH11Protocol`: a deadline for each request's line and headers, and ``max_header_bytes`` for
+    them (400, as h11 answers past its limit). The size is counted exactly as the parser hands the line and
+    headers over; a header line that never ends (which the parser keeps until it does) is bounded by the bytes
+    received while the headers are incomplete (``max_header_bytes`` plus one read)."""
+
+    header_timeout_s: float = 10.0
+    max_header_bytes: int = 16384
+    READ_SLACK = 65536  # a read may carry the previous request's body with the next one's first bytes
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self._header_timer: asyncio.TimerHandle | None = None
+        self._in_headers = True  # a connection opens waiting for a request line
+        self._header_size = 0  # bytes of line and headers handed over by the parser
+        self._header_reads = 0  # bytes received while the headers are incomplete
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        self._arm()
+
+    def data_received(self, data: bytes) -> None:
+        super().data_received(data)
+        if self._in_headers and self.parser is not None and not self.transport.is_closing():
+            self._header_reads += len(data)
+            if self._header_reads > self.max_header_bytes + self.READ_SLACK:
+                self.logger.warning("Invalid HTTP request received.")
+                self.send_400_response("Invalid HTTP request received.")
+
+    def on_message_begin(self) -> None:
+        super().on_message_begin()
+        self._in_headers, self._header_size, self._header_reads = True, 0, 0
+        if self._header_timer is None:
+            self._arm()  # a new request begins: its headers have header_timeout_s
+
+    def on_url(self, url: bytes) -> None:
+        self._count(len(url))
+        super().on_url(url)
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self._count(len(name) + len(value) + 4)  # "name: value\r\n"
+        super().on_header(name, value)
+
+    def on_headers_complete(self) -> None:
+        self._in_headers, self._header_reads = False, 0
+        self._disarm()
+        super().on_headers_complete()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._disarm()
+        super().connection_lost(exc)
+
+    def _count(self, size: int) -> None:
+        self._header_size += size
+        if self._header_size > self.max_header_bytes:
+            raise HeadersTooLarge(f"request line and headers over {self.max_header_bytes} bytes")
+
+    def _arm(self) -> None:
+        self._header_timer = self.loop.call_later(self.header_timeout_s, self._headers_late)
+
+    def _disarm(self) -> None:
+        if self._header_timer is not None:
+            self._header_timer.cancel()
+            self._header_timer = None
+
+    def _headers_late(self) -> None:
+        self._header_timer = None
+        if self._in_headers and not self.transport.is_closing():
+            log.debug("%s: request headers not complete within request_header_timeout_s: closed", self.client)
+            self.transport.close()
+
+
+def guarded_http(header_timeout_s: float, max_header_bytes: int) -> type[asyncio.Protocol]:
+    """The HTTP/1.1 protocol class for uvicorn with the header guards: httptools' where it is installed (a
+    dependency of seispick), else h11's (bounded by uvicorn's ``h11_max_incomplete_event_size``)."""
+    if HttpToolsProtocol is H11Protocol:
+        return guarded_h11(header_timeout_s)
+    return type(
+        "GuardedHttpToolsProtocol",
+        (GuardedHttpToolsProtocol,),
+        {"header_timeout_s": header_timeout_s, "max_header_bytes": max_header_bytes},
+    )
 
 
 class SeispickServer(uvicorn.Server):
