@@ -376,3 +376,51 @@ def test_follow_waits_for_redis_and_reads_only_new_picks(tmp_path: Path):
         server.kill()
     assert stats.reconnects >= 1 and stats.entries == len(arrival)
     assert {a.pick_id for a in published[-1].arrivals} == {p.id for p in true[0]}
+
+
+@pytestmark_redis
+def test_follow_declares_events_from_the_pick_updates_stream(redis_server: RedisServer):
+    """``associate --follow`` over sharded replicas sees what the service's own associator sees: with the
+    pick-update stream followed, preliminary picks alone declare the events; without it, nothing is declared
+    before final picks exist; final picks with the preliminary ids then change no event."""
+    from seispick.picking.results import PickUpdate
+
+    stations, hypos, true, _, arrival, _ = sequence(seed=4, events=2, spurious=0)
+    url = redis_server.url
+
+    async def run(updates: str | None, final: bool) -> tuple[list, object]:
+        out: list = []
+        config = LiveConfig(window_s=120, delay_s=0, settle=True)
+        live = LiveAssociator(Associator(stations), config)
+        stop = asyncio.Event()
+        task = asyncio.create_task(
+            follow(url, live, out.append, start_id="0", step_s=0.05, stop=stop, updates_stream=updates)
+        )
+        await asyncio.sleep(1.0)
+        if final:
+            await publish_picks(url, arrival)
+            await asyncio.sleep(1.0)
+        stop.set()
+        return out, await task
+
+    async def main() -> None:
+        publisher = PickPublisher(url)
+        await publisher.start()
+        for pick in arrival:
+            publisher.publish(PickUpdate("preliminary", pick))
+        await publisher.stop()
+        nothing, _ = await run(None, final=False)
+        assert nothing == []
+        events, stats = await run("seispick:picks:preliminary", final=False)
+        assert stats.updates == len(arrival) and stats.entries == 0
+        assert len({e.event_id for e in events}) == len(hypos)
+        confirmed, stats = await run("seispick:picks:preliminary", final=True)
+        assert stats.entries == len(arrival)
+        versions = {}
+        for e in confirmed:
+            versions.setdefault(e.event_id, []).append((e.version, e.evaluation_status))
+        # the final picks carry the preliminary ids: each event declared once, then only its final version
+        assert all(v[0] == (1, "preliminary") and v[-1][1] == "final" for v in versions.values()), versions
+        assert all(len(v) == 2 for v in versions.values()), versions
+
+    asyncio.run(main())

@@ -63,6 +63,19 @@ FOLLOW_OPTIONS = field_options(
             FieldOption(("events", name), help="With --follow: {description}")
             for name in ("window_s", "delay_s", "step_s", "settle", "min_version_interval_s")
         ),
+        FieldOption(
+            ("events", "preliminary"),
+            "--associate-preliminary",
+            dest="associate_preliminary",
+            help="With --follow: also follow the pick updates (--updates-stream) as the service does: events "
+            "declared from preliminary picks (only with --settle)",
+        ),
+        FieldOption(
+            ("streaming", "preliminary_key"),
+            "--updates-stream",
+            dest="updates_stream",
+            help="With --follow --associate-preliminary: the pick-update stream read",
+        ),
     ],
     overrides=False,
 )
@@ -141,6 +154,8 @@ def associate(
     step_s: float,
     settle: bool,
     min_version_interval_s: float,
+    associate_preliminary: bool,
+    updates_stream: str,
     duration: float | None,
     metrics_port: int | None,
     quiet: bool,
@@ -179,9 +194,11 @@ def associate(
         config = LiveConfig(
             window_s=window_s, delay_s=delay_s, settle=settle, min_version_interval_s=min_version_interval_s
         )
+        updates = updates_stream if associate_preliminary and settle else None
         _follow(
-            associator, follow_url, picks_stream, from_start, config, step_s, duration, quiet, metrics_port
-        )
+            associator, follow_url, picks_stream, from_start, config, step_s, duration, quiet, metrics_port,
+            updates,
+        )  # fmt: skip
         return
     if not picks:
         raise click.UsageError("give PICKS files (or --follow REDIS_URL)")
@@ -305,8 +322,9 @@ def render(fmt: str, result: AssociationResult, associator: Associator, notes: l
 
 
 def _follow(
-    associator, url, stream, from_start, config: LiveConfig, step_s, duration, quiet, metrics_port=None
-) -> None:
+    associator, url, stream, from_start, config: LiveConfig, step_s, duration, quiet, metrics_port=None,
+    updates: str | None = None,
+) -> None:  # fmt: skip
     from seispick.events.follow import follow
     from seispick.events.live import LiveAssociator
     from seispick.service.publish.publisher import PickPublisher
@@ -335,6 +353,7 @@ def _follow(
                 start_id="0" if from_start else "$",
                 step_s=step_s,
                 stop=stop,
+                updates_stream=updates,
             )
         finally:
             await publisher.stop()

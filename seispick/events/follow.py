@@ -36,6 +36,8 @@ class FollowStats:
     published: int = 0
     reconnects: int = 0
     last_id: str = ""
+    updates: int = 0  # entries of the pick-update stream
+    last_update_id: str = ""
 
 
 def pick_from_fields(fields: dict[str, str]) -> Pick:
@@ -65,10 +67,16 @@ async def follow(
     count: int = 1000,
     stop: asyncio.Event | None = None,
     max_backoff_s: float = 5.0,
+    updates_stream: str | None = None,
 ) -> FollowStats:
-    """Read ``stream`` until ``stop`` is set, feeding ``live`` and publishing its events; flushes at the end."""
+    """Read ``stream`` until ``stop`` is set, feeding ``live`` and publishing its events; flushes at the end.
+
+    With ``updates_stream`` (``seispick:picks:preliminary``) the pick updates are followed too, as the service
+    associates them (``LiveAssociator.update``): events are declared from preliminary picks, and a final pick
+    whose preliminary pick had its id changes nothing.
+    """
     stop = stop or asyncio.Event()
-    stats = FollowStats(last_id=start_id)
+    stats = FollowStats(last_id=start_id, last_update_id=start_id)
     client = Redis.from_url(redis_url, decode_responses=True, socket_timeout=max(block_ms / 1000 + 2, 3))
     backoff = 0.1
     next_step = time.monotonic() + step_s
@@ -85,7 +93,12 @@ async def follow(
             try:
                 if stats.last_id == "$":  # resolved once, so a reconnect does not skip what arrived meanwhile
                     stats.last_id = await _last_id(client, stream)
-                reply = await client.xread({stream: stats.last_id}, count=count, block=block_ms)
+                streams = {stream: stats.last_id}
+                if updates_stream:
+                    if stats.last_update_id == "$":
+                        stats.last_update_id = await _last_id(client, updates_stream)
+                    streams[updates_stream] = stats.last_update_id
+                reply = await client.xread(streams, count=count, block=block_ms)
                 backoff = 0.1
             except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
                 stats.reconnects += 1
@@ -94,17 +107,27 @@ async def follow(
                     await asyncio.wait_for(stop.wait(), backoff)
                 backoff = min(backoff * 2, max_backoff_s)
                 reply = []
-            for _, entries in reply or []:
+            for name, entries in reply or []:
+                update = name == updates_stream and name != stream
                 for entry_id, fields in entries:
-                    stats.last_id = entry_id
-                    stats.entries += 1
+                    if update:
+                        stats.last_update_id = entry_id
+                        stats.updates += 1
+                    else:
+                        stats.last_id = entry_id
+                        stats.entries += 1
                     try:
                         pick = pick_from_fields(fields)
+                        if update:
+                            supersedes = tuple(i for i in fields.get("supersedes", "").split(",") if i)
+                            live.update(fields["status"], pick, fields["id"], supersedes)
+                        elif updates_stream:  # a final pick: already here when its preliminary had its id
+                            live.update("confirmed", pick, fields.get("id") or pick.id)
+                        else:
+                            live.add(pick, fields.get("id") or None)
                     except (KeyError, ValueError, TypeError) as exc:
                         stats.malformed += 1
-                        log.warning("pick stream %s entry %s skipped: malformed (%s)", stream, entry_id, exc)
-                        continue
-                    live.add(pick, fields.get("id") or None)
+                        log.warning("pick stream %s entry %s skipped: malformed (%s)", name, entry_id, exc)
             if time.monotonic() >= next_step:
                 next_step = time.monotonic() + step_s
                 await emit(live.step())
