@@ -37,7 +37,6 @@ import argparse
 import datetime as dt
 import math
 import os
-import signal
 import subprocess
 import tempfile
 import time
@@ -49,6 +48,7 @@ import numpy as np
 import redis
 from realtime import (  # bench/realtime.py beside this script: one copy of the process helpers
     free_port,
+    stop_processes,
     wait_for_port,
 )
 
@@ -170,16 +170,7 @@ def run(
                         pass
                 time.sleep(1.0)
         finally:
-            for proc in (serve, replay):
-                if proc is not None:
-                    proc.send_signal(signal.SIGINT)
-            for proc in (serve, replay):
-                if proc is None:
-                    continue
-                try:
-                    proc.wait(timeout=60)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
+            stop_processes((serve, replay), timeout=60)
     return {"started": started, "ready": ready or started}
 
 

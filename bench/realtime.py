@@ -111,6 +111,18 @@ def quantile(buckets: dict[float, float], q: float) -> float | None:
     return None
 
 
+def stop_processes(procs, timeout: float) -> None:
+    """SIGINT to each started process, then wait for each (killed past ``timeout``)."""
+    started = [p for p in procs if p is not None]
+    for proc in started:
+        proc.send_signal(signal.SIGINT)
+    for proc in started:
+        try:
+            proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
 def wait_for_port(port: int, process: subprocess.Popen, timeout: float) -> None:
     deadline = time.time() + timeout
     while time.time() < deadline:
@@ -185,16 +197,7 @@ def run(folder: Path, station_file: Path, n: int, workers: int, duration: float,
         metrics1 = get(f"{base}/metrics")
         load = max(load, os.getloadavg()[0])
     finally:
-        for proc in (serve, replay):
-            if proc is not None:
-                proc.send_signal(signal.SIGINT)
-        for proc in (serve, replay):
-            if proc is None:
-                continue
-            try:
-                proc.wait(timeout=90)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+        stop_processes((serve, replay), timeout=90)
     name = "seispick_pick_latency_seconds"
     before = histogram(metrics0.text, name) if metrics0 is not None else {}
     after = histogram(metrics1.text, name) if metrics1 is not None else {}

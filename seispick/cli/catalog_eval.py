@@ -39,6 +39,23 @@ CSV_FIELDS = [
 ]
 
 
+# the catalogue's waveforms and which of its picks are the reference: evaluate --catalog and finetune --catalog
+waveforms_option = click.option(
+    "--waveforms",
+    multiple=True,
+    type=click.Path(exists=True, path_type=Path),
+    help="Continuous waveform files or folders the catalogue was picked on (repeatable).",
+)
+picks_option = click.option(
+    "--picks",
+    "pick_modes",
+    type=click.Choice(["auto", "manual", "all"]),
+    default="auto",
+    show_default=True,
+    help="Catalogue picks used: manual only, all, or auto (manual ones when there are any).",
+)
+
+
 def catalog_options(func):
     """The options of ``seispick evaluate`` in catalogue mode."""
     options = [
@@ -49,26 +66,14 @@ def catalog_options(func):
             help="QuakeML (or SeisComP XML) catalogue whose picks (waveform id + phase hint) are the reference; "
             "with --waveforms instead of --data.",
         ),
-        click.option(
-            "--waveforms",
-            multiple=True,
-            type=click.Path(exists=True, path_type=Path),
-            help="Continuous waveform files or folders the catalogue was picked on (repeatable).",
-        ),
+        waveforms_option,
         click.option(
             "--stations",
             type=click.Path(exists=True, dir_okay=False, path_type=Path),
             default=None,
             help="StationXML or CSV of station coordinates: adds a per-station F1 map to --plot.",
         ),
-        click.option(
-            "--picks",
-            "pick_modes",
-            type=click.Choice(["auto", "manual", "all"]),
-            default="auto",
-            show_default=True,
-            help="Catalogue picks used: manual only, all, or auto (manual ones when there are any).",
-        ),
+        picks_option,
         click.option(
             "--calibrate",
             is_flag=True,

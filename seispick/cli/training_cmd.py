@@ -12,7 +12,7 @@ from typing import Any
 import click
 from click.core import ParameterSource
 
-from seispick.cli.catalog_eval import catalog_options, evaluate_catalog
+from seispick.cli.catalog_eval import catalog_options, evaluate_catalog, picks_option, waveforms_option
 from seispick.cli.lazy import training_module
 from seispick.cli.training_options import (
     FINETUNE_FIELDS,
@@ -238,20 +238,8 @@ def train(ctx: click.Context, data: tuple[Path, ...], **kw: Any) -> None:
     help="QuakeML (or SeisComP XML) catalogue whose analyst picks label windows cut from --waveforms "
     "(instead of, or besides, DATA folders); split by time unless --split-by is given.",
 )
-@click.option(
-    "--waveforms",
-    multiple=True,
-    type=click.Path(exists=True, path_type=Path),
-    help="Continuous waveform files or folders the catalogue was picked on (repeatable).",
-)
-@click.option(
-    "--picks",
-    "pick_modes",
-    type=click.Choice(["auto", "manual", "all"]),
-    default="auto",
-    show_default=True,
-    help="Catalogue picks used: manual only, all, or auto (manual ones when there are any).",
-)
+@waveforms_option
+@picks_option
 @click.pass_context
 def finetune(ctx: click.Context, data: tuple[Path, ...], base: str, **kw: Any) -> None:
     """Fine-tune PhaseNet from --base on dataset folders DATA; ends with base vs fine-tuned on the test split.

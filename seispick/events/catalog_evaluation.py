@@ -22,7 +22,8 @@ from typing import Any
 
 import numpy as np
 
-EPS = 1e-9  # a residual of exactly the tolerance counts, whatever float rounding does
+from seispick.picking.agreement import match_times
+
 TOLERANCES = (0.1, 0.5)
 PHASES = ("P", "S")
 GRID = tuple(round(0.1 * k, 1) for k in range(1, 10))  # 0.1 .. 0.9
@@ -189,29 +190,13 @@ def match(
     """One-to-one matches of ``model`` times to ``reference`` times within ``tolerance`` (greedy by |dt|).
 
     Returns ((reference index, model index, model - reference), unmatched reference indices, unmatched model
-    indices). Ties in |dt| go to the earlier reference, then the earlier model pick.
+    indices). Ties in |dt| go to the earlier reference, then the earlier model pick (by time), as
+    ``picking.agreement.match_times`` (the one matcher) chooses them.
     """
-    ref = np.asarray(reference, dtype=float)
-    mod = np.asarray(model, dtype=float)
-    order = np.argsort(mod, kind="stable")
-    sorted_mod = mod[order]
-    candidates = []
-    for i, t in enumerate(ref):
-        lo = np.searchsorted(sorted_mod, t - tolerance - EPS, side="left")
-        hi = np.searchsorted(sorted_mod, t + tolerance + EPS, side="right")
-        for k in range(lo, hi):
-            j = int(order[k])
-            dt = float(mod[j] - t)
-            if abs(dt) <= tolerance + EPS:
-                candidates.append((abs(dt), i, j, dt))
-    candidates.sort()
-    used_ref, used_mod, pairs = set(), set(), []
-    for _, i, j, dt in candidates:
-        if i not in used_ref and j not in used_mod:
-            used_ref.add(i)
-            used_mod.add(j)
-            pairs.append((i, j, dt))
-    pairs.sort()
+    ref = [float(t) for t in reference]
+    mod = [float(t) for t in model]
+    pairs = sorted((i, j, mod[j] - ref[i]) for i, j in match_times(ref, mod, tolerance))
+    used_ref, used_mod = {i for i, _, _ in pairs}, {j for _, j, _ in pairs}
     return (
         pairs,
         [i for i in range(len(ref)) if i not in used_ref],
@@ -244,8 +229,7 @@ class Counts:
 
     @property
     def f1(self) -> float:
-        p, r = self.precision, self.recall
-        return 2 * p * r / (p + r) if p + r else 0.0
+        return f1_of(self.tp, self.fp, self.fn)
 
 
 def f1_of(tp: int, fp: int, fn: int) -> float:

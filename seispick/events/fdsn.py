@@ -172,13 +172,17 @@ def parse_query(params: Iterable[tuple[str, str]], max_limit: int) -> EventQuery
         given[name] = value
     values: dict[str, Any] = {}
     for name, text in {**DEFAULTS, **given}.items():
-        values[name] = _value(name, text, max_limit)
+        values[name] = _value(name, text)
     query = EventQuery(**values)
     _check(query)
+    if (
+        query.limit is not None and query.limit > max_limit
+    ):  # last: a malformed query is a 400 whatever its limit
+        raise FdsnLimitError(f"limit={query.limit}: this service returns at most {max_limit} events")
     return query
 
 
-def _value(name: str, text: str, max_limit: int) -> Any:
+def _value(name: str, text: str) -> Any:
     kind = PARAMETERS[name][0]
     text = text.strip()
     if name in OPTIONS:
@@ -210,8 +214,6 @@ def _value(name: str, text: str, max_limit: int) -> Any:
             raise FdsnQueryError(f"{name}={text!r}: not an integer") from None
         if number < 1:
             raise FdsnQueryError(f"{name}={text!r}: must be 1 or more")
-        if name == "limit" and number > max_limit:
-            raise FdsnLimitError(f"limit={number}: this service returns at most {max_limit} events")
         return number
     if kind == "xs:boolean":
         if text.lower() not in ("true", "false"):

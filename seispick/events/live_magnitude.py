@@ -20,6 +20,7 @@ from __future__ import annotations
 import logging
 import math
 from collections import Counter, OrderedDict
+from collections.abc import Callable
 
 from obspy import Stream, UTCDateTime
 
@@ -185,9 +186,15 @@ def live_magnitudes(
     with responses (nothing when the table has none: events then carry the note instead of a magnitude).
     """
     vp, vs = surface
+    return LiveMagnitudes(WaveformRing(ring_s, max_bytes, select=ring_selector(stations)), stations, vp, vs)
+
+
+def ring_selector(stations: StationTable) -> Callable[[str], bool]:
+    """Whether a trace id is one the ring keeps: a horizontal channel of a station with responses (decided
+    once here, so picking processes send only those records)."""
     responding = responding_stations(stations)
 
     def select(trace_id: str) -> bool:
         return station_of(trace_id) in responding and is_horizontal(trace_id)
 
-    return LiveMagnitudes(WaveformRing(ring_s, max_bytes, select=select), stations, vp, vs)
+    return select

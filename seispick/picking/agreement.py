@@ -53,7 +53,9 @@ class Mark:
 def match_times(
     live: Sequence[float], shadow: Sequence[float], tolerance: float = TOLERANCE_S
 ) -> list[tuple[int, int]]:
-    """One-to-one pairs (live index, shadow index) of times at most ``tolerance`` apart, nearest first."""
+    """One-to-one pairs (live index, shadow index) of times at most ``tolerance`` apart, nearest first (ties:
+    the earlier live time, then the earlier shadow time), in the order chosen. Also the matching of
+    ``events.catalog_evaluation`` (analyst picks against a model's)."""
     order = sorted(range(len(shadow)), key=lambda j: shadow[j])
     times = [shadow[j] for j in order]
     candidates = []

@@ -94,29 +94,30 @@ class _OneLineStartupError(logging.Filter):
         return True
 
 
-class GuardedH11Protocol(H11Protocol):
-    """uvicorn's h11 protocol with a deadline for each request's line and headers (see the module docstring)."""
+class _HeaderDeadline:
+    """A deadline for each request's line and headers, for a uvicorn protocol class (mixed in before it):
+    armed when a connection opens and when a request begins, disarmed once the headers are complete; past it
+    the connection is closed. The protocol says whether it still waits for headers (``_awaiting_headers``)."""
 
     header_timeout_s: float = 10.0
+    loop: asyncio.AbstractEventLoop
+    transport: asyncio.Transport
+    client: tuple[str, int] | None
 
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         self._header_timer: asyncio.TimerHandle | None = None
 
-    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
-        super().connection_made(transport)
+    def connection_made(self, transport: asyncio.Transport) -> None:
+        super().connection_made(transport)  # type: ignore[misc]
         self._arm()
-
-    def data_received(self, data: bytes) -> None:
-        if self._header_timer is None and self.conn.their_state is h11.IDLE:
-            self._arm()  # a new request begins: its headers have header_timeout_s
-        super().data_received(data)
-        if self.conn.their_state is not h11.IDLE:
-            self._disarm()  # headers complete (or the connection is done)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._disarm()
-        super().connection_lost(exc)
+        super().connection_lost(exc)  # type: ignore[misc]
+
+    def _awaiting_headers(self) -> bool:
+        raise NotImplementedError
 
     def _arm(self) -> None:
         self._header_timer = self.loop.call_later(self.header_timeout_s, self._headers_late)
@@ -128,9 +129,23 @@ class GuardedH11Protocol(H11Protocol):
 
     def _headers_late(self) -> None:
         self._header_timer = None
-        if self.conn.their_state is h11.IDLE and not self.transport.is_closing():
+        if self._awaiting_headers() and not self.transport.is_closing():
             log.debug("%s: request headers not complete within request_header_timeout_s: closed", self.client)
             self.transport.close()
+
+
+class GuardedH11Protocol(_HeaderDeadline, H11Protocol):
+    """uvicorn's h11 protocol with a deadline for each request's line and headers (see the module docstring)."""
+
+    def data_received(self, data: bytes) -> None:
+        if self._header_timer is None and self.conn.their_state is h11.IDLE:
+            self._arm()  # a new request begins: its headers have header_timeout_s
+        super().data_received(data)
+        if self.conn.their_state is not h11.IDLE:
+            self._disarm()  # headers complete (or the connection is done)
+
+    def _awaiting_headers(self) -> bool:
+        return self.conn.their_state is h11.IDLE
 
 
 def guarded_h11(header_timeout_s: float) -> type[GuardedH11Protocol]:
@@ -142,27 +157,21 @@ class HeadersTooLarge(Exception):
     """The request line and headers passed ``max_header_bytes`` (httptools turns it into a parser error: 400)."""
 
 
-class GuardedHttpToolsProtocol(HttpToolsProtocol):
+class GuardedHttpToolsProtocol(_HeaderDeadline, HttpToolsProtocol):
     """uvicorn's httptools protocol (llhttp, in C: a fraction of h11's cost per request) with the guards of
     :class:`GuardedH11Protocol`: a deadline for each request's line and headers, and ``max_header_bytes`` for
     them (400, as h11 answers past its limit). The size is counted exactly as the parser hands the line and
     headers over; a header line that never ends (which the parser keeps until it does) is bounded by the bytes
     received while the headers are incomplete (``max_header_bytes`` plus one read)."""
 
-    header_timeout_s: float = 10.0
     max_header_bytes: int = 16384
     READ_SLACK = 65536  # a read may carry the previous request's body with the next one's first bytes
 
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
-        self._header_timer: asyncio.TimerHandle | None = None
         self._in_headers = True  # a connection opens waiting for a request line
         self._header_size = 0  # bytes of line and headers handed over by the parser
         self._header_reads = 0  # bytes received while the headers are incomplete
-
-    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
-        super().connection_made(transport)
-        self._arm()
 
     def data_received(self, data: bytes) -> None:
         super().data_received(data)
@@ -191,28 +200,13 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         self._disarm()
         super().on_headers_complete()
 
-    def connection_lost(self, exc: Exception | None) -> None:
-        self._disarm()
-        super().connection_lost(exc)
+    def _awaiting_headers(self) -> bool:
+        return self._in_headers
 
     def _count(self, size: int) -> None:
         self._header_size += size
         if self._header_size > self.max_header_bytes:
             raise HeadersTooLarge(f"request line and headers over {self.max_header_bytes} bytes")
-
-    def _arm(self) -> None:
-        self._header_timer = self.loop.call_later(self.header_timeout_s, self._headers_late)
-
-    def _disarm(self) -> None:
-        if self._header_timer is not None:
-            self._header_timer.cancel()
-            self._header_timer = None
-
-    def _headers_late(self) -> None:
-        self._header_timer = None
-        if self._in_headers and not self.transport.is_closing():
-            log.debug("%s: request headers not complete within request_header_timeout_s: closed", self.client)
-            self.transport.close()
 
 
 def guarded_http(header_timeout_s: float, max_header_bytes: int) -> type[asyncio.Protocol]:

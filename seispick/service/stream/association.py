@@ -161,6 +161,7 @@ class LiveEvents:
         self.preliminary = False  # preliminary picks associated (set by start)
         self.magnitudes: LiveMagnitudes | None = None  # live ML: its ring takes the job's records (tee)
         self._lock = asyncio.Lock()
+        self._stepping: asyncio.Future[list[Event]] | None = None  # the step running in its thread
         self._tasks: list[asyncio.Task] = []
 
     async def start(self) -> None:
@@ -202,6 +203,10 @@ class LiveEvents:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         self._tasks = []
+        if self._stepping is not None:  # a step still running in its thread: the associator is not shared
+            with contextlib.suppress(Exception):
+                self._publish(await self._stepping)
+            self._stepping = None
         if self._subscription is not None:
             self._drain()
             self._subscription.close()
@@ -258,7 +263,9 @@ class LiveEvents:
             try:
                 async with self._lock:
                     self._count_overflow()
-                    events = await asyncio.to_thread(self.live.step)
+                    self._stepping = asyncio.ensure_future(asyncio.to_thread(self.live.step))
+                    events = await asyncio.shield(self._stepping)  # a cancelled loop leaves it to stop()
+                    self._stepping = None
             except Exception:  # noqa: BLE001 - association must not stop the service
                 log.exception("events: association step failed; the picks stay buffered")
                 continue

@@ -19,15 +19,18 @@ import signal
 import socket
 import sys
 from collections import deque
+from collections.abc import Callable
 
 import obspy
 from prometheus_client import CollectorRegistry
 
+from seispick.events.live_magnitude import responding_stations, ring_selector
+from seispick.events.stations import read_stations
 from seispick.models.registry import ModelRegistry
 from seispick.picking.results import Detection, Pick
 from seispick.service.app_metrics import ServiceMetrics
 from seispick.service.batcher import MicroBatcher
-from seispick.service.settings import available_cores
+from seispick.service.settings import available_cores, stations_path
 from seispick.service.stream.channel import Channel, WorkerInit
 from seispick.service.stream.job_metrics import StreamMetrics
 from seispick.service.stream.positions import Positions
@@ -64,6 +67,7 @@ class Worker:
         self.stopping = asyncio.Event()
         self.parent_gone = False
         self.runtime: StreamingRuntime | None = None
+        self._ring_keeps: Callable[[str], bool] = lambda trace_id: False  # records the live-ML ring takes
 
     async def serve(self) -> None:
         settings, init = self.settings, self.init
@@ -85,7 +89,11 @@ class Worker:
             offer_positions=self._offer_positions,
         )
         if settings.events.active(settings.demo) and settings.events.magnitudes:
-            runtime.tee = self._forward_trace  # the API process measures live magnitudes
+            # the API process measures live magnitudes: send it the records its ring keeps, and only those
+            stations = await asyncio.to_thread(read_stations, stations_path(settings))
+            self._ring_keeps = ring_selector(stations)
+            if responding_stations(stations):
+                runtime.tee = self._forward_trace
         loop = asyncio.get_running_loop()
         loop.add_signal_handler(signal.SIGTERM, self.stopping.set)
         commands = asyncio.create_task(self._commands())
@@ -108,7 +116,8 @@ class Worker:
         self.channel.send(("item", item))
 
     def _forward_trace(self, trace: obspy.Trace) -> None:
-        self.channel.send(("trace", trace))
+        if self._ring_keeps(trace.id):
+            self.channel.send(("trace", trace))
 
     def _offer_positions(self, positions: Positions) -> None:
         """Kept positions go after the picks they cover: the API process keeps them once those are delivered."""
