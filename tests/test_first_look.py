@@ -61,7 +61,7 @@ def run_stream(model, stream: obspy.Stream, first_look_stride_s: float | None, p
 @pytest.fixture(scope="module")
 def runs(shipped_model):
     stream, _ = event_hour(obspy.UTCDateTime(2024, 6, 1, 0, 0, 3.0), station="AAA", seed=0)
-    stream.trim(endtime=stream[0].stats.starttime + 1200)
+    stream.trim(endtime=stream[0].stats.starttime + 1800)
     return {
         "stream": stream,
         "annotate": annotate(stream, shipped_model).picks,

@@ -62,6 +62,14 @@ def run_core(
 STATUS_FIELDS = ("status", "evaluation_mode", "supersedes")
 
 
+def card_at_03(model):
+    """The model's card at P and S thresholds 0.3: the window outputs of these cases (peaks of 0.5 and 0.6, an
+    average below 0.3) are made for them, whatever the shipped card's calibrated thresholds are."""
+    return model.card.model_copy(
+        update={"default_thresholds": {**model.card.default_thresholds, "P": 0.3, "S": 0.3}}
+    )
+
+
 @pytest.mark.parametrize(
     ("first", "second", "expected"),
     [
@@ -71,8 +79,8 @@ STATUS_FIELDS = ("status", "evaluation_mode", "supersedes")
     ],
 )
 def test_core_preliminary_then_confirmed_moved_or_rejected(shipped_model, first, second, expected):
-    early, updates, final = run_core(shipped_model.card, first, second, preliminary=True)
-    _, none, plain = run_core(shipped_model.card, first, second, preliminary=False)
+    early, updates, final = run_core(card_at_03(shipped_model), first, second, preliminary=True)
+    _, none, plain = run_core(card_at_03(shipped_model), first, second, preliminary=False)
     assert final == plain and none == []  # the final picks do not depend on the first look
     assert [u.status for u in early] == ["preliminary"]  # after the first window alone
     prelim = early[0].pick
@@ -91,7 +99,7 @@ def test_core_preliminary_then_confirmed_moved_or_rejected(shipped_model, first,
 
 
 def test_update_dict_carries_status_and_supersedes(shipped_model):
-    _, updates, _ = run_core(shipped_model.card, [(2500, 0.5)], [(2540, 0.9)], preliminary=True)
+    _, updates, _ = run_core(card_at_03(shipped_model), [(2500, 0.5)], [(2540, 0.9)], preliminary=True)
     confirmed = updates[1].as_dict()
     assert confirmed["status"] == "confirmed" and confirmed["evaluation_mode"] == "automatic"
     assert confirmed["supersedes"] == [updates[0].id]
@@ -133,7 +141,7 @@ def stream_updates(model, stream: obspy.Stream, preliminary: bool = True):
 
 def test_stream_preliminary_picks_on_real_traces(shipped_model):
     stream, _ = event_hour(obspy.UTCDateTime(2024, 6, 1, 0, 0, 3.0), station="AAA", seed=0)
-    stream.trim(endtime=stream[0].stats.starttime + 1200)
+    stream.trim(endtime=stream[0].stats.starttime + 1800)
     expected = annotate(stream, shipped_model).picks
     got, updates = stream_updates(shipped_model, stream)
     plain, none = stream_updates(shipped_model, stream, preliminary=False)
@@ -194,7 +202,7 @@ def test_publisher_puts_updates_on_their_own_stream_once_each(shipped_model, tmp
         pytest.skip("needs redis-server")
     from tests.test_publisher import SCHEMA, RedisServer, wait_for
 
-    updates, finals = core_updates(shipped_model.card)
+    updates, finals = core_updates(card_at_03(shipped_model))
     assert [u.status for u in updates] == ["preliminary", "confirmed"] * 2 + ["preliminary", "rejected"]
     server = RedisServer(tmp_path)
     server.start()
@@ -242,7 +250,7 @@ def test_publisher_puts_updates_on_their_own_stream_once_each(shipped_model, tmp
 
 
 def test_routes_filter_by_status(shipped_model):
-    updates, finals = core_updates(shipped_model.card)
+    updates, finals = core_updates(card_at_03(shipped_model))
 
     async def main() -> tuple[PickPublisher, list, list, list]:
         publisher = PickPublisher(None)

@@ -150,7 +150,12 @@ def evaluate_catalog(models: tuple[str, ...], kw: dict[str, Any], command_line: 
     }
     with tqdm(total=len(files), unit="file", desc="picking", file=sys.stderr) as bar:
         runs, used, skipped = run_models(
-            files, loaded, thresholds, GRID if kw["calibrate"] else None, progress=lambda _: bar.update()
+            files,
+            loaded,
+            thresholds,
+            GRID if kw["calibrate"] else None,
+            progress=lambda _: bar.update(),
+            given=given,
         )
     if skipped:
         names = ", ".join(p.split(":")[0].rsplit("/", 1)[-1] for p in skipped[:4])
@@ -161,10 +166,7 @@ def evaluate_catalog(models: tuple[str, ...], kw: dict[str, Any], command_line: 
         )
     if not used:
         raise click.ClickException("no readable waveform file with data the models can use")
-    scores = [
-        ce.score(run.name, reference.picks, run.picks_at(run.card_thresholds), run.spans)
-        for run in runs.values()
-    ]
+    scores = [ce.score(run.name, reference.picks, run.reported, run.spans) for run in runs.values()]
     click.echo(format_table(scores, thresholds, reference, len(used)))
     if kw.get("out"):
         write_csv(scores, kw["out"])
@@ -282,7 +284,14 @@ def calibration_record(
         run = runs[s.model]
         runs_by_station = ce.merged_spans(run.spans)
         inside = ce.scored_references(reference.picks, runs_by_station)
-        cal = ce.calibrate(reference.picks, run.picks, run.spans, run.card_thresholds, kw["blocks"])
+        cal = ce.calibrate(
+            reference.picks,
+            run.picks,
+            run.spans,
+            run.card_thresholds,
+            kw["blocks"],
+            vertical_only_thresholds=run.vertical_only_thresholds,
+        )
         starts = [a for runs_ in runs_by_station.values() for a, _ in runs_]
         ends = [b for runs_ in runs_by_station.values() for _, b in runs_]
         record["models"][s.model] = {
@@ -309,12 +318,24 @@ def format_calibration(record: dict[str, Any]) -> str:
     lines.append(
         f"{'model':{width}s}  phase  card thr  held-out F1  calibrated thr  folds' choices  held-out F1  use"
     )
+    vertical = False
     for name, m in record["models"].items():
-        for ph, c in m["calibration"]["phases"].items():
-            folds = ",".join(f"{t:g}" for t in c["fold_thresholds"])
-            lines.append(
-                f"{name:{width}s}  {ph:5s}  {c['card_threshold']:8g}  {c['held_out_f1_card']:11.3f}  "
-                f"{c['threshold']:14g}  {folds:>14s}  {c['held_out_f1_calibrated']:11.3f}  {c['recommended']:g}"
-            )
+        groups = [("", m["calibration"]["phases"])]
+        if "vertical_only" in m["calibration"]:
+            vertical = True
+            groups.append((" (vertical-only)", m["calibration"]["vertical_only"]["phases"]))
+        for label, phases in groups:
+            for ph, c in phases.items():
+                folds = ",".join(f"{t:g}" for t in c["fold_thresholds"])
+                lines.append(
+                    f"{name:{width}s}  {ph:5s}  {c['card_threshold']:8g}  {c['held_out_f1_card']:11.3f}  "
+                    f"{c['threshold']:14g}  {folds:>14s}  {c['held_out_f1_calibrated']:11.3f}  "
+                    f"{c['recommended']:g}{label}"
+                )
     lines.append("use: the calibrated threshold where its held-out F1 beats the card's, else the card's")
+    if vertical:
+        lines.append(
+            "vertical-only: stations that recorded no horizontal component, calibrated apart (the card's "
+            "vertical_only_thresholds); the others' rows are for three-component stations"
+        )
     return "\n".join(lines)

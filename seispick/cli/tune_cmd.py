@@ -56,6 +56,7 @@ def tune(
     if calibration is None and p_threshold is None and s_threshold is None:
         raise click.UsageError("give --from-calibration FILE or --p-threshold/--s-threshold")
     thresholds: dict[str, float] = {}
+    vertical_only: dict[str, float] = {}
     record: dict = {}
     try:
         if calibration is not None:
@@ -63,6 +64,8 @@ def tune(
             found = calibration_for(data, entry.card.name, entry.card.onnx_sha256)
             cal = found["calibration"]
             thresholds = {ph: float(v) for ph, v in cal["recommended"].items()}
+            vertical = cal.get("vertical_only", {}).get("recommended") or {}
+            vertical_only = {ph: float(v) for ph, v in vertical.items()}
             record = {
                 "source": f"calibrated on the catalogue {data['catalog']} by seispick evaluate --calibrate",
                 "calibration_file": str(calibration),
@@ -84,7 +87,7 @@ def tune(
             record["set_by_hand"] = hand
             if calibration is None:
                 record["source"] = "set by hand"
-        card = tuned_card(entry.card, name, thresholds, record)
+        card = tuned_card(entry.card, name, thresholds, record, vertical_only)
         folder = write_tuned(entry.folder, card, out or user_model_dir() / name, force=force)
     except TuneError as exc:
         raise click.ClickException(str(exc)) from exc

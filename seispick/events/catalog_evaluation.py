@@ -63,6 +63,7 @@ class Span:
     station: str
     start: float
     end: float
+    vertical_only: bool = False  # the instrument recorded no horizontal component there
 
 
 # -- reference picks from QuakeML ------------------------------------------------------------------------------
@@ -157,6 +158,15 @@ def from_seispick_picks(picks: Iterable[Any]) -> list[ModelPick]:
 
 
 # -- data coverage ---------------------------------------------------------------------------------------------
+
+
+def vertical_only_stations(spans: Iterable[Span]) -> set[str]:
+    """Stations whose every span is vertical-only: scored with the card's ``vertical_only_thresholds``, and
+    calibrated apart from the three-component ones."""
+    seen: dict[str, bool] = {}
+    for s in spans:
+        seen[s.station] = seen.get(s.station, True) and s.vertical_only
+    return {station for station, vertical in seen.items() if vertical}
 
 
 def merged_spans(spans: Iterable[Span]) -> dict[str, list[tuple[float, float]]]:
@@ -494,9 +504,12 @@ def calibrate(
     n_blocks: int = 3,
     tolerance: float = 0.1,
     phases: Sequence[str] = PHASES,
+    vertical_only_thresholds: Mapping[str, float] | None = None,
 ) -> dict[str, Any]:
     """P and S thresholds of one model chosen on a catalogue (see :func:`calibrate_phase`), as a JSON-ready
-    record with the time blocks used."""
+    record with the time blocks used. Vertical-only stations (:func:`vertical_only_stations`), when there are
+    any, are calibrated apart (``vertical_only``, against ``vertical_only_thresholds``); the main choice is then
+    made on the three-component stations only."""
     spans = list(spans)
     runs = merged_spans(spans)
     inside = scored_references(reference, runs)
@@ -517,11 +530,16 @@ def calibrate(
         ],
         "phases": {},
     }
+    vertical = vertical_only_stations(spans)
+
+    def group(items: Iterable[Any], want_vertical: bool) -> list[Any]:
+        return [x for x in items if (x.station in vertical) == want_vertical]
+
     for phase in phases:
         cal = calibrate_phase(
             phase,
-            inside,
-            picks_by_threshold_for(picks_by_threshold, phase),
+            group(inside, False) if vertical else inside,
+            {t: group(p, False) for t, p in picks_by_threshold_for(picks_by_threshold, phase).items()},
             card_thresholds[phase],
             starts,
             tolerance,
@@ -529,6 +547,23 @@ def calibrate(
         result["phases"][phase] = asdict(cal)
     result["card_thresholds"] = {ph: float(card_thresholds[ph]) for ph in phases}
     result["recommended"] = {ph: result["phases"][ph]["recommended"] for ph in phases}
+    vertical_card = vertical_only_thresholds or card_thresholds
+    if vertical:  # vertical-only stations: their own thresholds (the card's vertical_only_thresholds)
+        result["vertical_only"] = {"stations": sorted(vertical), "phases": {}}
+        for phase in phases:
+            cal = calibrate_phase(
+                phase,
+                group(inside, True),
+                {t: group(p, True) for t, p in picks_by_threshold_for(picks_by_threshold, phase).items()},
+                vertical_card[phase],
+                starts,
+                tolerance,
+            )
+            result["vertical_only"]["phases"][phase] = asdict(cal)
+        result["vertical_only"]["card_thresholds"] = {ph: float(vertical_card[ph]) for ph in phases}
+        result["vertical_only"]["recommended"] = {
+            ph: result["vertical_only"]["phases"][ph]["recommended"] for ph in phases
+        }
     return result
 
 

@@ -28,7 +28,9 @@ class ModelRun:
     name: str
     sha256: str
     card_thresholds: dict[str, float]  # the thresholds the evaluation reports (card's, or given)
+    vertical_only_thresholds: dict[str, float] = field(default_factory=dict)  # the card's, unless given
     picks: dict[float, list[ModelPick]] = field(default_factory=dict)
+    reported: list[ModelPick] = field(default_factory=list)  # at the reported thresholds, as `pick` picks
     spans: list[Span] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
 
@@ -37,35 +39,47 @@ class ModelRun:
         return [p for phase, t in thresholds.items() for p in self.picks[float(t)] if p.phase == phase]
 
 
-def thresholds_to_run(card_thresholds: dict[str, float], grid: Sequence[float] | None) -> list[float]:
-    """The card's P and S thresholds and, when calibrating, the grid."""
+def thresholds_to_run(
+    card_thresholds: dict[str, float],
+    grid: Sequence[float] | None,
+    vertical_only_thresholds: dict[str, float] | None = None,
+) -> list[float]:
+    """The card's P and S thresholds (also those for vertical-only instruments) and, when calibrating, the
+    grid."""
     wanted = {float(card_thresholds["P"]), float(card_thresholds["S"])} | {float(t) for t in grid or ()}
+    wanted |= {float(v) for k, v in (vertical_only_thresholds or {}).items() if k in ("P", "S")}
     return sorted(wanted)
 
 
 def pick_stream(
-    stream, model: OnnxModel, thresholds: Sequence[float], batch_size: int = 64
-) -> tuple[dict[float, list[ModelPick]], list[Span], list[str]]:
-    """``model``'s picks on ``stream`` at every threshold in ``thresholds`` (one inference) and the spans of
-    data it annotated (NET.STA)."""
+    stream,
+    model: OnnxModel,
+    thresholds: Sequence[float],
+    batch_size: int = 64,
+    reported: dict[str, float] | None = None,
+) -> tuple[dict[float, list[ModelPick]], list[Span], list[str], list[ModelPick]]:
+    """``model``'s picks on ``stream`` at every threshold in ``thresholds`` (each for every instrument; one
+    inference), the spans of data it annotated (NET.STA), the notes, and the picks at the ``reported``
+    thresholds (None: the card's, its vertical-only ones included, as ``seispick pick`` picks)."""
     job = prepare(stream, model.card)
     outputs = [model.predict(job.windows(a, a + batch_size)) for a in range(0, job.n_windows, batch_size)]
     merged = np.concatenate(outputs) if outputs else np.zeros((0, len(model.card.labels), 0), np.float32)
     picks: dict[float, list[ModelPick]] = {}
-    spans: list[Span] = []
-    for k, t in enumerate(thresholds):
+    result = finish(job, merged, model.name, model.sha256, thresholds=reported)
+    spans = [
+        Span(
+            ".".join(a.segment.instrument.split(".")[:2]),
+            a.segment.time_of(0),
+            a.segment.time_of(a.segment.n_samples - 1),
+            set(a.segment.channels) <= {"Z"},
+        )
+        for a in result.annotations
+    ]
+    at_reported = from_seispick_picks(result.picks)
+    for t in thresholds:
         result = finish(job, merged, model.name, model.sha256, thresholds={"P": t, "S": t})
         picks[float(t)] = from_seispick_picks(result.picks)
-        if k == 0:
-            spans = [
-                Span(
-                    ".".join(a.segment.instrument.split(".")[:2]),
-                    a.segment.time_of(0),
-                    a.segment.time_of(a.segment.n_samples - 1),
-                )
-                for a in result.annotations
-            ]
-    return picks, spans, list(job.notes.messages)
+    return picks, spans, list(job.notes.messages), at_reported
 
 
 def waveform_files(paths: Iterable[str | Path]) -> tuple[list[Path], list[str]]:
@@ -81,15 +95,27 @@ def run_models(
     grid: Sequence[float] | None = None,
     batch_size: int = 64,
     progress: Callable[[Path], None] | None = None,
+    given: dict[str, float] | None = None,
 ) -> tuple[dict[str, ModelRun], list[Path], list[str]]:
     """Every model over every waveform file: (runs by model name, files read, problems).
 
     ``card_thresholds[name]`` are the P and S thresholds reported for a model; ``grid`` (e.g. ``GRID``) adds
-    the thresholds a calibration chooses from. A file that is not a waveform, or whose data no model can use,
-    is skipped with a problem naming it; ``progress(file)`` is called after each file.
+    the thresholds a calibration chooses from; ``given`` thresholds (the user's) replace the card's for every
+    instrument, else vertical-only instruments are picked at the card's ``vertical_only_thresholds``. A file
+    that is not a waveform, or whose data no model can use, is skipped with a problem naming it;
+    ``progress(file)`` is called after each file.
     """
+    given = {k: float(v) for k, v in (given or {}).items() if v is not None}
     runs = {
-        m.name: ModelRun(m.name, m.sha256, {k: float(v) for k, v in card_thresholds[m.name].items()})
+        m.name: ModelRun(
+            m.name,
+            m.sha256,
+            {k: float(v) for k, v in card_thresholds[m.name].items()},
+            {
+                ph: float(given.get(ph, m.card.vertical_only_thresholds.get(ph, card_thresholds[m.name][ph])))
+                for ph in ("P", "S")
+            },
+        )
         for m in models
     }
     problems: list[str] = []
@@ -106,9 +132,8 @@ def run_models(
         for m in models:
             run = runs[m.name]
             try:
-                picks, spans, notes = pick_stream(
-                    stream, m, thresholds_to_run(run.card_thresholds, grid), batch_size
-                )
+                wanted = thresholds_to_run(run.card_thresholds, grid, run.vertical_only_thresholds)
+                picks, spans, notes, reported = pick_stream(stream, m, wanted, batch_size, given or None)
             except (NoUsableDataError, ValueError, ArithmeticError) as exc:
                 problems.append(f"{path}: {m.name}: {exc}")
                 continue
@@ -116,6 +141,7 @@ def run_models(
             for t, found in picks.items():
                 run.picks.setdefault(t, []).extend(found)
             run.spans += spans
+            run.reported += reported
             run.notes += [f"{path.name}: {n}" for n in notes]
         if read_ok:
             used.append(path)

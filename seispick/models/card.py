@@ -75,6 +75,11 @@ class ModelCard(BaseModel):
     normalisation: Normalisation = Normalisation()
     labels: list[str] = Field(description="Output classes in order; pickers use N, P, S")
     default_thresholds: dict[str, float]
+    vertical_only_thresholds: dict[str, float] = Field(
+        default_factory=dict,
+        description="Thresholds for an instrument that recorded no horizontal component (zero-filled), where "
+        "they differ from default_thresholds (a network's probabilities are lower without the horizontals)",
+    )
     overlap_samples: int = Field(ge=0, description="Default overlap of consecutive windows in samples")
     stacking: Literal["avg", "max"] = "avg"
     licence: str
@@ -111,7 +116,14 @@ class ModelCard(BaseModel):
             unknown = set(self.default_thresholds) - set(self.labels) - {"detection"}
             if unknown:
                 raise ValueError(f"default_thresholds for {sorted(unknown)}, which are not among the labels")
+            unknown = set(self.vertical_only_thresholds) - set(self.labels) - {"N"}
+            if unknown or "N" in self.vertical_only_thresholds:
+                raise ValueError(
+                    f"vertical_only_thresholds for {sorted(unknown or ['N'])}: only phase labels are allowed"
+                )
         else:
+            if self.vertical_only_thresholds:
+                raise ValueError("vertical_only_thresholds belong to pickers")
             if self.labels[:1] != ["noise"] or len(self.labels) < 2:
                 raise ValueError(
                     f"a detector's labels start with 'noise' and name at least one class: {self.labels}"

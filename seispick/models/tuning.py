@@ -60,9 +60,11 @@ def tuned_card(
     name: str,
     thresholds: dict[str, float],
     record: dict[str, Any],
+    vertical_only: dict[str, float] | None = None,
 ) -> ModelCard:
-    """``card`` under ``name`` with ``thresholds`` (P and/or S) and ``record`` (how they were chosen) in its
-    metrics as ``threshold_tuning``."""
+    """``card`` under ``name`` with ``thresholds`` (P and/or S), ``vertical_only`` thresholds (for instruments
+    without horizontals, when calibrated apart) and ``record`` (how they were chosen) in its metrics as
+    ``threshold_tuning``."""
     unknown = set(thresholds) - set(card.phases)
     if unknown:
         raise TuneError(f"model {card.name} has no phase {sorted(unknown)}")
@@ -99,6 +101,7 @@ def tuned_card(
                     + card.description
                 ),
                 "default_thresholds": {**card.default_thresholds, **thresholds},
+                "vertical_only_thresholds": {**card.vertical_only_thresholds, **(vertical_only or {})},
                 "provenance": f"{card.provenance} Thresholds tuned by seispick models tune ({source}).",
                 "metrics": metrics,
                 "split": split,

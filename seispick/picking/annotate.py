@@ -200,6 +200,7 @@ def run_core(
             grid_clock(seg.sampling_rate, seg.time_offset),
             keep=True,
             capacity=max(seg.n_samples, int(offsets[-1]) + settings.window),
+            vertical_only=set(seg.channels) <= {"Z"},
         )
         starts = core.close(seg.start_index + seg.n_samples)
         if not np.array_equal(starts - seg.start_index, offsets):

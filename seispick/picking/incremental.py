@@ -94,6 +94,7 @@ class RecordSegment:
             owner.time_of,
             preliminary=owner.preliminary,
             first_look=owner.first_look,
+            vertical_only=owner.vertical_only,
         )
 
     @property
@@ -264,6 +265,12 @@ class InstrumentPicker:
         self.current: RecordSegment | None = None
         self.closing: list[RecordSegment] = []
         self._updates: list[PickUpdate] = []
+
+    def vertical_only(self) -> bool:
+        """Whether no horizontal component has delivered data (asked by a segment when it first triggers: by
+        then the windows waited for every component, so a three-component instrument has shown them)."""
+        order = self.card.channel_order
+        return all(order[c] == "Z" for c in self.seen)
 
     @property
     def last_sample_index(self) -> int | None:

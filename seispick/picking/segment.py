@@ -63,6 +63,8 @@ class CoreSettings:
     thresholds: dict[str, float] = field(default_factory=dict)
     stacking: str = "avg"
     stride: int = 0
+    # for instruments that recorded no horizontal component (the card's vertical_only_thresholds)
+    vertical_only_thresholds: dict[str, float] = field(default_factory=dict)
 
     @classmethod
     def of(
@@ -87,6 +89,20 @@ class CoreSettings:
             thresholds={**card.default_thresholds, **(thresholds or {})},
             stacking=stacking or card.stacking,
             stride=card.window_samples - overlap,
+            # thresholds given explicitly apply to every instrument
+            vertical_only_thresholds={
+                **card.default_thresholds,
+                **card.vertical_only_thresholds,
+                **(thresholds or {}),
+            },
+        )
+
+    def thresholds_for(self, vertical_only: bool) -> dict[str, float]:
+        """The thresholds of an instrument with (or, ``vertical_only``, without) horizontal components."""
+        return (
+            self.vertical_only_thresholds
+            if vertical_only and self.vertical_only_thresholds
+            else self.thresholds
         )
 
     @property
@@ -132,8 +148,11 @@ class SegmentPicker:
         capacity: int = 0,
         preliminary: bool = False,
         first_look: int = 0,
+        vertical_only: bool | Callable[[], bool] = False,
     ) -> None:
         self.settings = settings
+        self._vertical_only = vertical_only  # resolved when the triggers are first needed
+        self._triggers: TriggerSet | None = None
         self.preliminary = preliminary and not settings.per_window
         if first_look and not 0 < first_look < settings.stride:
             raise ValueError(
@@ -158,9 +177,21 @@ class SegmentPicker:
             self.runs = WindowRuns(thresholds.get("detection", 0.5), settings.window)
         else:
             self.stack = Stack(len(card.labels), settings.stacking, start, capacity)
-            self.triggers = TriggerSet(card.labels, thresholds)
             self.kept: list[np.ndarray] = []
             self.looks = Stack(len(card.labels), settings.stacking, start)  # first-look window outputs
+
+    @property
+    def triggers(self) -> TriggerSet:
+        """The phase triggers, at the thresholds of the card for an instrument with horizontals or, when it
+        recorded only a vertical (``vertical_only``, asked once the first samples are triggered: a stream
+        knows its components by then), ``vertical_only_thresholds``."""
+        if self._triggers is None:
+            v = self._vertical_only
+            vertical_only = v() if callable(v) else v
+            self._triggers = TriggerSet(
+                self.settings.card.labels, self.settings.thresholds_for(vertical_only)
+            )
+        return self._triggers
 
     # -- windows -----------------------------------------------------------------------------------------------
     def extend(self, ready_end: int, any_end: int | None = None) -> np.ndarray:

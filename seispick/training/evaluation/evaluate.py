@@ -87,21 +87,24 @@ def predict_picks(
 ) -> tuple[list[Pick], list[Pick]]:
     """(predicted, labelled) picks of ``model`` on ``samples``, times in seconds from each record's start and
     keyed ``"<index>:<trace id>"``; for pooling the picks of several evaluations (e.g. cross-validation folds)."""
-    used = {**model.card.default_thresholds, **(thresholds or {})}
-    return _predict(model, samples, used, ())[0], _true_picks(samples)
+    return _predict(model, samples, thresholds, ())[0], _true_picks(samples)
 
 
 def sweep_picks(
     model: OnnxModel, samples: Sequence[WaveformSample], thresholds: Sequence[float]
 ) -> tuple[dict[float, list[Pick]], list[Pick]]:
     """Picks of every phase at each of ``thresholds`` (one annotation run per record), and the labels."""
-    return _predict(model, samples, model.card.default_thresholds, thresholds)[1], _true_picks(samples)
+    return _predict(model, samples, None, thresholds)[1], _true_picks(samples)
 
 
 def _predict(
-    model: OnnxModel, samples: Sequence[WaveformSample], thresholds: dict[str, float], sweep: Sequence[float]
+    model: OnnxModel,
+    samples: Sequence[WaveformSample],
+    thresholds: dict[str, float] | None,
+    sweep: Sequence[float],
 ) -> tuple[list[Pick], dict[float, list[Pick]], list[str]]:
-    """Picks at ``thresholds``, picks at each threshold of ``sweep`` (all phases), and the runtime's notes."""
+    """Picks at ``thresholds`` (None: the card's, also its vertical-only ones), picks at each threshold of
+    ``sweep`` (all phases), and the runtime's notes."""
     predicted: list[Pick] = []
     sweep_preds: dict[float, list[Pick]] = {t: [] for t in sweep}
     notes: list[str] = []
@@ -134,7 +137,7 @@ def evaluate_picker(
     phases = model.card.phases
     used = {**model.card.default_thresholds, **(thresholds or {})}
     truth = _true_picks(samples)
-    predicted, sweep_preds, notes = _predict(model, samples, used, SWEEP)
+    predicted, sweep_preds, notes = _predict(model, samples, thresholds, SWEEP)
     widest = max(tolerances)
     residuals = {}
     for phase in phases:
