@@ -280,6 +280,13 @@ def test_calibration_is_no_worse_than_the_card_on_held_out_blocks(evaluated):
                 assert c["card_threshold"] == thresholds[phase]
                 # the card's threshold on all held-out blocks is its F1 on all the group's data, as reported
                 assert c["held_out_f1_card"] == pytest.approx(_f1_of_rows(rows, name, phase, group), abs=1e-4)
+        # the triggers' off ratio, chosen at the card's thresholds over all stations: the card's ratio (0.5)
+        # on all held-out blocks is the reported F1
+        ratios = record["calibration"]["off_ratio"]
+        for phase, c in ratios["phases"].items():
+            assert c["card_threshold"] == 0.5 and set(c["f1_by_threshold"]) >= {"0.3", "0.5", "0.8"}
+            assert c["held_out_f1_card"] == pytest.approx(record["f1"][f"{phase}@0.1s"], abs=1e-4)
+            assert ratios["recommended"][phase] in (c["threshold"], 0.5)
             assert len(c["fold_thresholds"]) == 3 and 0.1 <= c["threshold"] <= 0.9
             used = (
                 c["held_out_f1_calibrated"]

@@ -55,6 +55,23 @@ def test_trigger_equals_obspy_trigger_onset(seed, threshold):
     assert trigger_intervals(values, threshold).tolist() == [[a, b] for a, b, _ in expected]
 
 
+@pytest.mark.parametrize("seed", range(4))
+@pytest.mark.parametrize("off_ratio", [0.3, 0.8])
+def test_trigger_off_ratio_equals_obspy_trigger_onset_with_that_off_level(seed, off_ratio):
+    """A card's trigger_off_ratios: the trigger ends below ratio x threshold, as trigger_onset(v, t, t * r)."""
+    rng = np.random.default_rng(50 + seed)
+    values = probability_like(rng, int(rng.integers(500, 5000)))
+    threshold = 0.4
+    expected = [(int(a), int(b)) for a, b in trigger_onset(values, threshold, threshold * off_ratio)]
+    assert (
+        expected and [list(e) for e in expected] != trigger_intervals(values, threshold).tolist()
+    )  # it matters
+    assert trigger_intervals(values, threshold, off_ratio).tolist() == [list(e) for e in expected]
+    trigger = Trigger(threshold, off_ratio=off_ratio)
+    closed = trigger.feed(values, 0) + [t for t in [trigger.close()] if t is not None]
+    assert [(t.on, t.off) for t in closed] == expected
+
+
 @pytest.mark.parametrize("seed", range(5))
 def test_trigger_fed_in_chunks_gives_the_same_triggers_once(seed):
     rng = np.random.default_rng(100 + seed)

@@ -291,6 +291,8 @@ def calibration_record(
             run.card_thresholds,
             kw["blocks"],
             vertical_only_thresholds=run.vertical_only_thresholds,
+            picks_by_off_ratio=run.by_off_ratio,
+            card_off_ratios=run.card_off_ratios,
         )
         starts = [a for runs_ in runs_by_station.values() for a, _ in runs_]
         ends = [b for runs_ in runs_by_station.values() for _, b in runs_]
@@ -324,6 +326,8 @@ def format_calibration(record: dict[str, Any]) -> str:
         if "vertical_only" in m["calibration"]:
             vertical = True
             groups.append((" (vertical-only)", m["calibration"]["vertical_only"]["phases"]))
+        if "off_ratio" in m["calibration"]:
+            groups.append((" (trigger off ratio)", m["calibration"]["off_ratio"]["phases"]))
         for label, phases in groups:
             for ph, c in phases.items():
                 folds = ",".join(f"{t:g}" for t in c["fold_thresholds"])
@@ -332,7 +336,10 @@ def format_calibration(record: dict[str, Any]) -> str:
                     f"{c['threshold']:14g}  {folds:>14s}  {c['held_out_f1_calibrated']:11.3f}  "
                     f"{c['recommended']:g}{label}"
                 )
-    lines.append("use: the calibrated threshold where its held-out F1 beats the card's, else the card's")
+    lines.append(
+        "use: the calibrated threshold (or trigger off ratio: a trigger ends below ratio x threshold) where its "
+        "held-out F1 beats the card's, else the card's"
+    )
     if vertical:
         lines.append(
             "vertical-only: stations that recorded no horizontal component, calibrated apart (the card's "

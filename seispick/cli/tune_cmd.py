@@ -57,6 +57,7 @@ def tune(
         raise click.UsageError("give --from-calibration FILE or --p-threshold/--s-threshold")
     thresholds: dict[str, float] = {}
     vertical_only: dict[str, float] = {}
+    off_ratios: dict[str, float] = {}
     record: dict = {}
     try:
         if calibration is not None:
@@ -66,6 +67,8 @@ def tune(
             thresholds = {ph: float(v) for ph, v in cal["recommended"].items()}
             vertical = cal.get("vertical_only", {}).get("recommended") or {}
             vertical_only = {ph: float(v) for ph, v in vertical.items()}
+            ratios = cal.get("off_ratio", {}).get("recommended") or {}
+            off_ratios = {ph: float(v) for ph, v in ratios.items()}
             record = {
                 "source": f"calibrated on the catalogue {data['catalog']} by seispick evaluate --calibrate",
                 "calibration_file": str(calibration),
@@ -87,7 +90,7 @@ def tune(
             record["set_by_hand"] = hand
             if calibration is None:
                 record["source"] = "set by hand"
-        card = tuned_card(entry.card, name, thresholds, record, vertical_only)
+        card = tuned_card(entry.card, name, thresholds, record, vertical_only, off_ratios)
         folder = write_tuned(entry.folder, card, out or user_model_dir() / name, force=force)
     except TuneError as exc:
         raise click.ClickException(str(exc)) from exc

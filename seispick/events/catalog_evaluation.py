@@ -27,6 +27,7 @@ from seispick.picking.agreement import match_times
 TOLERANCES = (0.1, 0.5)
 PHASES = ("P", "S")
 GRID = tuple(round(0.1 * k, 1) for k in range(1, 10))  # 0.1 .. 0.9
+OFF_GRID = (0.3, 0.4, 0.5, 0.6, 0.7, 0.8)  # trigger off ratios (a trigger ends below ratio x threshold)
 ALL = "all"  # the station column of the rows over every station
 
 
@@ -505,11 +506,15 @@ def calibrate(
     tolerance: float = 0.1,
     phases: Sequence[str] = PHASES,
     vertical_only_thresholds: Mapping[str, float] | None = None,
+    picks_by_off_ratio: Mapping[float, Sequence[ModelPick]] | None = None,
+    card_off_ratios: Mapping[str, float] | None = None,
 ) -> dict[str, Any]:
     """P and S thresholds of one model chosen on a catalogue (see :func:`calibrate_phase`), as a JSON-ready
     record with the time blocks used. Vertical-only stations (:func:`vertical_only_stations`), when there are
     any, are calibrated apart (``vertical_only``, against ``vertical_only_thresholds``); the main choice is then
-    made on the three-component stations only."""
+    made on the three-component stations only. With ``picks_by_off_ratio`` (the picks at the card's thresholds
+    with each trigger off ratio) the off ratio of each phase is chosen the same way against the card's
+    (``card_off_ratios``, default 0.5), over all stations (``off_ratio``)."""
     spans = list(spans)
     runs = merged_spans(spans)
     inside = scored_references(reference, runs)
@@ -563,6 +568,22 @@ def calibrate(
         result["vertical_only"]["card_thresholds"] = {ph: float(vertical_card[ph]) for ph in phases}
         result["vertical_only"]["recommended"] = {
             ph: result["vertical_only"]["phases"][ph]["recommended"] for ph in phases
+        }
+    if picks_by_off_ratio:
+        card_ratios = {ph: float((card_off_ratios or {}).get(ph, 0.5)) for ph in phases}
+        result["off_ratio"] = {"card": card_ratios, "phases": {}}
+        for phase in phases:
+            cal = calibrate_phase(
+                phase,
+                inside,
+                picks_by_threshold_for(picks_by_off_ratio, phase),
+                card_ratios[phase],
+                starts,
+                tolerance,
+            )
+            result["off_ratio"]["phases"][phase] = asdict(cal)
+        result["off_ratio"]["recommended"] = {
+            ph: result["off_ratio"]["phases"][ph]["recommended"] for ph in phases
         }
     return result
 

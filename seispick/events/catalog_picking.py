@@ -14,9 +14,10 @@ from pathlib import Path
 
 import numpy as np
 
-from seispick.events.catalog_evaluation import GRID, ModelPick, Span, from_seispick_picks
+from seispick.events.catalog_evaluation import GRID, OFF_GRID, ModelPick, Span, from_seispick_picks
 from seispick.models.inference import OnnxModel
 from seispick.picking.annotate import NoUsableDataError, finish, prepare
+from seispick.picking.trigger import OFF_RATIO
 from seispick.picking.waveforms import expand_paths, read_waveform_file
 
 
@@ -31,6 +32,9 @@ class ModelRun:
     vertical_only_thresholds: dict[str, float] = field(default_factory=dict)  # the card's, unless given
     picks: dict[float, list[ModelPick]] = field(default_factory=dict)
     reported: list[ModelPick] = field(default_factory=list)  # at the reported thresholds, as `pick` picks
+    # at the reported thresholds with each trigger off ratio of OFF_GRID (calibrating only)
+    by_off_ratio: dict[float, list[ModelPick]] = field(default_factory=dict)
+    card_off_ratios: dict[str, float] = field(default_factory=dict)
     spans: list[Span] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
 
@@ -51,16 +55,25 @@ def thresholds_to_run(
     return sorted(wanted)
 
 
+def off_ratios_to_run(card_off_ratios: dict[str, float]) -> list[float]:
+    """The trigger off ratios a calibration chooses from: the grid and the card's."""
+    return sorted({*OFF_GRID, OFF_RATIO, *(float(v) for v in card_off_ratios.values())})
+
+
 def pick_stream(
     stream,
     model: OnnxModel,
     thresholds: Sequence[float],
     batch_size: int = 64,
     reported: dict[str, float] | None = None,
-) -> tuple[dict[float, list[ModelPick]], list[Span], list[str], list[ModelPick]]:
+    off_ratios: Sequence[float] = (),
+) -> tuple[
+    dict[float, list[ModelPick]], list[Span], list[str], list[ModelPick], dict[float, list[ModelPick]]
+]:
     """``model``'s picks on ``stream`` at every threshold in ``thresholds`` (each for every instrument; one
-    inference), the spans of data it annotated (NET.STA), the notes, and the picks at the ``reported``
-    thresholds (None: the card's, its vertical-only ones included, as ``seispick pick`` picks)."""
+    inference), the spans of data it annotated (NET.STA), the notes, the picks at the ``reported``
+    thresholds (None: the card's, its vertical-only ones included, as ``seispick pick`` picks), and those
+    picks again with each trigger off ratio in ``off_ratios``."""
     job = prepare(stream, model.card)
     outputs = [model.predict(job.windows(a, a + batch_size)) for a in range(0, job.n_windows, batch_size)]
     merged = np.concatenate(outputs) if outputs else np.zeros((0, len(model.card.labels), 0), np.float32)
@@ -79,7 +92,13 @@ def pick_stream(
     for t in thresholds:
         result = finish(job, merged, model.name, model.sha256, thresholds={"P": t, "S": t})
         picks[float(t)] = from_seispick_picks(result.picks)
-    return picks, spans, list(job.notes.messages), at_reported
+    by_ratio = {
+        float(r): from_seispick_picks(
+            finish(job, merged, model.name, model.sha256, reported, off_ratios={"P": r, "S": r}).picks
+        )
+        for r in off_ratios
+    }
+    return picks, spans, list(job.notes.messages), at_reported, by_ratio
 
 
 def waveform_files(paths: Iterable[str | Path]) -> tuple[list[Path], list[str]]:
@@ -115,6 +134,7 @@ def run_models(
                 ph: float(given.get(ph, m.card.vertical_only_thresholds.get(ph, card_thresholds[m.name][ph])))
                 for ph in ("P", "S")
             },
+            card_off_ratios=dict(m.card.trigger_off_ratios),
         )
         for m in models
     }
@@ -133,7 +153,10 @@ def run_models(
             run = runs[m.name]
             try:
                 wanted = thresholds_to_run(run.card_thresholds, grid, run.vertical_only_thresholds)
-                picks, spans, notes, reported = pick_stream(stream, m, wanted, batch_size, given or None)
+                ratios = off_ratios_to_run(m.card.trigger_off_ratios) if grid else ()
+                picks, spans, notes, reported, by_ratio = pick_stream(
+                    stream, m, wanted, batch_size, given or None, ratios
+                )
             except (NoUsableDataError, ValueError, ArithmeticError) as exc:
                 problems.append(f"{path}: {m.name}: {exc}")
                 continue
@@ -142,6 +165,8 @@ def run_models(
                 run.picks.setdefault(t, []).extend(found)
             run.spans += spans
             run.reported += reported
+            for r, found in by_ratio.items():
+                run.by_off_ratio.setdefault(r, []).extend(found)
             run.notes += [f"{path.name}: {n}" for n in notes]
         if read_ok:
             used.append(path)

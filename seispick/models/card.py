@@ -80,6 +80,11 @@ class ModelCard(BaseModel):
         description="Thresholds for an instrument that recorded no horizontal component (zero-filled), where "
         "they differ from default_thresholds (a network's probabilities are lower without the horizontals)",
     )
+    trigger_off_ratios: dict[str, float] = Field(
+        default_factory=dict,
+        description="Per phase, the fraction of the threshold below which a trigger ends (default 0.5, "
+        "SeisBench's threshold / 2); the pick is the maximum between on and off",
+    )
     overlap_samples: int = Field(ge=0, description="Default overlap of consecutive windows in samples")
     stacking: Literal["avg", "max"] = "avg"
     licence: str
@@ -121,9 +126,12 @@ class ModelCard(BaseModel):
                 raise ValueError(
                     f"vertical_only_thresholds for {sorted(unknown or ['N'])}: only phase labels are allowed"
                 )
+            bad = {k: v for k, v in self.trigger_off_ratios.items() if k not in self.phases or not 0 < v <= 1}
+            if bad:
+                raise ValueError(f"trigger_off_ratios {bad}: phase labels with ratios in (0, 1] only")
         else:
-            if self.vertical_only_thresholds:
-                raise ValueError("vertical_only_thresholds belong to pickers")
+            if self.vertical_only_thresholds or self.trigger_off_ratios:
+                raise ValueError("vertical_only_thresholds and trigger_off_ratios belong to pickers")
             if self.labels[:1] != ["noise"] or len(self.labels) < 2:
                 raise ValueError(
                     f"a detector's labels start with 'noise' and name at least one class: {self.labels}"

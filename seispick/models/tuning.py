@@ -61,10 +61,11 @@ def tuned_card(
     thresholds: dict[str, float],
     record: dict[str, Any],
     vertical_only: dict[str, float] | None = None,
+    off_ratios: dict[str, float] | None = None,
 ) -> ModelCard:
     """``card`` under ``name`` with ``thresholds`` (P and/or S), ``vertical_only`` thresholds (for instruments
     without horizontals, when calibrated apart) and ``record`` (how they were chosen) in its metrics as
-    ``threshold_tuning``."""
+    ``threshold_tuning``; ``off_ratios``: the triggers' off ratios per phase."""
     unknown = set(thresholds) - set(card.phases)
     if unknown:
         raise TuneError(f"model {card.name} has no phase {sorted(unknown)}")
@@ -102,6 +103,11 @@ def tuned_card(
                 ),
                 "default_thresholds": {**card.default_thresholds, **thresholds},
                 "vertical_only_thresholds": {**card.vertical_only_thresholds, **(vertical_only or {})},
+                "trigger_off_ratios": {
+                    k: v
+                    for k, v in {**card.trigger_off_ratios, **(off_ratios or {})}.items()
+                    if v != 0.5  # SeisBench's, the default
+                },
                 "provenance": f"{card.provenance} Thresholds tuned by seispick models tune ({source}).",
                 "metrics": metrics,
                 "split": split,

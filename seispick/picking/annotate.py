@@ -216,9 +216,13 @@ def finish(
     model_sha256: str = "",
     thresholds: dict[str, float] | None = None,
     stacking: str | None = None,
+    off_ratios: dict[str, float] | None = None,
 ) -> AnnotationResult:
-    """Stack window outputs (in ``job``'s flat window order) and extract picks and detections."""
-    settings = CoreSettings.of(job.card, model_name, model_sha256, thresholds, stacking, job.overlap)
+    """Stack window outputs (in ``job``'s flat window order) and extract picks and detections (``thresholds``
+    and trigger ``off_ratios`` given replace the card's)."""
+    settings = CoreSettings.of(
+        job.card, model_name, model_sha256, thresholds, stacking, job.overlap, off_ratios
+    )
     annotations, picks, detections = [], [], []
     for segment, core, emitted in run_core(job, outputs, settings):
         if not settings.per_window:

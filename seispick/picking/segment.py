@@ -65,6 +65,7 @@ class CoreSettings:
     stride: int = 0
     # for instruments that recorded no horizontal component (the card's vertical_only_thresholds)
     vertical_only_thresholds: dict[str, float] = field(default_factory=dict)
+    off_ratios: dict[str, float] = field(default_factory=dict)  # per phase; the card's trigger_off_ratios
 
     @classmethod
     def of(
@@ -75,6 +76,7 @@ class CoreSettings:
         thresholds: dict[str, float] | None = None,
         stacking: str | None = None,
         overlap: int | None = None,
+        off_ratios: dict[str, float] | None = None,
     ) -> CoreSettings:
         """The card's defaults, overridden by what is given; refuses an overlap that leaves no stride."""
         overlap = card.overlap_samples if overlap is None else overlap
@@ -95,6 +97,7 @@ class CoreSettings:
                 **card.vertical_only_thresholds,
                 **(thresholds or {}),
             },
+            off_ratios={**card.trigger_off_ratios, **(off_ratios or {})},
         )
 
     def thresholds_for(self, vertical_only: bool) -> dict[str, float]:
@@ -189,7 +192,9 @@ class SegmentPicker:
             v = self._vertical_only
             vertical_only = v() if callable(v) else v
             self._triggers = TriggerSet(
-                self.settings.card.labels, self.settings.thresholds_for(vertical_only)
+                self.settings.card.labels,
+                self.settings.thresholds_for(vertical_only),
+                self.settings.off_ratios,
             )
         return self._triggers
 

@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+OFF_RATIO = 0.5  # a trigger ends below half its threshold, as SeisBench's picks_from_annotations
 EVENT = "event"  # label of the event trigger (1 - noise) in TriggerSet's output
 
 
@@ -34,10 +35,12 @@ class Triggered:
 
 @dataclass
 class Trigger:
-    """Hysteresis trigger on ``threshold`` (on) and ``threshold / 2`` (off) over samples fed in order."""
+    """Hysteresis trigger on ``threshold`` (on) and ``threshold * off_ratio`` (off; SeisBench's
+    ``threshold / 2`` by default) over samples fed in order."""
 
     threshold: float
     label: str = ""
+    off_ratio: float = OFF_RATIO
     on: int | None = None  # absolute on sample of the open trigger
     peak: int = 0
     peak_value: float = -np.inf
@@ -51,7 +54,7 @@ class Trigger:
             return []
         self.last = first + n - 1
         closed: list[Triggered] = []
-        off_level = self.threshold / 2
+        off_level = self.threshold * self.off_ratio
         i = 0
         if self.on is not None:  # an open trigger runs until the first sample below the off level
             below = np.flatnonzero(~(values >= off_level))
@@ -98,9 +101,10 @@ class Trigger:
         return out
 
 
-def trigger_intervals(values: np.ndarray, threshold: float) -> np.ndarray:
-    """(on, off) sample pairs of ``Trigger`` over a whole trace: ObsPy's ``trigger_onset(values, t, t / 2)``."""
-    trigger = Trigger(threshold)
+def trigger_intervals(values: np.ndarray, threshold: float, off_ratio: float = OFF_RATIO) -> np.ndarray:
+    """(on, off) sample pairs of ``Trigger`` over a whole trace: ObsPy's
+    ``trigger_onset(values, t, t * off_ratio)``."""
+    trigger = Trigger(threshold, off_ratio=off_ratio)
     closed = trigger.feed(values, 0)
     if (last := trigger.close()) is not None:
         closed.append(last)
@@ -109,11 +113,15 @@ def trigger_intervals(values: np.ndarray, threshold: float) -> np.ndarray:
 
 class TriggerSet:
     """The triggers over one picker's output (classes, samples): one per phase label with a threshold, and
-    an EVENT trigger on 1 - P(noise) when ``thresholds`` has ``detection`` and the labels have ``N``."""
+    an EVENT trigger on 1 - P(noise) when ``thresholds`` has ``detection`` and the labels have ``N``. A phase
+    trigger ends below ``off_ratios[label]`` times its threshold (default half of it)."""
 
-    def __init__(self, labels: list[str], thresholds: dict[str, float]) -> None:
+    def __init__(
+        self, labels: list[str], thresholds: dict[str, float], off_ratios: dict[str, float] | None = None
+    ) -> None:
+        ratios = off_ratios or {}
         self.rows = [
-            (row, Trigger(thresholds[label], label))
+            (row, Trigger(thresholds[label], label, ratios.get(label, OFF_RATIO)))
             for row, label in enumerate(labels)
             if label != "N" and label in thresholds
         ]

@@ -92,76 +92,102 @@ def write_catalogue(samples: Sequence[WaveformSample], folder: Path) -> Path:
     return path
 
 
+BASE_THRESHOLDS = {"P": 0.3, "S": 0.3}  # where the calibration starts: PhaseNet's published thresholds
+
+
+def _evaluate(catalogue: Path, waveforms: Path, model: str, blocks: int, out: Path) -> tuple[dict, list[str]]:
+    """``seispick evaluate --catalog --calibrate`` of ``model``, as a user runs it: its calibration record
+    and the command's arguments."""
+    args = ["evaluate", "--catalog", str(catalogue), "--waveforms", str(waveforms), "-m", model,
+            "--calibrate", "--blocks", str(blocks), "-o", str(out)]  # fmt: skip
+    done = subprocess.run(
+        [sys.executable, "-c", "from seispick.cli.main import cli; cli()", *args],
+        capture_output=True,
+        text=True,
+    )
+    if done.returncode:
+        raise RuntimeError(f"seispick {' '.join(args)} failed:\n{done.stderr[-3000:]}")
+    print(done.stdout)
+    return json.loads(out.with_suffix(".calibration.json").read_text())["models"][model], args
+
+
+def _figures(cal: dict[str, Any]) -> dict[str, Any]:
+    return {
+        ph: {
+            "previous": cal[ph]["card_threshold"],
+            "best_on_all": cal[ph]["threshold"],
+            "fold_choices": cal[ph]["fold_thresholds"],
+            "held_out_f1_previous": round(cal[ph]["held_out_f1_card"], 4),
+            "held_out_f1_calibrated": round(cal[ph]["held_out_f1_calibrated"], 4),
+            "f1_by_value": {k: round(v, 4) for k, v in cal[ph]["f1_by_threshold"].items()},
+        }
+        for ph in ("P", "S")
+    }
+
+
 def calibrate_model(
     data: Path, models: Path, model: str, blocks: int = BLOCKS, keep: Path | None = None
 ) -> dict:
-    """Run ``seispick evaluate --catalog --calibrate`` for ``model`` on its calibration records and write the
-    recommended thresholds into its card; returns the card's calibration record."""
+    """Calibrate ``model``'s card on its calibration records, from :data:`BASE_THRESHOLDS` (so that a rerun
+    gives the same card): first the P/S thresholds (three-component and vertical-only stations apart), then,
+    at those, the triggers' off ratios; each is written into the card. Returns the card's record."""
     samples, described = calibration_samples(data, model)
+    folder = models / model
+    card = ModelCard.read(folder)
+    base = {
+        "default_thresholds": {**card.default_thresholds, **BASE_THRESHOLDS},
+        "vertical_only_thresholds": {},
+        "trigger_off_ratios": {},
+    }
+    card = card.model_copy(update=base).validated()
+    card.write(folder)
     with tempfile.TemporaryDirectory() as tmp:
         work = keep or Path(tmp)
         catalogue = write_catalogue(samples, work)
-        out = work / f"{model}.csv"
-        args = ["evaluate", "--catalog", str(catalogue), "--waveforms", str(work / "waveforms"), "-m", model,
-                "--calibrate", "--blocks", str(blocks), "-o", str(out)]  # fmt: skip
-        done = subprocess.run(
-            [sys.executable, "-c", "from seispick.cli.main import cli; cli()", *args],
-            capture_output=True,
-            text=True,
-        )
-        if done.returncode:
-            raise RuntimeError(f"seispick {' '.join(args)} failed:\n{done.stderr[-3000:]}")
-        print(done.stdout)
-        calibration = json.loads(out.with_suffix(".calibration.json").read_text())
-    record = calibration["models"][model]
-    folder = models / model
-    card = ModelCard.read(folder)
-    if record["model_sha256"] != card.onnx_sha256:
-        raise RuntimeError(f"{model}: calibrated another ONNX file than the card's")
-    recommended = {ph: float(record["calibration"]["recommended"][ph]) for ph in ("P", "S")}
-    phases = record["calibration"]["phases"]
-    vertical = record["calibration"].get("vertical_only", {})
-    vertical_recommended = {ph: float(v) for ph, v in vertical.get("recommended", {}).items()}
-
-    def figures(cal: dict[str, Any]) -> dict[str, Any]:
-        return {
-            ph: {
-                "previous": cal[ph]["card_threshold"],
-                "best_on_all": cal[ph]["threshold"],
-                "fold_thresholds": cal[ph]["fold_thresholds"],
-                "held_out_f1_previous": round(cal[ph]["held_out_f1_card"], 4),
-                "held_out_f1_calibrated": round(cal[ph]["held_out_f1_calibrated"], 4),
-                "f1_by_threshold": {k: round(v, 4) for k, v in cal[ph]["f1_by_threshold"].items()},
+        record, args = _evaluate(catalogue, work / "waveforms", model, blocks, work / "thresholds.csv")
+        if record["model_sha256"] != card.onnx_sha256:
+            raise RuntimeError(f"{model}: calibrated another ONNX file than the card's")
+        cal = record["calibration"]
+        recommended = {ph: float(cal["recommended"][ph]) for ph in ("P", "S")}
+        vertical = cal.get("vertical_only", {})
+        vertical_recommended = {ph: float(v) for ph, v in vertical.get("recommended", {}).items()}
+        card_record: dict[str, Any] = {
+            "method": "seispick evaluate --catalog --calibrate (leave-one-block-out over contiguous time blocks, "
+            "F1 within 0.1 s; a calibrated value is used only where its held-out F1 beats the previous one)",
+            "command": "python -m seispick.training.recipes.card_thresholds (seispick evaluate --catalog "
+            f"events.xml --waveforms waveforms -m {model} --calibrate --blocks {blocks}, twice)",
+            "date": datetime.now(timezone.utc).date().isoformat(),
+            "data": described,
+            "n_reference": record["n_reference"],
+            "station_hours": record["station_hours"],
+            "blocks": cal["blocks"],
+            "thresholds": recommended,
+            "three_component_stations": _figures(cal["phases"]),
+        }
+        if vertical:
+            card_record["vertical_only_thresholds"] = vertical_recommended
+            card_record["vertical_only_stations"] = {
+                "stations": vertical["stations"],
+                **_figures(vertical["phases"]),
             }
-            for ph in ("P", "S")
-        }
-
-    card_record = {
-        "method": "seispick evaluate --catalog --calibrate (leave-one-block-out over contiguous time blocks, F1 "
-        "within 0.1 s; the calibrated threshold is used only where its held-out F1 beats the previous one)",
-        "command": "python -m seispick.training.recipes.card_thresholds (seispick " + " ".join(args[:1]) + " "
-        f"--catalog events.xml --waveforms waveforms -m {model} --calibrate --blocks {blocks})",
-        "date": datetime.now(timezone.utc).date().isoformat(),
-        "data": described,
-        "n_reference": record["n_reference"],
-        "station_hours": record["station_hours"],
-        "blocks": record["calibration"]["blocks"],
-        "thresholds": recommended,
-        "three_component_stations": figures(phases),
-    }
-    if vertical:
-        card_record["vertical_only_thresholds"] = vertical_recommended
-        card_record["vertical_only_stations"] = {
-            "stations": vertical["stations"],
-            **figures(vertical["phases"]),
-        }
-    metrics = {**card.metrics, "threshold_calibration": card_record}
+        card = card.model_copy(
+            update={
+                "default_thresholds": {**card.default_thresholds, **recommended},
+                "vertical_only_thresholds": {
+                    ph: v for ph, v in vertical_recommended.items() if v != recommended.get(ph)
+                },
+            }
+        ).validated()
+        card.write(folder)
+        # the triggers' off ratios at the thresholds just chosen
+        second, _ = _evaluate(catalogue, work / "waveforms", model, blocks, work / "off_ratios.csv")
+        ratios = second["calibration"]["off_ratio"]
+        chosen = {ph: float(v) for ph, v in ratios["recommended"].items()}
+        card_record["trigger_off_ratios"] = chosen
+        card_record["trigger_off_ratio_choice"] = _figures(ratios["phases"])
     update = {
-        "default_thresholds": {**card.default_thresholds, **recommended},
-        "vertical_only_thresholds": {
-            ph: v for ph, v in vertical_recommended.items() if v != recommended.get(ph)
-        },
-        "metrics": metrics,
+        "trigger_off_ratios": {ph: v for ph, v in chosen.items() if v != 0.5},
+        "metrics": {**card.metrics, "threshold_calibration": card_record},
     }
     card.model_copy(update=update).validated().write(folder)
     return card_record
@@ -182,7 +208,8 @@ def main(argv: list[str] | None = None) -> None:
         record = calibrate_model(args.data, args.models, model, args.blocks, keep)
         print(
             json.dumps(
-                {k: record.get(k) for k in ("thresholds", "vertical_only_thresholds")} | {"model": model}
+                {k: record.get(k) for k in ("thresholds", "vertical_only_thresholds", "trigger_off_ratios")}
+                | {"model": model}
             )
         )
 
