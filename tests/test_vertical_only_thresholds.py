@@ -118,3 +118,14 @@ def test_a_card_refuses_vertical_only_thresholds_of_no_phase(shipped_model, upda
     data = shipped_model.card.model_dump(mode="json") | update
     with pytest.raises(ValueError, match=message):
         ModelCard.model_validate(data)
+
+
+def test_models_list_shows_the_thresholds_each_configuration_gets():
+    from click.testing import CliRunner
+
+    from seispick.cli.main import cli
+
+    result = CliRunner().invoke(cli, ["models", "list"])
+    assert result.exit_code == 0, result.output
+    line = next(row for row in result.output.splitlines() if row.startswith("phasenet-original"))
+    assert "P 0.7 S 0.5 (Z only: P 0.3 S 0.3)" in line

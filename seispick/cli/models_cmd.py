@@ -26,7 +26,9 @@ def models() -> None:
 @models.command("list")
 def list_models() -> None:
     """Shipped and user models."""
-    rows = [("name", "version", "task", "scope", "rate", "window", "channels", "sha256", "where")]
+    rows = [
+        ("name", "version", "task", "scope", "rate", "window", "channels", "thresholds", "sha256", "where")
+    ]
     try:
         entries = ModelRegistry().entries()
     except ModelLoadError as exc:
@@ -43,6 +45,7 @@ def list_models() -> None:
                 f"{card.sampling_rate:g} Hz",
                 str(card.window_samples),
                 card.channel_order,
+                _thresholds(card),
                 card.onnx_sha256[:12],
                 "shipped" if entry.shipped else str(entry.folder),
             )
@@ -50,6 +53,21 @@ def list_models() -> None:
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     for row in rows:
         click.echo("  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip())
+
+
+def _thresholds(card) -> str:
+    """P/S thresholds as a card sets them, e.g. ``P 0.7 S 0.5 (Z only: P 0.3 S 0.3)``."""
+    if card.task != "picker":
+        return f"detection {card.default_thresholds.get('detection', 0.5):g}"
+
+    def text(values: dict[str, float]) -> str:
+        return " ".join(f"{ph} {values[ph]:g}" for ph in card.phases if ph in values)
+
+    out = text(card.default_thresholds)
+    vertical = {**card.default_thresholds, **card.vertical_only_thresholds}
+    if card.vertical_only_thresholds and text(vertical) != out:
+        out += f" (Z only: {text(vertical)})"
+    return out
 
 
 @models.command("show")
