@@ -369,6 +369,16 @@ class InstrumentPicker:
         self.stats.detections += sum(isinstance(e, Detection) for e in emitted)
         return emitted
 
+    def set_preliminary(self, preliminary: bool, first_look: int = 0) -> None:
+        """Turn the pick updates (and first-look windows) on or off from now on, in the open segments too
+        (``SegmentPicker.set_preliminary``); off drops the updates not yet taken."""
+        self.preliminary, self.first_look = preliminary, first_look if preliminary else 0
+        for seg in [*self.closing, self.current]:
+            if seg is not None:
+                seg.core.set_preliminary(preliminary, self.first_look, look_from=seg.base)
+        if not preliminary:
+            self._updates = []
+
     def take_updates(self) -> list[PickUpdate]:
         """Pick updates since the last call (``preliminary`` only), in order."""
         updates, self._updates = self._updates, []

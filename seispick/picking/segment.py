@@ -326,11 +326,29 @@ class SegmentPicker:
                 self.updates.append(PickUpdate(REJECTED, p.pick))
         return emitted
 
+    def set_preliminary(self, preliminary: bool, first_look: int = 0, look_from: int | None = None) -> None:
+        """Turn the pick updates (and first-look windows) on or off mid-segment (a shadow model promoted to
+        live, or the live model demoted). On: the next output's look-ahead publishes the triggers stacked past
+        the final samples; a pick final before any preliminary one of it is confirmed superseding nothing.
+        First-look windows start no earlier than ``look_from`` (the first sample still held). Off: the open
+        preliminary picks are forgotten (no confirmed or rejected update for them) and first-look outputs
+        still out are ignored."""
+        self.preliminary = preliminary and not self.settings.per_window
+        self.first_look = first_look if self.preliminary else 0
+        if self.first_look:
+            self.look_end = max(self.look_end, self.ready_end - self.ready_end % self.first_look)
+            if look_from is not None:
+                self.look_end = max(self.look_end, look_from + self.settings.window - 1)
+        if not self.preliminary:
+            self.open_preliminary, self.updates = [], []
+
     def look_result(self, start: int, output: np.ndarray) -> None:
         """A first-look window's output (``first_look_window``): stacked for the first look only."""
         if start not in self.looking:
             return  # not ours
         self.looking.discard(start)
+        if not self.preliminary:
+            return  # turned off since (set_preliminary)
         skip = max(self.looks.base - start, 0)  # samples already final
         if self.done or skip >= output.shape[-1]:
             return

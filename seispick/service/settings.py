@@ -183,7 +183,8 @@ class _StreamingSettings(BaseModel):
         description="Pickers run beside the stream's models on the same records, windows and batcher, whose "
         "picks go to shadow_key only (record kind shadow_pick: never the pick stream, no pick updates, not "
         "associated), counted against the first live picker's (GET /v1/models/{name}/agreement, "
-        "seispick_shadow_agreement_total); promote one by moving it to models",
+        "seispick_shadow_agreement_total); promote one at run time with POST /v1/models/{name}/promote (in "
+        "memory), or for good by moving it to models",
     )
     shadow_key: str = Field(
         default="seispick:picks:shadow", description="Redis stream of the shadow models' picks"

@@ -200,6 +200,7 @@ class ModelSummary(BaseModel):
     shipped: bool
     loaded: bool
     default: bool
+    stream_role: Literal["live", "shadow"] | None = None  # on the real-time stream (after any promotion)
 
 
 class ModelsResponse(BaseModel):

@@ -12,7 +12,9 @@ are records of kind ``pick_update`` on a stream of their own (``seispick:picks:p
 
 Picks of the ``shadow_models`` (models run beside the live ones, for comparison) are records of kind
 ``shadow_pick`` on a stream of their own (``seispick:picks:shadow``, live channel
-``seispick:picks:shadow:live``), never on the pick stream; their pick updates are not published.
+``seispick:picks:shadow:live``), never on the pick stream; their pick updates are not published. The role is
+the one at ``publish``: ``set_shadow_models`` changes it at run time (a promotion), first rejecting the open
+preliminary picks of a live model that becomes a shadow one.
 
 Redis layout (names configurable): each record goes through one Lua script that, unless the dedupe key
 ``<stream>:seen:<id>`` exists, XADDs the fields to ``<stream>`` (``MAXLEN ~ maxlen``), sets the dedupe key to
@@ -350,6 +352,10 @@ class PickPublisher:
             "shadow_pick": shadow_channel,
         }
         self.shadow_models = frozenset(shadow_models)  # their picks are shadow_pick records
+        # with shadow models (a promotion may demote a live model): per model, its preliminary picks published
+        # and not yet confirmed or rejected (id -> the update's fields), bounded
+        self._open: dict[str, dict[str, dict[str, str]]] = {}
+        self._open_limit = max(ring_size, 100_000)
         self.maxlen = maxlen
         self.dedupe_ttl_s = dedupe_ttl_s
         self._socket_timeout_s = socket_timeout_s
@@ -423,6 +429,39 @@ class PickPublisher:
             if record.kind != "pick":  # a shadow model's pick updates are not published
                 return record.id
             record = Record("shadow_pick", record.fields, record.time)
+        return self._publish(record)
+
+    def set_shadow_models(self, shadow_models: Iterable[str]) -> int:
+        """Change which models are shadow models, from the next ``publish`` on (a promotion at run time): their
+        picks become ``shadow_pick`` records and their pick updates are dropped; the other models' picks go to
+        the pick stream. A live model that becomes a shadow one first has its open preliminary picks (published,
+        not yet confirmed or rejected) published as ``rejected``: their final picks go to the shadow stream,
+        so no consumer of the update stream is left holding them. Returns how many were rejected."""
+        new = frozenset(shadow_models)
+        rejected = 0
+        for model in sorted(new - self.shadow_models):
+            for fields in list(self._open.pop(model, {}).values()):
+                now = UTCDateTime()
+                fields = {**fields, "status": "rejected", "supersedes": "", "published_at": iso(now)}
+                self._publish(Record("pick_update", fields, now.timestamp))
+                rejected += 1
+        self.shadow_models = new
+        return rejected
+
+    def _track_open(self, fields: dict[str, str]) -> None:
+        """Keep a live model's open preliminary picks (only while there are shadow models to promote)."""
+        model = self._open.setdefault(fields.get("model", ""), {})
+        status, pick_id = fields.get("status"), fields["id"]
+        if status == "preliminary":
+            model[pick_id] = fields
+            if len(model) > self._open_limit:
+                del model[next(iter(model))]
+            return
+        model.pop(pick_id, None)
+        for old in fields.get("supersedes", "").split(","):
+            model.pop(old, None)
+
+    def _publish(self, record: Record) -> str:
         if record.key in self._seen:
             self.repeats += 1
             return record.id
@@ -431,6 +470,8 @@ class PickPublisher:
             del self._seen[next(iter(self._seen))]
         if record.kind == "pick_update":
             self.updates_published += 1
+            if self.shadow_models:
+                self._track_open(record.fields)
         else:
             self.published += 1
         by_status = self.published_by.setdefault(record.kind, {})

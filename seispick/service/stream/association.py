@@ -216,6 +216,23 @@ class LiveEvents:
 
     # -- picks in
 
+    @property
+    def lock(self) -> asyncio.Lock:
+        """Held while picks are added or a step runs (a promotion switches the model under it)."""
+        return self._lock
+
+    def drain(self) -> None:
+        """Associate what waits in the subscription now, without awaiting (hold ``lock``)."""
+        if self._subscription is not None:
+            self._drain()
+
+    def follow(self, model: str) -> None:
+        """Associate ``model``'s picks from now on (a promotion; hold ``lock``, ``drain`` first). The picks
+        already taken stay with their events."""
+        if model != self.model:
+            log.warning("events: associating %s's picks from now on (was %s)", model, self.model)
+            self.model = model
+
     async def _read(self) -> None:
         assert self._subscription is not None
         async for record in self._subscription:

@@ -6,7 +6,8 @@ it); a closed peer is ``EOFError`` on :meth:`Channel.recv`.
 
 Messages, as tuples whose first item names them:
 
-* API -> worker: :class:`WorkerInit` (first), ``("view", id)``, ``("stop",)``;
+* API -> worker: :class:`WorkerInit` (first), ``("view", id)``, ``("roles", shadow models)`` (a promotion),
+  ``("stop",)``;
 * worker -> API: ``("ready", info)``, ``("item", Pick | Detection)``, ``("status", dict)`` every second
   (readiness, latency and inference counts since the last one, selector counts), ``("reply", id, view)``,
   ``("stopped",)``.

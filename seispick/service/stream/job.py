@@ -52,6 +52,11 @@ class RealtimeJob(Protocol):
         """Bring ``station_states``, ``state`` and ``snapshot`` up to date (a pool asks its workers)."""
         ...
 
+    def set_roles(self, shadow_models: list[str]) -> None:
+        """A promotion: these stream models are shadow models from now on, the others live (their pickers
+        publish pick updates); every model keeps its state."""
+        ...
+
     def station_states(self) -> list[dict]:
         """Per instrument: last sample, data latency, lag, gaps, counters and state."""
         ...

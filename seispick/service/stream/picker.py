@@ -260,6 +260,19 @@ class StreamPicker:
             )
         return pickers
 
+    def set_quiet(self, quiet: Collection[str]) -> None:
+        """Change which models publish no pick updates (the shadow models, after a promotion): from now on,
+        in every instrument's open segments too; nothing else of a picker's state changes."""
+        quiet = frozenset(quiet)
+        changed, self.quiet = quiet ^ self.quiet, quiet
+        if self.on_update is None or not changed:
+            return
+        for state in self.instruments.values():
+            for name, picker in state.pickers.items():
+                if name in changed:
+                    loud = name not in quiet
+                    picker.set_preliminary(loud, self.first_look[name] if loud else 0)
+
     def _resample(self, trace: obspy.Trace, data: np.ndarray, rate: float) -> np.ndarray:
         self.problems.add("resampled")
         tr = trace.copy()

@@ -228,6 +228,11 @@ class StreamingRuntime:
             await self.keeper.flush()
             await self.keeper.store.close()
 
+    def set_roles(self, shadow_models: list[str]) -> None:
+        """A promotion: the shadow models publish no pick updates (nor first-look windows), the others do,
+        from their pickers' next output on (``StreamPicker.set_quiet``)."""
+        self.picker.set_quiet(shadow_models)
+
     async def refresh(self) -> None:
         """Nothing to fetch: this process holds its state (a worker pool fetches its workers' here)."""
 

@@ -7,7 +7,7 @@ subscribes to the publisher (so it sees the picks of every picking process with 
 live model's picks (the stream's first live picker) and each shadow model's to an
 :class:`~seispick.picking.agreement.AgreementTracker` and counts what settles into
 ``seispick_shadow_agreement_total{model,network,phase,outcome}``; ``GET /v1/models/{name}/agreement`` reads
-the counts.
+the counts. A promotion (:mod:`.promotion`) switches the live model under it (``drain``, then ``switch``).
 """
 
 from __future__ import annotations
@@ -92,6 +92,7 @@ class ShadowAgreement:
         self.tolerance = tolerance
         self.trackers = {name: AgreementTracker(hold_s, tolerance) for name in shadows}
         self.counter = agreement_counter(registry)
+        self.since = time.time()  # when this pairing began (start, or the latest promotion)
         self._subscription: Subscription | None = None
         self._tasks: list[asyncio.Task] = []
 
@@ -128,6 +129,28 @@ class ShadowAgreement:
         elif record.kind == "shadow_pick" and model in self.trackers:
             self.trackers[model].add("shadow", mark, now)
 
+    def drain(self) -> None:
+        """Compare what waits in the subscription now, without awaiting (before a promotion switches roles)."""
+        sub = self._subscription
+        if sub is None:
+            return
+        while not sub.queue.empty():
+            record = sub.queue.get_nowait()
+            if not isinstance(record, Record):  # the subscription's end marker: put back for the reader
+                sub.queue.put_nowait(record)
+                return
+            self._add_logged(record)
+
+    def switch(self, live_model: str, shadows: list[str]) -> None:
+        """A promotion: compare ``shadows`` with ``live_model`` from now on. Call ``drain`` first (the records
+        published before the switch are compared under the old roles). Every pair starts again from zero on
+        the route (the picks still waiting for a counterpart are dropped uncounted); what settled before
+        stays in ``seispick_shadow_agreement_total``, labelled by the shadow model only."""
+        self.settle()
+        self.live_model = live_model
+        self.trackers = {name: AgreementTracker(self.hold_s, self.tolerance) for name in shadows}
+        self.since = time.time()
+
     def settle(self, now: float | None = None, flush: bool = False) -> None:
         """Count what is final (see ``AgreementTracker``) into the counters."""
         now = time.time() if now is None else now
@@ -162,6 +185,7 @@ class ShadowAgreement:
         return {
             "model": model,
             "live_model": self.live_model,
+            "since": UTCDateTime(self.since).isoformat() + "Z",  # counts since then (start or promotion)
             "tolerance_s": self.tolerance,
             "hold_s": self.hold_s,
             "held": tracker.held,
@@ -177,10 +201,13 @@ class ShadowAgreement:
     async def _read(self) -> None:
         assert self._subscription is not None
         async for record in self._subscription:
-            try:
-                self.add(record)
-            except (KeyError, ValueError, TypeError):  # a malformed record: skipped, never fatal
-                log.exception("shadow agreement: record %s skipped", record.fields.get("id"))
+            self._add_logged(record)
+
+    def _add_logged(self, record: Record) -> None:
+        try:
+            self.add(record)
+        except (KeyError, ValueError, TypeError):  # a malformed record: skipped, never fatal
+            log.exception("shadow agreement: record %s skipped", record.fields.get("id"))
 
     async def _settle_loop(self) -> None:
         period = min(max(self.hold_s / 4, 0.5), 10.0)

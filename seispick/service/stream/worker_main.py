@@ -138,6 +138,8 @@ class Worker:
                 return
             if message[0] == "view":
                 self.channel.send(("reply", message[1], self._view()))
+            elif message[0] == "roles" and self.runtime is not None:  # a promotion (promotion.py)
+                self.runtime.set_roles(message[1])
 
     def _view(self) -> dict | None:
         runtime = self.runtime

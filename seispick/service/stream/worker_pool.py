@@ -282,6 +282,14 @@ class WorkerPool:
         else:
             self.selection.set_counts([(0, 0)] * len(self.selection.selectors))
 
+    # -- roles --------------------------------------------------------------------------------------------------
+    def set_roles(self, shadow_models: list[str]) -> None:
+        """A promotion: tell every running worker (its pickers start or stop pick updates); a worker started
+        later gets the settings, already changed by the promotion."""
+        for worker in self.workers:
+            if worker.channel is not None:
+                worker.channel.send(("roles", list(shadow_models)))
+
     # -- views --------------------------------------------------------------------------------------------------
     async def refresh(self) -> None:
         """Fetch every running worker's stations and state (shared by requests within ``REFRESH_REUSE_S``)."""

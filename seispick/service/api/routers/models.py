@@ -1,5 +1,6 @@
-"""``GET /v1/models``, ``GET /v1/models/{name}``: what the service can pick with; ``GET
-/v1/models/{name}/agreement``: how a shadow model's stream picks agree with the live model's."""
+"""``GET /v1/models``, ``GET /v1/models/{name}``: what the service can pick with (and each model's role on the
+stream); ``GET /v1/models/{name}/agreement``: how a shadow model's stream picks agree with the live model's;
+``POST /v1/models/{name}/promote``: a shadow model becomes the live picker, at run time."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from seispick.service.api.dependencies import RegistryDep, StateDep
 from seispick.service.api.routers import API_PREFIX
 from seispick.service.api.schemas import ErrorResponse, ModelsResponse, ModelSummary
 from seispick.service.errors import ModelNotFound
+from seispick.service.stream.promotion import promote
 
 router = APIRouter(prefix=API_PREFIX, tags=["models"])
 
@@ -19,6 +21,11 @@ router = APIRouter(prefix=API_PREFIX, tags=["models"])
 @router.get("/models", response_model=ModelsResponse, summary="List the models found and which are loaded")
 async def list_models(state: StateDep, registry: RegistryDep) -> ModelsResponse:
     default = state.settings.default_model
+    roles: dict[str, str] = {}
+    if state.streaming is not None:
+        config = state.settings.streaming
+        roles = {name: "shadow" for name in config.shadow_models}
+        roles.update({name: "live" for name in config.live_models(default)})
     return ModelsResponse(
         default=default,
         models=[
@@ -37,6 +44,7 @@ async def list_models(state: StateDep, registry: RegistryDep) -> ModelsResponse:
                 shipped=entry.shipped,
                 loaded=entry.card.name in state.models,
                 default=entry.card.name == default,
+                stream_role=roles.get(entry.card.name),
             )
             for entry in registry.entries()
         ],
@@ -75,3 +83,22 @@ async def get_agreement(name: str, state: StateDep) -> dict[str, Any]:
             f"SEISPICK_STREAMING__SHADOW_MODELS: {running})"
         )
     return shadows.report(name)
+
+
+@router.post(
+    "/models/{name}/promote",
+    summary="Make a shadow model the stream's live picker now, and the live picker a shadow model (no restart)",
+    responses={
+        404: {"model": ErrorResponse, "description": "Not a shadow model of the stream"},
+        409: {"model": ErrorResponse, "description": "No real-time stream runs"},
+    },
+)
+async def promote_model(name: str, state: StateDep) -> dict[str, Any]:
+    """From this request on, ``name``'s picks go to the pick stream (with pick updates) and are associated
+    (unless ``events.model`` names another model), the replaced live picker's go to the shadow stream and its
+    open preliminary picks are rejected; the agreement compares with ``name``, counting from zero. Every
+    model keeps its buffers and windows. In memory only: the answer says which settings keep it after a
+    restart."""
+    return await promote(
+        state.settings, state.streaming, state.models, name, shadows=state.shadows, events=state.events
+    )
