@@ -292,3 +292,13 @@ def test_promotion_on_the_demo_archive_switches_the_streams_at_the_request(tmp_p
     live_rest = [p for n in rest for p in expected[(SHADOW, n)]]
     shadow_rest = [p for n in rest for p in expected[(LIVE, n)]]
     assert got == compare(live_rest, shadow_rest)
+
+
+def test_promotion_needs_the_api_key_and_a_stream() -> None:
+    key = "k3y-promote"
+    with ServiceHarness(Settings(api_keys=[key], models=[LIVE], default_model=LIVE)) as service:
+        assert service.post(f"/v1/models/{SHADOW}/promote").status_code == 401
+        refused = service.post(f"/v1/models/{SHADOW}/promote", headers={"x-api-key": key})
+        assert refused.status_code == 409 and "no real-time stream" in refused.json()["detail"]
+        roles = service.get("/v1/models", headers={"x-api-key": key}).json()["models"]
+        assert {m["stream_role"] for m in roles} == {None}
