@@ -196,6 +196,19 @@ class _StreamingSettings(BaseModel):
         description="A shadow or live pick without a counterpart is counted as only_shadow / only_live once it "
         "has waited this long (wall clock), or once both models' picks of its instrument are this far past it",
     )
+    analyst_picks_key: str = Field(
+        default="",
+        description="Redis stream of analyst picks (fields waveform_id NET.STA.LOC.CHA, phase, time; e.g. written "
+        "by scripts/analyst_picks_to_redis.py from a QuakeML or SCML catalogue): when set (with redis_url), every "
+        "picker of the stream, live and shadow, is counted against them (GET /v1/models/{name}/agreement, "
+        "seispick_analyst_agreement_total)",
+    )
+    analyst_hold_s: float = Field(
+        default=3600.0,
+        gt=0,
+        description="An analyst or model pick without a counterpart is counted as only_analyst / only_model "
+        "once it has waited this long (wall clock: analysts pick minutes to hours after the data)",
+    )
     stream_key: str = Field(default="seispick:picks", description="Redis stream of the picks")
     detections_key: str = "seispick:detections"
     channel: str = "seispick:picks:live"
@@ -641,6 +654,15 @@ class Settings(BaseSettings):
     @classmethod
     def _split_dirs(cls, value: Any) -> Any:
         return _split(value, os.pathsep)
+
+    @model_validator(mode="after")
+    def _analysts_need_redis(self) -> Settings:
+        if self.streaming.analyst_picks_key and not self.redis_url:
+            raise ValueError(
+                "streaming.analyst_picks_key (SEISPICK_STREAMING__ANALYST_PICKS_KEY) is read from Redis: set "
+                "redis_url too (SEISPICK_REDIS_URL, --redis-url)"
+            )
+        return self
 
     def select_models(self, available: list[str]) -> tuple[list[str], list[str]]:
         """Model names to load from ``models`` (names, or patterns such as ``phasenet-*``) and the patterns

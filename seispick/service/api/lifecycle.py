@@ -29,6 +29,7 @@ from seispick.models.registry import ModelRegistry
 from seispick.service.api.state import ServiceState, load_models
 from seispick.service.batcher import MicroBatcher
 from seispick.service.settings import Settings, model_warnings
+from seispick.service.stream.analyst import start_analysts
 from seispick.service.stream.association import start_events, tee_records
 from seispick.service.stream.job import RealtimeJob
 from seispick.service.stream.job_metrics import StreamMetrics
@@ -71,6 +72,9 @@ class ServiceLifecycle:
             state.events = await start_events(settings, job.publisher, state.metrics.registry, state.models)
             tee_records(job, state.events)
             state.shadows = await start_shadows(settings, job.publisher, state.metrics.registry, state.models)
+            state.analysts = await start_analysts(
+                settings, job.publisher, state.metrics.registry, state.models
+            )
             await job.start()
         log.info("serving models %s (default %s)", ", ".join(state.models), settings.default_model)
 
@@ -82,6 +86,9 @@ class ServiceLifecycle:
         if state.shadows is not None:
             await state.shadows.stop()
             state.shadows = None
+        if state.analysts is not None:
+            await state.analysts.stop()
+            state.analysts = None
         if state.streaming is not None:
             await state.streaming.stop()
             state.streaming = None

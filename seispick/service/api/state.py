@@ -14,6 +14,7 @@ from seispick.service.app_metrics import ServiceMetrics
 from seispick.service.batcher import MicroBatcher
 from seispick.service.errors import ModelNotFound
 from seispick.service.settings import Settings
+from seispick.service.stream.analyst import AnalystAgreement
 from seispick.service.stream.association import LiveEvents
 from seispick.service.stream.job import RealtimeJob
 from seispick.service.stream.shadow import ShadowAgreement
@@ -34,6 +35,7 @@ class ServiceState:
     streaming: RealtimeJob | None = None  # when a real-time source is configured
     events: LiveEvents | None = None  # when the service associates its picks
     shadows: ShadowAgreement | None = None  # when the stream runs shadow models (their agreement)
+    analysts: AnalystAgreement | None = None  # when streaming.analyst_picks_key is set
 
     @property
     def ready(self) -> bool:

@@ -74,15 +74,23 @@ async def get_agreement(name: str, state: StateDep) -> dict[str, Any]:
     """Matched pairs (same instrument and phase, within 0.1 s, one to one), picks only the live model made and
     picks only the shadow made, per network and phase, per phase and in all, with ``live_recall`` =
     matched / (matched + only_live), ``shadow_precision`` = matched / (matched + only_shadow) and
-    ``agreement`` = matched / all. Picks still waiting for a counterpart (``held``) are not counted yet."""
-    shadows = state.shadows
+    ``agreement`` = matched / all. Picks still waiting for a counterpart (``held``) are not counted yet. With
+    ``streaming.analyst_picks_key``, ``analyst`` counts the model (also a live one) against the analysts' picks:
+    ``matched``, ``only_analyst``, ``only_model``, ``recall`` and ``precision``."""
+    shadows, analysts = state.shadows, state.analysts
+    analyst = analysts.report(name) if analysts is not None else None
     if shadows is None or name not in shadows.trackers:
+        if analyst is not None:  # a live picker: only the analysts to compare with
+            return {"model": name, "analyst": analyst}
         running = ", ".join(shadows.trackers) if shadows is not None else "none"
         raise ModelNotFound(
             f"{name!r} is not a shadow model of the stream (streaming.shadow_models, "
-            f"SEISPICK_STREAMING__SHADOW_MODELS: {running})"
+            f"SEISPICK_STREAMING__SHADOW_MODELS: {running}), nor is streaming.analyst_picks_key set"
         )
-    return shadows.report(name)
+    report = shadows.report(name)
+    if analyst is not None:
+        report["analyst"] = analyst
+    return report
 
 
 @router.post(
