@@ -28,14 +28,14 @@ from redis.exceptions import RedisError
 
 from seispick.events.catalog_evaluation import phase_of
 from seispick.models.inference import OnnxModel
-from seispick.picking.agreement import TOLERANCE_S, AgreementTracker, Counts, Mark
-from seispick.service.publish.publisher import PickPublisher, Record, Subscription
+from seispick.picking.agreement import TOLERANCE_S, Counts, Mark
+from seispick.service.publish.publisher import PickPublisher, Record
 from seispick.service.settings import Settings
+from seispick.service.stream.followed_agreement import FollowedAgreement
 
 log = logging.getLogger(__name__)
 
 SETTING = "streaming.analyst_picks_key (SEISPICK_STREAMING__ANALYST_PICKS_KEY)"
-SUBSCRIPTION_SIZE = 100_000
 READ_COUNT = 1000  # entries per XREAD
 BLOCK_MS = 1000  # an XREAD waits this long for new entries
 OUTCOMES = {"matched": "matched", "only_live": "only_analyst", "only_shadow": "only_model"}
@@ -89,8 +89,10 @@ def analyst_mark(fields: Mapping[bytes | str, bytes | str]) -> Mark | None:
     return Mark(waveform_id[:-1], phase, t)
 
 
-class AnalystAgreement:
+class AnalystAgreement(FollowedAgreement):
     """Follows the analyst stream in Redis and the publisher's picks; counts each picker against the analysts."""
+
+    outcomes = OUTCOMES
 
     def __init__(
         self,
@@ -102,48 +104,30 @@ class AnalystAgreement:
         hold_s: float = 3600.0,
         tolerance: float = TOLERANCE_S,
     ) -> None:
-        self.publisher = publisher
+        counter, self.entries = counters(registry)
+        super().__init__(publisher, models, counter, hold_s, tolerance)
         self.redis = redis
         self.key = key
-        self.hold_s = hold_s
-        self.tolerance = tolerance
-        self.trackers = {name: AgreementTracker(hold_s, tolerance) for name in models}
-        self.counter, self.entries = counters(registry)
-        self.since = time.time()
         self.last_id: bytes | str = "0-0"
         self.read_errors = 0
-        self._subscription: Subscription | None = None
-        self._tasks: list[asyncio.Task] = []
 
     async def start(self) -> None:
         """Subscribe to the publisher and read the analyst stream from its current end (picks of earlier
         data would find no model picks to match)."""
-        self._subscription = self.publisher.subscribe(kind=("pick", "shadow_pick"), maxsize=SUBSCRIPTION_SIZE)
         try:
             newest = await self.redis.xrevrange(self.key, count=1)
             self.last_id = newest[0][0] if newest else "0-0"
         except (RedisError, OSError) as exc:  # not fatal: read from the start of the stream once it answers
             log.warning("analyst picks: %s unreadable at start (%s); retrying", self.key, exc)
-        self._tasks = [
-            asyncio.create_task(self._read_picks()),
-            asyncio.create_task(self._read_analysts()),
-            asyncio.create_task(self._settle_loop()),
-        ]
+        self._follow(self._read_analysts())
         log.info("analyst picks from %s: %s counted against them", self.key, ", ".join(self.trackers))
 
     async def stop(self) -> None:
-        if self._subscription is not None:
-            self._subscription.close(drop=True)
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-        self._tasks = []
+        await super().stop()
         with contextlib.suppress(RedisError, OSError):
             await self.redis.aclose()
 
-    def add_model_pick(self, record: Record, now: float | None = None) -> None:
+    def add(self, record: Record, now: float | None = None) -> None:
         """A published pick (live or shadow) of a tracked model."""
         tracker = self.trackers.get(record.fields.get("model", ""))
         if tracker is None:
@@ -162,14 +146,6 @@ class AnalystAgreement:
         for tracker in self.trackers.values():
             tracker.add("live", mark, now)
         return True
-
-    def settle(self, now: float | None = None, flush: bool = False) -> None:
-        now = time.time() if now is None else now
-        for model, tracker in self.trackers.items():
-            for (network, phase), row in tracker.settle(now, flush).items():
-                for outcome, n in row.items():
-                    if n:
-                        self.counter.labels(model, network, phase, OUTCOMES[outcome]).inc(n)
 
     def report(self, model: str) -> dict | None:
         """``model``'s counts against the analysts per network and phase, per phase and in all, with
@@ -204,14 +180,6 @@ class AnalystAgreement:
             "networks": [{"network": n, "phase": p, **row([(n, p)])} for n, p in sorted(counts)],
         }
 
-    async def _read_picks(self) -> None:
-        assert self._subscription is not None
-        async for record in self._subscription:
-            try:
-                self.add_model_pick(record)
-            except (KeyError, ValueError, TypeError):
-                log.exception("analyst agreement: record %s skipped", record.fields.get("id"))
-
     async def _read_analysts(self) -> None:
         delay = 0.5
         while True:
@@ -229,12 +197,6 @@ class AnalystAgreement:
                 for entry_id, fields in entries:
                     self.last_id = entry_id
                     self.add_analyst(fields)
-
-    async def _settle_loop(self) -> None:
-        period = min(max(self.hold_s / 4, 0.5), 10.0)
-        while True:
-            await asyncio.sleep(period)
-            self.settle()
 
 
 async def start_analysts(

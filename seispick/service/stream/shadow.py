@@ -12,8 +12,6 @@ the counts. A promotion (:mod:`.promotion`) switches the live model under it (``
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 import time
 import weakref
@@ -24,13 +22,13 @@ from prometheus_client import CollectorRegistry, Counter
 
 from seispick.models.inference import OnnxModel
 from seispick.picking.agreement import TOLERANCE_S, AgreementTracker, Counts, Mark, rates
-from seispick.service.publish.publisher import PickPublisher, Record, Subscription
+from seispick.service.publish.publisher import PickPublisher, Record
 from seispick.service.settings import Settings
+from seispick.service.stream.followed_agreement import FollowedAgreement
 
 log = logging.getLogger(__name__)
 
 SETTING = "streaming.shadow_models (SEISPICK_STREAMING__SHADOW_MODELS)"
-SUBSCRIPTION_SIZE = 100_000  # picks waiting to be compared before the oldest are lost (``dropped``)
 _COUNTERS: weakref.WeakKeyDictionary[CollectorRegistry, Counter] = weakref.WeakKeyDictionary()
 
 
@@ -74,7 +72,7 @@ def agreement_counter(registry: CollectorRegistry) -> Counter:
     return counter
 
 
-class ShadowAgreement:
+class ShadowAgreement(FollowedAgreement):
     """Follows the publisher's live and shadow picks and counts their agreement per shadow model."""
 
     def __init__(
@@ -86,19 +84,11 @@ class ShadowAgreement:
         hold_s: float = 120.0,
         tolerance: float = TOLERANCE_S,
     ) -> None:
-        self.publisher = publisher
-        self.live_model = live_model
-        self.hold_s = hold_s
-        self.tolerance = tolerance
-        self.trackers = {name: AgreementTracker(hold_s, tolerance) for name in shadows}
-        self.counter = agreement_counter(registry)
-        self.since = time.time()  # when this pairing began (start, or the latest promotion)
-        self._subscription: Subscription | None = None
-        self._tasks: list[asyncio.Task] = []
+        super().__init__(publisher, shadows, agreement_counter(registry), hold_s, tolerance)
+        self.live_model = live_model  # the pairing began at ``since`` (start, or the latest promotion)
 
     async def start(self) -> None:
-        self._subscription = self.publisher.subscribe(kind=("pick", "shadow_pick"), maxsize=SUBSCRIPTION_SIZE)
-        self._tasks = [asyncio.create_task(self._read()), asyncio.create_task(self._settle_loop())]
+        self._follow()
         log.info(
             "shadow models %s: compared with %s's picks (within %.2f s, held up to %.0f s)",
             ", ".join(self.trackers),
@@ -106,16 +96,6 @@ class ShadowAgreement:
             self.tolerance,
             self.hold_s,
         )
-
-    async def stop(self) -> None:
-        if self._subscription is not None:
-            self._subscription.close(drop=True)
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-        self._tasks = []
 
     def add(self, record: Record, now: float | None = None) -> None:
         """One published record: the live model's picks go to every tracker, a shadow pick to its model's."""
@@ -151,20 +131,6 @@ class ShadowAgreement:
         self.trackers = {name: AgreementTracker(self.hold_s, self.tolerance) for name in shadows}
         self.since = time.time()
 
-    def settle(self, now: float | None = None, flush: bool = False) -> None:
-        """Count what is final (see ``AgreementTracker``) into the counters."""
-        now = time.time() if now is None else now
-        for model, tracker in self.trackers.items():
-            for (network, phase), row in tracker.settle(now, flush).items():
-                for outcome, n in row.items():
-                    if n:
-                        self.counter.labels(model, network, phase, outcome).inc(n)
-
-    @property
-    def dropped(self) -> int:
-        """Picks lost because the comparison fell behind (its counts are then short of them)."""
-        return self._subscription.dropped if self._subscription is not None else 0
-
     def report(self, model: str) -> dict:
         """The counts of ``model`` per network and phase, per phase and in all, each with its rates."""
         self.settle()
@@ -197,23 +163,6 @@ class ShadowAgreement:
                 for network, phase in sorted(counts)
             ],
         }
-
-    async def _read(self) -> None:
-        assert self._subscription is not None
-        async for record in self._subscription:
-            self._add_logged(record)
-
-    def _add_logged(self, record: Record) -> None:
-        try:
-            self.add(record)
-        except (KeyError, ValueError, TypeError):  # a malformed record: skipped, never fatal
-            log.exception("shadow agreement: record %s skipped", record.fields.get("id"))
-
-    async def _settle_loop(self) -> None:
-        period = min(max(self.hold_s / 4, 0.5), 10.0)
-        while True:
-            await asyncio.sleep(period)
-            self.settle()
 
 
 async def start_shadows(
