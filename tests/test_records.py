@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import pickle
 from pathlib import Path
 
 import numpy as np
+import obspy
 import pymseed
 import pytest
 
@@ -33,6 +35,25 @@ def test_every_real_record_decodes_as_obspy_reads_it() -> None:
         assert ours.stats.sampling_rate == theirs.stats.sampling_rate
         assert ours.data.dtype == theirs.data.dtype
         np.testing.assert_array_equal(ours.data, theirs.data)
+
+
+def test_record_traces_are_the_traces_obspy_builds() -> None:
+    """decode_record builds its Trace without ObsPy's per-key Stats bookkeeping: the same Stats (derived
+    delta, endtime and npts included), and a Trace that behaves as one (copy, new data, pickling)."""
+    for data in [r.data for r in load_records(REAL)][:200]:
+        ours = decode_record(data)
+        assert ours is not None
+        s = ours.stats
+        header = {
+            k: s[k] for k in ("network", "station", "location", "channel", "sampling_rate", "starttime")
+        }
+        built = obspy.Trace(ours.data.copy(), header=header)
+        assert dict(ours.stats) == dict(built.stats)
+        assert ours == built and pickle.loads(pickle.dumps(ours)) == built
+        copied = ours.copy()
+        copied.data = copied.data[:5]
+        assert copied.stats.npts == 5 and ours.stats.npts == len(ours.data)
+        assert copied.stats.endtime == copied.stats.starttime + 4 * s.delta
 
 
 def _ms3_record(rate: float = 100.0) -> bytes:

@@ -4,8 +4,9 @@ Records are parsed by libmseed through pymseed (miniSEED 2 and 3), with no ObsPy
 5x cheaper than ObsPy's reader on 512-byte records). Bytes that are not a record, records libmseed refuses
 and impossible sampling rates raise :class:`RecordError`; records without samples (text, empty) give None.
 
-:func:`segment_trace` is the one place a pymseed record or trace segment becomes an ObsPy Trace (header and
-samples): the per-record decoding here and the whole-buffer reading of files and HTTP bodies
+:func:`fast_trace` is the one place decoded samples become an ObsPy Trace (the Trace ObsPy would build, without
+its per-key ``Stats`` bookkeeping): the per-record decoding here and, through :func:`segment_trace` (a pymseed
+record or trace segment), the whole-buffer reading of files and HTTP bodies
 (:func:`seispick.picking.waveforms.read_mseed_libmseed`) both use it. :func:`scan_records` checks every record
 header of a whole buffer before anything is decoded (what libmseed refuses, cut records, impossible times, rates
 and sample counts; the samples declared), so a reader can refuse it at once, naming the record.
@@ -24,6 +25,7 @@ import numpy as np
 import obspy
 import pymseed
 from obspy import Trace, UTCDateTime
+from obspy.core.trace import Stats
 
 from seispick.miniseed.constants import MAX_RECORD_SAMPLING_RATE, NS_PER_S
 
@@ -142,16 +144,46 @@ def segment_trace(nslc: tuple[str, str, str, str], segment: Segment) -> Trace:
     ``nslc`` is ``pymseed.sourceid2nslc`` of its source ID. The samples are copied (the parser reuses its
     buffer) and keep libmseed's type (int32, float32 or float64).
     """
+    return fast_trace(np.array(segment.np_datasamples), nslc, float(segment.samprate), int(segment.starttime))
+
+
+def fast_trace(data: np.ndarray, nslc: tuple[str, str, str, str], rate: float, start_ns: int) -> Trace:
+    """``Trace(data, header)`` for these codes, rate and start without ObsPy's per-key ``Stats`` bookkeeping
+    (a third of a record's decoding): the same ``Stats`` (delta and endtime derived as ObsPy derives them)."""
     network, station, location, channel = nslc
-    header = {
-        "network": network,
-        "station": station,
-        "location": location,
-        "channel": channel,
-        "sampling_rate": float(segment.samprate),
-        "starttime": UTCDateTime(ns=segment.starttime),
-    }
-    return Trace(np.array(segment.np_datasamples), header=header)
+    delta = 1.0 / rate if rate else 0.0
+    npts = int(data.size)
+    timediff = 0 if npts == 0 else float(npts - 1) * delta
+    stats = Stats.__new__(Stats)
+    stats.__dict__.update(
+        sampling_rate=rate,
+        delta=delta,
+        starttime=UTCDateTime(ns=start_ns),
+        endtime=UTCDateTime(ns=start_ns + int(round(timediff * 1e9))),
+        npts=npts,
+        calib=1.0,
+        network=network,
+        station=station,
+        location=location,
+        channel=channel,
+    )
+    trace = Trace.__new__(Trace)
+    trace.__dict__.update(stats=stats, data=data)
+    return trace
+
+
+_NSLC: dict[str, tuple[str, str, str, str]] = {}  # source ID -> its codes (every record asks)
+_NSLC_MAX = 100_000
+
+
+def source_nslc(sourceid: str) -> tuple[str, str, str, str]:
+    """``pymseed.sourceid2nslc``, remembered per source ID."""
+    nslc = _NSLC.get(sourceid)
+    if nslc is None:
+        if len(_NSLC) >= _NSLC_MAX:
+            _NSLC.clear()
+        nslc = _NSLC[sourceid] = tuple(pymseed.sourceid2nslc(sourceid))
+    return nslc
 
 
 def read_mseed_bytes(data: bytes) -> obspy.Stream:
@@ -173,19 +205,19 @@ def decode_record(data: bytes) -> Trace | None:
         record = next(records, None)
         if record is None:
             raise RecordError("undecodable record: libmseed found no record")
-        if not has_samples(record):
+        if record.numsamples <= 0 or record.sampletype not in NUMERIC_SAMPLE_TYPES:  # has_samples
             return None
         rate = float(record.samprate)
-        nslc = pymseed.sourceid2nslc(record.sourceid)
+        nslc = source_nslc(record.sourceid)
         if not plausible_rate(rate):  # before the Trace: ObsPy refuses some of these rates (NaN)
             raise RecordError(f"{'.'.join(nslc)}: impossible sampling rate {rate}", kind="rate")
-        return segment_trace(nslc, record)
+        return fast_trace(np.array(record.np_datasamples), nslc, rate, int(record.starttime))  # segment_trace
     except RecordError:
+        pymseed.clear_error_messages()
         raise
     except Exception as exc:
+        pymseed.clear_error_messages()  # (a decode that succeeds leaves none: each pymseed call starts clean)
         raise RecordError(f"undecodable record: {exc}") from exc
-    finally:
-        pymseed.clear_error_messages()
 
 
 @dataclass
