@@ -86,7 +86,8 @@ class RecordSegment:
         self.covered = np.zeros((self.n_channels, 0), bool)
         self.any_end = start  # union of components covers [start, any_end)
         self.all_end = start  # every awaited component's data reach [start, all_end)
-        self.reach = np.full(self.n_channels, start, np.int64)  # per component: the end of its furthest data
+        self.reach = [start] * self.n_channels  # per component: the end of its furthest data (nothing of it
+        # is covered from there on)
         self.core = SegmentPicker(
             owner.settings,
             owner.instrument,
@@ -126,21 +127,34 @@ class RecordSegment:
         lo = max(start, self.base)
         self._grow(end)
         a, b = lo - self.base, end - self.base
-        fresh = ~self.covered[component, a:b]
-        if not fresh.any():
-            stats.duplicate_records += 1
-            return False
-        self.data[component, a:b][fresh] = values[lo - start :][fresh]
-        self.covered[component, a:b] |= True
-        stats.samples += int(fresh.sum())
-        self.reach[component] = max(int(self.reach[component]), end)
-        self.any_end = self._run_end(self.covered[:, self.any_end - self.base :].any(axis=0), self.any_end)
+        reach = self.reach[component]
+        if lo >= reach:  # the usual record: after everything of its component, every sample new
+            self.data[component, a:b] = values[lo - start :]
+            self.covered[component, a:b] = True
+            stats.samples += b - a
+            self.reach[component] = end
+        else:
+            fresh = ~self.covered[component, a:b]
+            if not fresh.any():
+                stats.duplicate_records += 1
+                return False
+            self.data[component, a:b][fresh] = values[lo - start :][fresh]
+            self.covered[component, a:b] |= True
+            stats.samples += int(fresh.sum())
+            self.reach[component] = max(reach, end)
+        any_end = self.any_end
+        if lo <= any_end < end:  # the union's covered run from the start goes on over this record, and on
+            # over what other components hold beyond it
+            if end >= max(self.reach):
+                self.any_end = end
+            else:
+                self.any_end = self._run_end(self.covered[:, end - self.base :].any(axis=0), end)
         return True
 
     def ready(self, active: list[int]) -> list[WindowRequest]:
         """The windows the data of every ``active`` component now reach (a hole of one component, data on
         both sides, is zero as in batch mode); samples no window needs any more are dropped."""
-        reach = int(self.reach[active].min()) if active else self.any_end
+        reach = min([self.reach[c] for c in active]) if active else self.any_end
         self.all_end = max(self.all_end, min(reach, self.any_end))
         requests = self._requests(self.core.extend(self.all_end, self.any_end))
         if (look := self.core.first_look_window()) is not None:

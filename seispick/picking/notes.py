@@ -14,6 +14,7 @@ Batch grouping (``grouping.group_stream``: the CLI summary, the JSON answers) an
 
 from __future__ import annotations
 
+import math
 from collections import deque
 from dataclasses import dataclass, field
 
@@ -121,21 +122,26 @@ def constant_runs(
     return [(int(a), int(b), float(values[a])) for a, b in zip(starts[keep], stops[keep])]
 
 
-def clipped_samples(data: np.ndarray) -> tuple[int, int, float]:
+def clipped_samples(data: np.ndarray, below: float = 0.0) -> tuple[int, int, float]:
     """(samples, runs) flat at the largest magnitude, and that magnitude.
 
     Only runs of ``CLIP_MIN_RUN`` samples or more that do not touch the data's ends count (a padded end is
-    not clipping), and only when the magnitude is ``CLIP_MIN_STEPS`` quantisation steps or more.
+    not clipping), and only when the magnitude is ``CLIP_MIN_STEPS`` quantisation steps or more. A magnitude
+    under ``below`` (one already seen, whose flat tops are the ones that count) gives no samples, uncounted.
     """
     values = np.asarray(data)  # native dtype: no copy on the common path
     if not values.size:
         return 0, 0, 0.0
     high, low = float(values.max()), float(values.min())
-    if not np.isfinite(high - low):
+    if not math.isfinite(high - low):
         values = values[np.isfinite(values)]
         high, low = (float(values.max()), float(values.min())) if values.size else (0.0, 0.0)
     peak = max(high, -low)
-    if peak == 0 or np.count_nonzero(values == (high if high >= -low else low)) < CLIP_MIN_RUN:
+    if (
+        peak == 0
+        or peak < below
+        or np.count_nonzero(values == (high if high >= -low else low)) < CLIP_MIN_RUN
+    ):
         return 0, 0, peak  # the common case: the peak is reached once or twice
     values = values.astype(np.float64)
     steps = np.abs(np.diff(values))
@@ -250,7 +256,7 @@ class InstrumentNotes:
             self._add_gap(code, channel.last_end, start, rate)
         channel.last_end = end if channel.last_end is None else max(channel.last_end, end)
         self._observe_constant(channel, start, data)
-        count, runs, peak = clipped_samples(data)
+        count, runs, peak = clipped_samples(data, below=channel.peak)
         if peak > channel.peak:  # a new largest magnitude: flat tops below it were no clipping
             channel.peak, channel.clipped, channel.clip_runs = peak, count, runs
         elif peak == channel.peak:

@@ -31,8 +31,11 @@ class WindowPlacement:
         """Absolute starts of the windows data now cover up to ``ready_end`` (exclusive): head and grid."""
         if self.closed_end is not None:
             return np.zeros(0, dtype=np.int64)
+        head_due = not self.head_done and ready_end - self.start >= self.window
+        if not head_due and self.next_grid > ready_end - self.window:  # most records: no window yet
+            return np.zeros(0, dtype=np.int64)
         head = []
-        if not self.head_done and ready_end - self.start >= self.window:
+        if head_due:
             head, self.head_done = [self.start], True
         grid = np.arange(self.next_grid, ready_end - self.window + 1, self.stride, dtype=np.int64)
         if grid.size:

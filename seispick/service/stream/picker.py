@@ -134,6 +134,7 @@ class StreamPicker:
         self.quiet = frozenset(quiet)  # models without pick updates (the shadow models)
         self.first_look = {m.name: first_look_samples(m, first_look_stride_s) for m in self.models}
         self.instruments: dict[str, _Instrument] = {}
+        self._components: dict[str, list[int | None]] = {}  # channel letter -> its component in each model
         self.problems = RecordProblems()
         # (instrument, model, start, first look) -> arrival
         self._window_arrival: dict[tuple[str, str, int, bool], float] = {}
@@ -192,8 +193,13 @@ class StreamPicker:
             self.problems.add("bad_sampling_rate")
             log.warning("%s: impossible sampling rate %r Hz, record dropped", trace.id, rate)
             return
-        letter = stats.channel[-1:].upper()
-        comps = [component_index(letter, m.card.channel_order) for m in self.models]
+        channel = stats.channel
+        comps = self._components.get(channel[-1:])
+        if comps is None:
+            letter = channel[-1:].upper()
+            comps = self._components[channel[-1:]] = [
+                component_index(letter, m.card.channel_order) for m in self.models
+            ]
         if all(c is None for c in comps):
             self.problems.add("unknown_component")
             return
