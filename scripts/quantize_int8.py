@@ -39,7 +39,6 @@ import shutil
 import sys
 import tempfile
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -61,12 +60,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from seispick.models.card import ModelCard, sha256_file  # noqa: E402
 from seispick.models.inference import OnnxModel, create_session, load_model_dir  # noqa: E402
 from seispick.models.registry import ModelRegistry  # noqa: E402
-from seispick.picking.annotate import annotate, prepare  # noqa: E402
+from seispick.picking.annotate import prepare  # noqa: E402
 from seispick.picking.preprocess import normalise_windows  # noqa: E402
 from seispick.training.data.inputs import load_split  # noqa: E402
-from seispick.training.data.sample_streams import sample_start, sample_stream  # noqa: E402
+from seispick.training.data.sample_streams import sample_stream  # noqa: E402
 from seispick.training.data.samples import WaveformSample, reorder  # noqa: E402
-from seispick.training.evaluation.scores import Pick, evaluate_picks, match_picks  # noqa: E402
+from seispick.training.evaluation.parity import BAR, compare, f1s, run_model  # noqa: E402
+from seispick.training.evaluation.scores import Pick  # noqa: E402
 
 SEED = 0
 SETS = {"ncedc_phasenet": "station", "stead_ta109c": "time"}
@@ -101,7 +101,6 @@ METHODS = {
 
 # The issue's parity bar: F1 within 0.1 s no more than 0.01 below fp32's, 98 % of fp32's picks within 0.02 s,
 # probabilities within 0.05.
-BAR = {"f1_drop": 0.01, "reproduced": 0.98, "max_dp": 0.05, "tolerance_s": 0.02}
 
 
 # ---------------------------------------------------------------------------------------------------- data
@@ -221,67 +220,12 @@ def model_folder(onnx_path: Path, base: ModelCard, folder: Path, name: str, **ca
 
 
 # ---------------------------------------------------------------------------------------------------- measuring
-@dataclass
-class Run:
-    """A model's picks and stacked probabilities over the test records, and its raw window outputs."""
-
-    picks: list[Pick]
-    probs: list[np.ndarray]
-    window_out: np.ndarray
-
-
-def run_model(model: OnnxModel, samples: list[WaveformSample], windows: np.ndarray) -> Run:
-    picks, probs = [], []
-    for i, sample in enumerate(samples):
-        start = sample_start(sample)
-        result = annotate(sample_stream(sample), model, batch_size=64)
-        picks += [Pick(f"{i}:{sample.trace_id}", p.phase, p.peak_time - start) for p in result.picks]
-        probs += [a.probabilities for a in result.annotations]
-    return Run(picks, probs, model.predict(windows))
-
-
 def labels_of(samples: list[WaveformSample]) -> list[Pick]:
     return [
-        Pick(f"{i}:{s.trace_id}", phase, index / s.sampling_rate)
+        Pick(str(i), phase, index / s.sampling_rate)
         for i, s in enumerate(samples)
         for phase, index in s.picks()
     ]
-
-
-def f1s(predicted: list[Pick], truth: list[Pick], tolerance: float = 0.1) -> dict[str, float]:
-    return {s.phase: s.f1 for s in evaluate_picks(predicted, truth, (tolerance,), ("P", "S"))}
-
-
-def compare(ref: Run, other: Run, labels: list[Pick]) -> dict[str, float]:
-    """The parity figures of ``other`` against the fp32 run ``ref``."""
-    max_dp = max(float(np.abs(a - b).max()) for a, b in zip(ref.probs, other.probs))
-    window_dp = float(np.abs(ref.window_out - other.window_out).max())
-    tol = BAR["tolerance_s"]
-    kept = sum(len(match_picks(other.picks, ref.picks, tol, ph)[0]) for ph in ("P", "S"))
-    kept_01 = sum(len(match_picks(other.picks, ref.picks, 0.1, ph)[0]) for ph in ("P", "S"))
-    n_ref = sum(p.phase in ("P", "S") for p in ref.picks)
-    f_ref, f_new, f_vs = f1s(ref.picks, labels), f1s(other.picks, labels), f1s(other.picks, ref.picks)
-    out = {
-        "max_dp_stacked": round(max_dp, 4),
-        "max_dp_windows": round(window_dp, 4),
-        "P_f1_labels": round(f_new["P"], 4),
-        "S_f1_labels": round(f_new["S"], 4),
-        "P_f1_delta": round(f_new["P"] - f_ref["P"], 4),
-        "S_f1_delta": round(f_new["S"] - f_ref["S"], 4),
-        "P_f1_vs_fp32": round(f_vs["P"], 4),
-        "S_f1_vs_fp32": round(f_vs["S"], 4),
-        "reproduced_0.02s": round(kept / n_ref, 4) if n_ref else 0.0,
-        "reproduced_0.1s": round(kept_01 / n_ref, 4) if n_ref else 0.0,
-        "n_picks_fp32": n_ref,
-        "n_picks": sum(p.phase in ("P", "S") for p in other.picks),
-    }
-    out["passes"] = bool(
-        out["P_f1_delta"] >= -BAR["f1_drop"]
-        and out["S_f1_delta"] >= -BAR["f1_drop"]
-        and out["reproduced_0.02s"] >= BAR["reproduced"]
-        and max(max_dp, window_dp) <= BAR["max_dp"]
-    )
-    return out
 
 
 def windows_per_s(paths: dict[str, Path], windows: np.ndarray, card: ModelCard, repeats: int = 7) -> dict:
@@ -367,14 +311,15 @@ def main() -> None:
     quant_pre_process(str(base.folder / card.onnx_file), str(pre))
     labels = labels_of(test)
     fp32 = load(base.folder)
-    ref = run_model(fp32, test, test_windows)
+    streams = [sample_stream(s) for s in test]
+    ref = run_model(fp32, streams, test_windows)
     f_ref = f1s(ref.picks, labels)
     print(f"fp32: P F1 {f_ref['P']:.4f}, S F1 {f_ref['S']:.4f} within 0.1 s; {len(ref.picks)} picks")
 
     reference = {}
     for level in (1e-3, 1e-2):
         reference[f"fp32 + input noise {level:g} std"] = compare(
-            ref, run_model(with_input_noise(fp32, level), test, test_windows), labels
+            ref, run_model(with_input_noise(fp32, level), streams, test_windows), labels
         )
     sensitivity = weight_sensitivity(pre, test_windows, card)
     print("input noise:", json.dumps(reference), "\nint8 weights of one layer:", json.dumps(sensitivity))
@@ -389,7 +334,7 @@ def main() -> None:
         quantise(pre, onnx_path, cache, method, nodes)
         seconds = time.perf_counter() - t0
         folder = model_folder(onnx_path, card, args.out / variant, f"{BASE}-{variant}")
-        figures = compare(ref, run_model(load(folder), test, test_windows), labels)
+        figures = compare(ref, run_model(load(folder), streams, test_windows), labels)
         figures["calibration_s"] = round(seconds, 1)
         mode, names = NODE_SETS[nodes]
         results[variant] = {"method": method, "nodes": nodes, mode: names, **figures}
