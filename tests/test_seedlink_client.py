@@ -429,3 +429,15 @@ def test_a_stop_that_arrives_as_a_packet_wait_times_out_ends_the_stream() -> Non
         assert conn.calls == 1
 
     run(scenario())
+
+
+def test_station_state_times_are_obspy_strings() -> None:
+    """A station's state words its last end and arrival as ``str(UTCDateTime)`` does, without building one."""
+    from seispick.seedlink.client.source import StationState
+
+    rng = np.random.default_rng(5)
+    for ns, arrival in zip(rng.integers(0, 4 * 10**18, 2000), rng.uniform(1.5e9, 1.9e9, 2000)):
+        state = StationState("XX", "STA", (), last_end_ns=int(ns), last_arrival=float(arrival))
+        row = state.as_dict()
+        assert row["last_end"] == str(UTCDateTime(ns=int(ns)))
+        assert row["last_arrival"] == str(UTCDateTime(float(arrival)))

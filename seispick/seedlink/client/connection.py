@@ -55,6 +55,7 @@ __all__ = [
 
 StationKey = tuple[str, str]
 _YIELD_EVERY = 64  # INFO records or blank lines handled between two yields to the event loop
+_RECORDS = (v4.FORMAT_MSEED2.encode(), v4.FORMAT_MSEED3.encode())  # payload formats of data packets
 
 if sys.version_info >= (3, 11):
 
@@ -330,6 +331,19 @@ class SeedLinkConnection:
     # ----------------------------------------------------------------------------- packets
     async def packet(self, timeout: float | None = None) -> Packet:
         """Next packet; ``timeout`` applies to its first bytes only (a packet is never read half)."""
+        if self.v4:
+            buffered = getattr(self.reader, "_buffer", b"")
+            if len(buffered) >= v4.HEADER_LEN and buffered[:2] == v4.SIGNATURE and buffered[2:3] in _RECORDS:
+                # a whole data packet already received (the usual case under load): one read, not four
+                length = int.from_bytes(buffered[4:8], "little")
+                whole = v4.HEADER_LEN + buffered[v4.HEADER_LEN - 1] + length
+                if len(buffered) >= whole and length <= self.limits.max_record_bytes:
+                    data = await self.reader.readexactly(whole)
+                    header = v4.parse_header(data)
+                    return Packet(
+                        "data", header.sequence, data[header.length :], header.format, header.subformat,
+                        header.station_id,
+                    )  # fmt: skip
         head = await self._read(2, timeout)
         if head == v4.SIGNATURE and self.v4:
             return await self._packet_v4(head)

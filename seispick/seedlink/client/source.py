@@ -46,7 +46,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import timezone
+from datetime import datetime, timedelta, timezone
 from importlib import metadata
 from typing import Any
 
@@ -81,6 +81,7 @@ logger = logging.getLogger(__name__)
 __all__ = ["Backoff", "SeedLinkError", "SeedLinkSource", "StationState", "merge_specs"]
 
 _SESSION_ERRORS = (OSError, EOFError, asyncio.TimeoutError, asyncio.LimitOverrunError, SeedLinkError)
+_EPOCH = datetime(1970, 1, 1)
 _POLL_S = 1.0  # longest wait for a packet before looking at keep-alive, idle and re-subscription
 # One record since a station's kept position: seq, its protocol, start and end (ns) and trace id of what was
 # delivered (start, end and id None: nothing delivered, e.g. a duplicate or an undecodable record).
@@ -164,8 +165,8 @@ class StationState:
             "status": self.status,
             "selectors": list(self.selectors),
             "last_seq": seq,
-            "last_end": None if self.last_end_ns is None else str(UTCDateTime(ns=self.last_end_ns)),
-            "last_arrival": None if self.last_arrival is None else str(UTCDateTime(self.last_arrival)),
+            "last_end": None if self.last_end_ns is None else _iso(self.last_end_ns),
+            "last_arrival": None if self.last_arrival is None else _iso(round(self.last_arrival * NS_PER_S)),
             "latency_s": latency,
             "records": self.records,
             "bytes": self.bytes,
@@ -544,28 +545,30 @@ class SeedLinkSource(Source):
             now,
             "streaming",
         )
-        state.last_start_ns = trace.stats.starttime.ns if trace is not None else None
+        start_ns = state.last_start_ns = trace.stats.starttime.ns if trace is not None else None
         state.seeded = False
         if trace is None or not self._is_selected(key, trace):
             self.stats.skipped += 1
-            self._trail(state, seq, state.last_start_ns)
+            self._trail(state, seq, start_ns)
             return
         end = trace_end_ns(trace)
-        guard = state.guard.get(trace.id)
+        trace_id = trace.id
+        guard = state.guard.get(trace_id)
         if guard is not None:
             if end <= guard:
                 self.stats.duplicates += 1
-                self._trail(state, seq, state.last_start_ns)
+                self._trail(state, seq, start_ns)
                 return
-            del state.guard[trace.id]
+            del state.guard[trace_id]
         if state.resume_check:
             self._check_resumed(key, state, trace)
-        state.channel_end_ns[trace.id] = max(end, state.channel_end_ns.get(trace.id, end))
+        ends = state.channel_end_ns
+        ends[trace_id] = max(end, ends.get(trace_id, end))
         state.last_end_ns = max(end, state.last_end_ns or end)
         state.records += 1
         state.bytes += len(record)
         await self.deliver(trace)
-        self._trail(state, seq, trace.stats.starttime.ns, end, trace.id)  # after: the picker has it
+        self._trail(state, seq, start_ns, end, trace_id)  # after: the picker has it
 
     def _is_selected(self, key: StationKey, trace: Trace) -> bool:
         """Client-side check of the selectors (servers that ignore SELECT do not leak other streams)."""
@@ -666,6 +669,17 @@ class SeedLinkSource(Source):
             stations={f"{n}_{s}": st.as_dict() for (n, s), st in sorted(self.stations.items())},
         )
         return state
+
+
+def _iso(ns: int) -> str:
+    """``str(UTCDateTime(ns=ns))`` (to the microsecond, ``Z``) without building one: every station's state
+    has two."""
+    rounded = round(ns, -3)
+    dt = _EPOCH + timedelta(seconds=rounded // NS_PER_S, microseconds=rounded % NS_PER_S // 1000)
+    return (
+        f"{dt.year:04d}-{dt.month:02d}-{dt.day:02d}T{dt.hour:02d}:{dt.minute:02d}:{dt.second:02d}."
+        f"{dt.microsecond:06d}Z"
+    )
 
 
 def _packet_station(packet: Packet) -> StationKey | None:

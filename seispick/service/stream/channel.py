@@ -2,7 +2,8 @@
 
 A Unix socket pair, one end passed to the worker process at start; each message is a 4-byte length and a
 pickle (both ends are this package, parent and child). Writing never blocks the event loop (asyncio buffers
-it); a closed peer is ``EOFError`` on :meth:`Channel.recv`.
+it; the messages sent in one turn of the loop go out in one write); a closed peer is ``EOFError`` on
+:meth:`Channel.recv`.
 
 Messages, as tuples whose first item names them:
 
@@ -44,6 +45,8 @@ class Channel:
     def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.reader = reader
         self.writer = writer
+        self._out: list[bytes] = []  # messages sent in this turn of the event loop, written together
+        self._flush_due = False
 
     @classmethod
     async def connect(cls, sock: socket.socket) -> Channel:
@@ -55,9 +58,22 @@ class Channel:
         if self.writer.is_closing():
             return
         data = pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL)
-        self.writer.write(_HEADER.pack(len(data)) + data)
+        self._out += (_HEADER.pack(len(data)), data)
+        if not self._flush_due:  # one socket write for every message of this turn (a pick each, under load)
+            self._flush_due = True
+            try:
+                asyncio.get_running_loop().call_soon(self._flush)
+            except RuntimeError:  # no event loop running: at once
+                self._flush()
+
+    def _flush(self) -> None:
+        self._flush_due = False
+        out, self._out = self._out, []
+        if out and not self.writer.is_closing():
+            self.writer.writelines(out)
 
     async def drain(self) -> None:
+        self._flush()
         with contextlib.suppress(ConnectionError):
             await self.writer.drain()
 
@@ -71,6 +87,7 @@ class Channel:
         return pickle.loads(data)
 
     async def close(self) -> None:
+        self._flush()
         self.writer.close()
         with contextlib.suppress(ConnectionError, OSError):
             await self.writer.wait_closed()

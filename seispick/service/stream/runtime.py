@@ -393,11 +393,12 @@ class StreamingRuntime:
             row["latency_stages"] = {"record_s": row.get("data_latency_s"), **(stages or {})}
         return rows
 
-    def state(self) -> dict:
-        """Sources, instruments, backlog and publication, for operators."""
+    def state(self, sources: dict | None = None) -> dict:
+        """Sources, instruments, backlog and publication, for operators (``sources``: the sources' state when
+        the caller has it already)."""
         now = time.time()
         picker = self.picker
-        sources = self.sources.state()
+        sources = self.sources.state() if sources is None else sources
         return {
             "sources": sources,
             "publisher": self._publisher.stats() if self._publisher is not None else {},
@@ -421,14 +422,14 @@ class StreamingRuntime:
         """Why /readyz should fail: the stream has been behind for longer than ``behind_timeout_s``."""
         return self.picker.monitor.unready_reason(time.time())
 
-    def snapshot(self) -> StreamSnapshot:
-        """Counters and gauges for a metrics scrape."""
+    def snapshot(self, sources: dict | None = None) -> StreamSnapshot:
+        """Counters and gauges for a metrics scrape (``sources``: as for :meth:`state`)."""
         now = time.time()
         picker = self.picker
         return StreamSnapshot(
             stations=self._with_stages(picker.station_states(now)),
             record_problems=dict(picker.problems.counts),
-            sources=self.sources.state(),
+            sources=self.sources.state() if sources is None else sources,
             publisher=self._publisher.stats() if self._publisher is not None else {},
             buffer_bytes=picker.buffer_bytes(),
             windows_in_flight=picker.in_flight,

@@ -145,9 +145,10 @@ class Worker:
         runtime = self.runtime
         if runtime is None or not runtime.sources.started_at:
             return None
+        sources = runtime.sources.state()  # one walk over the stations for both
         return {
-            "snapshot": runtime.snapshot(),
-            "state": runtime.state(),
+            "snapshot": runtime.snapshot(sources),
+            "state": runtime.state(sources),
             "selection": runtime.selection.counts(),
         }
 
