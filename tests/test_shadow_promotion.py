@@ -221,6 +221,9 @@ def test_promotion_on_the_demo_archive_switches_the_streams_at_the_request(tmp_p
             _wait(lambda: service.get(f"/v1/models/{SHADOW}/agreement").json()["held"] == 0)
             associated = service.get("/v1/events").json()["association"]
             assert associated["model"] == LIVE
+            assert (
+                f'seispick_model_stream_role{{name="{LIVE}",role="live"}} 1.0' in service.get("/metrics").text
+            )
             before = {
                 kind: {rec.key for rec in ring(kind)} for kind in ("pick", "shadow_pick", "pick_update")
             }
@@ -235,6 +238,10 @@ def test_promotion_on_the_demo_archive_switches_the_streams_at_the_request(tmp_p
             )
             roles = {m["name"]: m["stream_role"] for m in service.get("/v1/models").json()["models"]}
             assert roles[SHADOW] == "live" and roles[LIVE] == "shadow"
+            metrics = service.get("/metrics").text
+            assert f'seispick_model_stream_role{{name="{SHADOW}",role="live"}} 1.0' in metrics
+            assert f'seispick_model_stream_role{{name="{LIVE}",role="shadow"}} 1.0' in metrics
+            assert f'seispick_model_stream_role{{name="{LIVE}",role="live"}}' not in metrics
             assert service.get(f"/v1/models/{SHADOW}/agreement").status_code == 404  # live now
 
             for name in rest:

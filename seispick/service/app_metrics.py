@@ -83,6 +83,20 @@ class ServiceMetrics:
             "seispick_model_info", "Loaded models (value 1)", ["name", "version", "sha256"], registry=r
         )
 
+        self.stream_role = Gauge(
+            "seispick_model_stream_role",
+            "The stream's pickers by role (value 1): live (published, associated) or shadow (compared only); "
+            "changed at run time by POST /v1/models/{name}/promote",
+            ["name", "role"],
+            registry=r,
+        )
+
+    def set_roles(self, live: list[str], shadow: list[str]) -> None:
+        self.stream_role.clear()
+        for role, names in (("live", live), ("shadow", shadow)):
+            for name in names:
+                self.stream_role.labels(name, role).set(1)
+
     def set_models(self, models: list[OnnxModel]) -> None:
         self.model_info.clear()
         for model in models:

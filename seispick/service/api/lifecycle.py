@@ -75,6 +75,7 @@ class ServiceLifecycle:
             state.analysts = await start_analysts(
                 settings, job.publisher, state.metrics.registry, state.models
             )
+            state.show_roles()
             await job.start()
         log.info("serving models %s (default %s)", ", ".join(state.models), settings.default_model)
 

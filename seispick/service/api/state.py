@@ -37,6 +37,12 @@ class ServiceState:
     shadows: ShadowAgreement | None = None  # when the stream runs shadow models (their agreement)
     analysts: AnalystAgreement | None = None  # when streaming.analyst_picks_key is set
 
+    def show_roles(self) -> None:
+        """The stream's pickers by role in ``seispick_model_stream_role`` (at start and after a promotion)."""
+        config = self.settings.streaming
+        live = [m for m in config.live_models(self.settings.default_model) if m in self.models]
+        self.metrics.set_roles(live, [m for m in config.shadow_models if m in self.models])
+
     @property
     def ready(self) -> bool:
         return self.settings.default_model in self.models and bool(self.batcher and self.batcher.running)

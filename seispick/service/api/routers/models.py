@@ -107,6 +107,8 @@ async def promote_model(name: str, state: StateDep) -> dict[str, Any]:
     open preliminary picks are rejected; the agreement compares with ``name``, counting from zero. Every
     model keeps its buffers and windows. In memory only: the answer says which settings keep it after a
     restart."""
-    return await promote(
+    answer = await promote(
         state.settings, state.streaming, state.models, name, shadows=state.shadows, events=state.events
     )
+    state.show_roles()
+    return answer
