@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import logging
 import re
-from fnmatch import fnmatchcase
 
 from seispick.miniseed.pack import text_records
 from seispick.seedlink.packet_v4 import station_id
@@ -103,7 +102,7 @@ class V3Dialect(Dialect):
             raise CommandError("ARGUMENTS", "STATION requires a station and optionally a network code")
         network = args[1].upper() if len(args) == 2 else "*"
         request.pattern = station_id(network, args[0].upper())
-        if not any(fnmatchcase(station_id(*key).upper(), request.pattern) for key in self.replay.buffers):
+        if not self.replay.stations_matching(request.pattern):
             raise CommandError("ARGUMENTS", f"no station matches {' '.join(args)}")
         request.refused = False
         self.ok()

@@ -81,7 +81,7 @@ class V4Dialect(Dialect):
         if len(args) != 1 or not _STATION_PATTERN.match(args[0]):
             raise CommandError("ARGUMENTS", "STATION requires one station ID pattern (NET_STA)")
         request.pattern, request.refused = args[0].upper(), False
-        if not any(request.matches(net, sta) for net, sta in self.replay.buffers):
+        if not request.stations(self.replay):
             logger.info("STATION %s matches no station of the archive (accepted, streams nothing)", args[0])
         self.ok()
         return None

@@ -63,6 +63,10 @@ class StationRequest:
     def matches(self, network: str, station: str) -> bool:
         return not self.refused and fnmatchcase(station_id(network, station).upper(), self.pattern)
 
+    def stations(self, replay: Replay) -> list[tuple[str, str]]:
+        """The replay's stations this request matches (none when refused)."""
+        return [] if self.refused else replay.stations_matching(self.pattern)
+
     def set_start(self, start: StationRequest) -> None:
         """Take the start (sequence, times, mode) of a DATA/FETCH/TIME command."""
         self.seq, self.number, self.all_data = start.seq, start.number, start.all_data

@@ -16,14 +16,17 @@ import math
 import time
 from collections import deque
 from dataclasses import dataclass
+from fnmatch import fnmatchcase
 
 from seispick.miniseed.constants import NS_PER_S, TICK_NS
 from seispick.miniseed.pack import MseedRecord, round_to_tick, shift_record
+from seispick.seedlink.packet_v4 import station_id
 from seispick.seedlink.protocol import SEQ_MODULUS, V3_HEADER_LEN, pack_v3_header
 
 logger = logging.getLogger(__name__)
 
 RELEASE_CHUNK = 2000  # records released between yields to the event loop
+TOUCHED_KEEP = 1_000_000  # release-log entries kept for clients that fell behind (then they scan all)
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,6 +133,11 @@ class Replay:
         self.paused = False
         self.released = 0
         self.changed = asyncio.Event()
+        # the stations appended to, in release order, so that a woken client looks at those only (not at every
+        # station it streams: with thousands of stations that scan was most of the server's time)
+        self.touched: list[tuple[str, str]] = []
+        self.touched_base = 0  # release-log position of touched[0]
+        self._by_id = {station_id(*key).upper(): key for key in self.buffers}  # NET_STA -> buffer key
 
     @staticmethod
     def _make_buffers(records: list[MseedRecord]) -> dict[tuple[str, str], StationBuffer]:
@@ -184,12 +192,38 @@ class Replay:
             if self.due(record) > now:
                 break
             self.released += 1
-            self.buffers[(record.network, record.station)].append(record, self.shift_ns(), self.released)
+            key = (record.network, record.station)
+            self.buffers[key].append(record, self.shift_ns(), self.released)
+            self.touched.append(key)
             count += 1
             self._advance()
+        if len(self.touched) > TOUCHED_KEEP:
+            drop = len(self.touched) // 2
+            del self.touched[:drop]
+            self.touched_base += drop
         if count or self.exhausted:
             self.notify()
         return count
+
+    def stations_matching(self, pattern: str) -> list[tuple[str, str]]:
+        """The stations (buffer keys) whose ``NET_STA`` matches ``pattern`` (upper case, * and ? wildcards): a
+        lookup for a plain ID, so that a client listing thousands of stations costs N, not N squared."""
+        if "*" not in pattern and "?" not in pattern and "[" not in pattern:
+            key = self._by_id.get(pattern)
+            return [key] if key is not None else []
+        return [key for sid, key in self._by_id.items() if fnmatchcase(sid, pattern)]
+
+    @property
+    def touched_end(self) -> int:
+        """The release log's position after its last entry."""
+        return self.touched_base + len(self.touched)
+
+    def touched_since(self, position: int) -> tuple[list[tuple[str, str]] | None, int]:
+        """The stations appended to since release-log ``position`` (each once, in release order; None when the
+        log no longer reaches back that far: look at every station) and the log's end."""
+        if position < self.touched_base:
+            return None, self.touched_end
+        return list(dict.fromkeys(self.touched[position - self.touched_base :])), self.touched_end
 
     def _advance(self) -> None:
         self.cursor += 1

@@ -91,9 +91,9 @@ class Session:
         subscriptions: dict[tuple[str, str], Subscription] = {}
         for request in requests:  # a station matched by an earlier STATION keeps that request
             selectors = request.selectors or state.selectors
-            for key, buffer in self.replay.buffers.items():
-                if key not in subscriptions and request.matches(*key):
-                    subscriptions[key] = subscribe(buffer, request, selectors, self.replay)
+            for key in request.stations(self.replay):
+                if key not in subscriptions:
+                    subscriptions[key] = subscribe(self.replay.buffers[key], request, selectors, self.replay)
         return list(subscriptions.values())
 
     async def _stream(self) -> None:
@@ -117,18 +117,31 @@ class Session:
     async def _send_packets(self, subscriptions: list[Subscription], dialup: bool) -> None:
         windowed = bool(subscriptions) and all(s.end_ns is not None for s in subscriptions)
         frame = self.dialect.frame
+        replay = self.replay
+        by_station = {(s.buffer.network, s.buffer.station): s for s in subscriptions}
+        position: int | None = None  # in the replay's release log: stations appended to since are looked at
         while True:
-            changed = self.replay.changed
+            changed = replay.changed
+            stations = None
+            if position is not None:
+                stations, position = replay.touched_since(position)
+            else:
+                position = replay.touched_end
+            todo = subscriptions if stations is None else [by_station[k] for k in stations if k in by_station]
             sent = 0
-            for subscription in subscriptions:
+            for subscription in todo:
                 for packet in subscription.pending():
                     self.writer.write(frame(subscription.buffer, packet, subscription.filter_of(packet)))
                     sent += 1
                     if sent % _DRAIN_EVERY == 0:
                         await self.writer.drain()
             await self.writer.drain()
-            caught_up = all(s.caught_up() for s in subscriptions)
-            if caught_up and (dialup or (windowed and self._windows_complete(subscriptions))):
+            finishing = dialup or windowed
+            if (
+                finishing
+                and all(s.caught_up() for s in subscriptions)
+                and (dialup or self._windows_complete(subscriptions))
+            ):
                 self.writer.write(b"END")
                 await self.writer.drain()
                 return
