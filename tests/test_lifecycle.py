@@ -23,7 +23,16 @@ from seispick.service.stream.job_metrics import StreamMetrics
 from seispick.service.stream.runtime import StreamingRuntime
 from seispick.service.stream.worker_pool import WorkerPool
 
-JOB_METHODS = ["start", "stop", "refresh", "station_states", "state", "snapshot", "unready_reason"]
+JOB_METHODS = [
+    "start",
+    "stop",
+    "refresh",
+    "station_states",
+    "state",
+    "snapshot",
+    "unready_reason",
+    "set_roles",
+]
 
 
 async def _predict(name, windows):  # never called: no record arrives
