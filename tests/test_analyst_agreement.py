@@ -18,7 +18,6 @@ import redis
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from obspy import UTCDateTime
-from prometheus_client.parser import text_string_to_metric_families
 from pydantic import ValidationError
 
 from seispick.models.registry import ModelRegistry
@@ -29,7 +28,7 @@ from seispick.service.settings import Settings, StreamingSettings
 from seispick.service.stream.analyst import analyst_mark
 from seispick.service.stream.runtime import DEMO_DIR
 from tests.service_harness import ServiceHarness
-from tests.test_shadow_models import REDIS_URL, redis_available
+from tests.test_shadow_models import REDIS_URL, _agreement_samples, redis_available
 
 LIVE, ANALYST_SOURCE = "phasenet-original", "phasenet-ta109c"
 OUTCOME = {"matched": "matched", "only_live": "only_analyst", "only_shadow": "only_model"}
@@ -71,16 +70,6 @@ class _Analyst:
     trace_id: str
     phase: str
     peak_time: UTCDateTime
-
-
-def _metric(text: str) -> dict[tuple[str, str, str, str], float]:
-    out = {}
-    for family in text_string_to_metric_families(text):
-        for s in family.samples:
-            if s.name == "seispick_analyst_agreement_total":
-                labels = s.labels
-                out[(labels["model"], labels["network"], labels["phase"], labels["outcome"])] = s.value
-    return out
 
 
 @pytest.mark.skipif(not redis_available(), reason="needs the Redis server at 127.0.0.1:6379")
@@ -156,7 +145,7 @@ def test_the_service_counts_its_picks_against_the_analysts_as_compare_does(tmp_p
     }
     assert got == expected  # the one entry before the start (year 2000) is not read
     assert report["total"]["matched"] == sum(row["matched"] for row in expected.values())
-    assert _metric(metrics) == {
+    assert _agreement_samples(metrics, "seispick_analyst_agreement_total") == {
         (LIVE, network, phase, outcome): float(n)
         for (network, phase), row in expected.items()
         for outcome, n in row.items()

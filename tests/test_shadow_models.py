@@ -130,11 +130,14 @@ def test_the_publisher_puts_shadow_picks_on_their_own_stream_and_drops_their_upd
 
 
 # ------------------------------------------------------------------------------------------- the service
-def _agreement_samples(text: str) -> dict[tuple[str, str, str, str], float]:
+def _agreement_samples(
+    text: str, name: str = "seispick_shadow_agreement_total"
+) -> dict[tuple[str, str, str, str], float]:
+    """The agreement counter ``name`` of a /metrics text, by (model, network, phase, outcome)."""
     out = {}
     for family in text_string_to_metric_families(text):
         for s in family.samples:
-            if s.name == "seispick_shadow_agreement_total":
+            if s.name == name:
                 labels = s.labels
                 out[(labels["model"], labels["network"], labels["phase"], labels["outcome"])] = s.value
     return out

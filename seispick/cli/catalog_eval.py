@@ -167,7 +167,8 @@ def evaluate_catalog(models: tuple[str, ...], kw: dict[str, Any], command_line: 
     if not used:
         raise click.ClickException("no readable waveform file with data the models can use")
     scores = [ce.score(run.name, reference.picks, run.reported, run.spans) for run in runs.values()]
-    click.echo(format_table(scores, thresholds, reference, len(used)))
+    vertical = {name: run.vertical_only_thresholds for name, run in runs.items()}
+    click.echo(format_table(scores, thresholds, reference, len(used), vertical))
     if kw.get("out"):
         write_csv(scores, kw["out"])
         click.echo(f"wrote {kw['out']}", err=True)
@@ -208,11 +209,21 @@ def _num(value: float, digits: int = 3) -> str:
     )
 
 
-def format_table(scores: list[ce.Scores], thresholds: dict, reference: ce.CatalogPicks, n_files: int) -> str:
-    """The table over all stations, then each station's F1 (0.1 s / 0.5 s)."""
+def format_table(
+    scores: list[ce.Scores],
+    thresholds: dict,
+    reference: ce.CatalogPicks,
+    n_files: int,
+    vertical_only: dict | None = None,
+) -> str:
+    """The table over all stations, then each station's F1 (0.1 s / 0.5 s); the header names each model's
+    thresholds, the vertical-only ones where they differ."""
     lines = []
     for s in scores:
         th = ", ".join(f"{k} {v:g}" for k, v in thresholds[s.model].items())
+        vertical = (vertical_only or {}).get(s.model) or {}
+        if vertical and any(vertical.get(k, v) != v for k, v in thresholds[s.model].items()):
+            th += "; vertical-only " + ", ".join(f"{k} {v:g}" for k, v in vertical.items())
         lines.append(
             f"{s.model} (thresholds {th}) on {n_files} file(s), {s.hours:.2f} station-hours; "
             f"{len(reference.picks) - s.n_outside} analyst picks in the data, {s.n_outside} outside it"

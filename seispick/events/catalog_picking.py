@@ -38,10 +38,6 @@ class ModelRun:
     spans: list[Span] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
 
-    def picks_at(self, thresholds: dict[str, float]) -> list[ModelPick]:
-        """The picks of each phase at its threshold in ``thresholds`` (each must have been run)."""
-        return [p for phase, t in thresholds.items() for p in self.picks[float(t)] if p.phase == phase]
-
 
 def thresholds_to_run(
     card_thresholds: dict[str, float],

@@ -132,9 +132,7 @@ class AnalystAgreement(FollowedAgreement):
         tracker = self.trackers.get(record.fields.get("model", ""))
         if tracker is None:
             return
-        f = record.fields
-        now = time.time() if now is None else now
-        tracker.add("shadow", Mark(f["trace_id"], f["phase"], UTCDateTime(f["peak_time"]).timestamp), now)
+        tracker.add("shadow", self.mark(record), time.time() if now is None else now)
 
     def add_analyst(self, fields: Mapping[bytes | str, bytes | str], now: float | None = None) -> bool:
         """One analyst stream entry: to every tracker; False (and counted) when skipped."""

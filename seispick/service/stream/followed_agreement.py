@@ -14,9 +14,10 @@ import time
 from collections.abc import Coroutine, Mapping
 from typing import Any
 
+from obspy import UTCDateTime
 from prometheus_client import Counter
 
-from seispick.picking.agreement import TOLERANCE_S, AgreementTracker
+from seispick.picking.agreement import TOLERANCE_S, AgreementTracker, Mark
 from seispick.service.publish.publisher import PickPublisher, Record, Subscription
 
 log = logging.getLogger(__name__)
@@ -52,6 +53,12 @@ class FollowedAgreement:
 
     def add(self, record: Record, now: float | None = None) -> None:
         raise NotImplementedError
+
+    @staticmethod
+    def mark(record: Record) -> Mark:
+        """A published pick as matching sees it."""
+        f = record.fields
+        return Mark(f["trace_id"], f["phase"], UTCDateTime(f["peak_time"]).timestamp)
 
     def _follow(self, *more: Coroutine[Any, Any, None]) -> None:
         """Subscribe to the publisher (before any source runs) and start reading, settling and ``more``."""

@@ -21,7 +21,7 @@ from obspy import UTCDateTime
 from prometheus_client import CollectorRegistry, Counter
 
 from seispick.models.inference import OnnxModel
-from seispick.picking.agreement import TOLERANCE_S, AgreementTracker, Counts, Mark, rates
+from seispick.picking.agreement import TOLERANCE_S, AgreementTracker, Counts, rates
 from seispick.service.publish.publisher import PickPublisher, Record
 from seispick.service.settings import Settings
 from seispick.service.stream.followed_agreement import FollowedAgreement
@@ -102,7 +102,7 @@ class ShadowAgreement(FollowedAgreement):
         fields = record.fields
         model = fields.get("model")
         now = time.time() if now is None else now
-        mark = Mark(fields["trace_id"], fields["phase"], UTCDateTime(fields["peak_time"]).timestamp)
+        mark = self.mark(record)
         if record.kind == "pick" and model == self.live_model:
             for tracker in self.trackers.values():
                 tracker.add("live", mark, now)
